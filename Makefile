@@ -1,0 +1,46 @@
+# weft — the two Quick start commands are `make demo` and `make test`.
+# Every target installs what it needs through scripts/setup.sh first (idempotent).
+
+BUILD ?= build
+PRESET ?= release
+JOBS ?= $(shell nproc)
+
+.PHONY: setup build demo test unit bench bench-quick format asan tsan clean
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	@cmake --preset $(PRESET) >/dev/null
+	@cmake --build --preset $(PRESET) -j $(JOBS)
+
+# The main job: weft-proxy in front of a small backend, one request through it.
+demo: build
+	@bash examples/hello/run.sh
+
+# Everything: unit tests, integration tests against the real binaries, fuzz-corpus replay.
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+unit: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+
+bench: build
+	@bench/proxy
+
+bench-quick: build
+	@bench/proxy --quick
+
+asan: setup
+	@cmake --preset debug-asan >/dev/null && cmake --build --preset debug-asan -j $(JOBS)
+	@cd build-asan && ctest --output-on-failure -j $(JOBS)
+
+tsan: setup
+	@cmake --preset tsan >/dev/null && cmake --build --preset tsan -j $(JOBS)
+	@cd build-tsan && ctest --output-on-failure -j $(JOBS)
+
+format:
+	@git ls-files '*.h' '*.cc' | xargs clang-format -i
+
+clean:
+	@rm -rf build build-asan build-tsan

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every Debian package weft needs to build, test and benchmark.
+# Idempotent: packages already present are skipped. The only way anything is installed.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake ninja-build pkg-config git
+  libprotobuf-dev protobuf-compiler libyaml-cpp-dev libssl-dev libc-ares-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libre2-dev
+  clang-format clang-tidy
+  # tests: real clients and peers
+  python3 curl openssl wrk iproute2 procps
+  # side-by-side benchmark peers
+  haproxy nginx-light
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The Debian haproxy and nginx packages start system services; weft only runs them itself.
+  for svc in haproxy nginx; do
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
+  done
+else
+  echo "setup: all ${#PACKAGES[@]} packages present"
+fi

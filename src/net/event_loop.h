@@ -1,0 +1,77 @@
+#pragma once
+// EventLoop: one epoll instance, a TimerQueue and a cross-thread post() queue. Each worker thread
+// runs exactly one; everything registered with a loop is touched only from that loop's thread,
+// except post() and stop(), which are thread-safe.
+
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/timer.h"
+
+namespace weft::net {
+
+// Receives readiness for one fd. `events` is an EPOLL* mask.
+class IoHandler {
+ public:
+  virtual void onIoEvents(uint32_t events) = 0;
+
+ protected:
+  ~IoHandler() = default;
+};
+
+// Anything whose destruction must wait until the current dispatch round ends (so that a callback
+// up the stack never touches a freed object).
+class Deferrable {
+ public:
+  virtual ~Deferrable() = default;
+};
+
+class EventLoop {
+ public:
+  explicit EventLoop(const TimeSource& time = RealTimeSource::instance());
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // Registers fd (edge- or level-triggered per `events`). The handler must outlive registration.
+  void add(int fd, uint32_t events, IoHandler* handler);
+  void modify(int fd, uint32_t events, IoHandler* handler);
+  void remove(int fd);
+
+  // Thread-safe: runs fn on this loop's thread, in posting order.
+  void post(std::function<void()> fn);
+  // Destroys obj after the current round of callbacks.
+  void deferDelete(std::unique_ptr<Deferrable> obj);
+
+  // Runs until stop(). stop() is thread-safe.
+  void run();
+  void stop();
+  // One round: wait at most `max_wait` (negative = until an event), dispatch, run timers.
+  void runOnce(Duration max_wait);
+
+  TimerQueue& timers() { return timers_; }
+  MonoTime now() const { return timers_.now(); }
+  const TimeSource& time() const { return timers_.time(); }
+  bool inLoopThread() const;
+
+ private:
+  class Waker;
+  void drainPosted();
+  int epfd_;
+  int wakefd_;
+  TimerQueue timers_;
+  std::atomic<bool> stop_{false};
+  std::mutex post_mu_;  // guards posted_ only; never taken on the request path
+  std::vector<std::function<void()>> posted_;
+  std::vector<std::unique_ptr<Deferrable>> deferred_;
+  std::unique_ptr<Waker> waker_;
+  std::thread::id thread_id_;
+};
+
+}  // namespace weft::net

@@ -1,0 +1,561 @@
+#include "net/tls/tls_context.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstring>
+#include <unordered_map>
+
+#include "net/tls/ssl_util.h"
+#include "net/tls/tls_transport.h"
+
+namespace weft::net::tls {
+
+std::string_view verifyFailureName(VerifyFailure failure) {
+  switch (failure) {
+    case VerifyFailure::kNone:
+      return "none";
+    case VerifyFailure::kNoPeerCertificate:
+      return "no_peer_certificate";
+    case VerifyFailure::kUntrusted:
+      return "untrusted";
+    case VerifyFailure::kExpired:
+      return "expired";
+    case VerifyFailure::kSanMismatch:
+      return "san_mismatch";
+    case VerifyFailure::kHandshake:
+      return "handshake";
+  }
+  return "handshake";
+}
+
+namespace {
+
+std::atomic<uint64_t> g_next_context_id{1};
+
+// ---- Client session cache: one per worker thread, no locks. ----
+
+class SessionCache {
+ public:
+  static constexpr size_t kMaxEntries = 1024;
+
+  SessionCache() = default;
+  SessionCache(const SessionCache&) = delete;
+  SessionCache& operator=(const SessionCache&) = delete;
+  ~SessionCache() {
+    for (auto& [key, entry] : entries_) SSL_SESSION_free(entry.session);
+  }
+
+  // Borrowed; valid until the next put/erase on this thread.
+  SSL_SESSION* get(const std::string& key) {
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return nullptr;
+    it->second.last_use = ++tick_;
+    return it->second.session;
+  }
+
+  // Takes ownership of `session`.
+  void put(const std::string& key, SSL_SESSION* session) {
+    auto it = entries_.find(key);
+    if (it != entries_.end()) {
+      SSL_SESSION_free(it->second.session);
+      it->second = Entry{session, ++tick_};
+      return;
+    }
+    if (entries_.size() >= kMaxEntries) evictOldest();
+    entries_.emplace(key, Entry{session, ++tick_});
+  }
+
+  void erase(const std::string& key) {
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return;
+    SSL_SESSION_free(it->second.session);
+    entries_.erase(it);
+  }
+
+ private:
+  struct Entry {
+    SSL_SESSION* session;
+    uint64_t last_use;
+  };
+
+  // O(n), but only when a new key arrives at a full cache: cheap next to the full handshake
+  // that produced the new session.
+  void evictOldest() {
+    auto oldest = entries_.begin();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->second.last_use < oldest->second.last_use) oldest = it;
+    }
+    if (oldest != entries_.end()) {
+      SSL_SESSION_free(oldest->second.session);
+      entries_.erase(oldest);
+    }
+  }
+
+  std::unordered_map<std::string, Entry> entries_;
+  uint64_t tick_ = 0;
+};
+
+SessionCache& threadSessions() {
+  thread_local SessionCache cache;
+  return cache;
+}
+
+// SSL_CTX_sess_set_new_cb: a client received a resumable session (at the end of a TLS 1.2
+// handshake, or in a TLS 1.3 NewSessionTicket read later). Runs on the connection's thread.
+int onNewClientSession(SSL* ssl, SSL_SESSION* session) {
+  detail::ConnState* state = detail::connStateOf(ssl);
+  if (state == nullptr || state->session_key.empty() || !SSL_SESSION_is_resumable(session)) {
+    return 0;
+  }
+  threadSessions().put(state->session_key, session);
+  return 1;  // we keep the reference
+}
+
+std::string peerAddressKey(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+  char ip[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+    return std::string(ip) + ":" + std::to_string(ntohs(in->sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+    return "[" + std::string(ip) + "]:" + std::to_string(ntohs(in6->sin6_port));
+  }
+  return "";
+}
+
+// ---- Verification ----
+
+VerifyFailure classifyX509Error(int err) {
+  switch (err) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return VerifyFailure::kExpired;
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+    case X509_V_ERR_EMAIL_MISMATCH:
+      return VerifyFailure::kSanMismatch;
+    default:
+      return VerifyFailure::kUntrusted;
+  }
+}
+
+// SSL_CTX_set_cert_verify_callback: OpenSSL's chain verification (trust bundle, validity,
+// purpose and, on the client without SAN rules, the host name), then our SAN rules on the leaf.
+// Records why it failed in the connection's ConnState.
+int verifyPeer(X509_STORE_CTX* store, void* arg) {
+  const auto* context = static_cast<const detail::ContextBase*>(arg);
+  auto* ssl =
+      static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  detail::ConnState* state = detail::connStateOf(ssl);
+
+  int verified = X509_verify_cert(store);
+  if (verified <= 0) {
+    int err = X509_STORE_CTX_get_error(store);
+    if (state != nullptr) {
+      state->failure = classifyX509Error(err);
+      X509* bad = X509_STORE_CTX_get_current_cert(store);
+      std::string subject;
+      if (bad != nullptr) {
+        char buf[256];
+        X509_NAME_oneline(X509_get_subject_name(bad), buf, sizeof(buf));
+        subject = buf;
+      }
+      state->verify_detail = std::string(X509_verify_cert_error_string(err)) + " (depth " +
+                             std::to_string(X509_STORE_CTX_get_error_depth(store)) +
+                             (subject.empty() ? "" : ", " + subject) + ")";
+      if (state->failure == VerifyFailure::kSanMismatch) {
+        PeerSans sans = sansOf(X509_STORE_CTX_get0_cert(store));
+        state->verify_detail += ": certificate names [" + describeSans(sans) + "] do not match \"" +
+                                state->server_name + "\"";
+      }
+    }
+    return 0;
+  }
+  if (!context->sanRules().empty()) {
+    PeerSans sans = sansOf(X509_STORE_CTX_get0_cert(store));
+    if (!sansMatch(sans, context->sanRules())) {
+      X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+      if (state != nullptr) {
+        state->failure = VerifyFailure::kSanMismatch;
+        state->verify_detail = "peer certificate SANs [" + describeSans(sans) +
+                               "] match none of [" + describeRules(context->sanRules()) + "]";
+      }
+      return 0;
+    }
+  }
+  return 1;
+}
+
+int protocolVersion(v1::TlsVersion v, bool is_max) {
+  switch (v) {
+    case v1::TLS_1_2:
+      return TLS1_2_VERSION;
+    case v1::TLS_1_3:
+      return TLS1_3_VERSION;
+    default:
+      return is_max ? TLS1_3_VERSION : TLS1_2_VERSION;
+  }
+}
+
+Result<std::string> alpnWire(const google::protobuf::RepeatedPtrField<std::string>& protos,
+                             std::string_view name) {
+  std::string wire;
+  for (int i = 0; i < protos.size(); ++i) {
+    const std::string& p = protos[i];
+    if (p.empty() || p.size() > 255) {
+      return makeError(std::string(name) + ": alpn[" + std::to_string(i) +
+                       "]: protocol names are 1 to 255 bytes");
+    }
+    wire.push_back(static_cast<char>(p.size()));
+    wire += p;
+  }
+  return wire;
+}
+
+// OpenSSL computes a certificate's extension cache (key ids, constraints, purposes) lazily on
+// first use, under a per-certificate lock but with an unlocked fast-path check. Doing it here,
+// before the context is shared, means workers only ever read the cache.
+void warmExtensionCache(X509* cert) { (void)X509_check_purpose(cert, -1, 0); }
+
+bool isIpLiteral(const std::string& s) {
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+}  // namespace
+
+namespace detail {
+
+void forgetClientSession(const std::string& key) { threadSessions().erase(key); }
+
+ContextBase::ContextBase(bool client, std::string_view name)
+    : name_(name), client_(client), id_(g_next_context_id.fetch_add(1)) {}
+
+ContextBase::~ContextBase() { SSL_CTX_free(ctx_); }
+
+Status ContextBase::init(const v1::TlsCertificate* certificate, const v1::TlsValidation* validation,
+                         v1::TlsVersion min_version, v1::TlsVersion max_version) {
+  ERR_clear_error();
+  ctx_ = SSL_CTX_new(client_ ? TLS_client_method() : TLS_server_method());
+  if (ctx_ == nullptr) return makeError(name_ + ": SSL_CTX_new: " + drainSslErrors());
+
+  int min_v = protocolVersion(min_version, false);
+  int max_v = protocolVersion(max_version, true);
+  if (min_v > max_v) {
+    return makeError(name_ + ": min_version " + v1::TlsVersion_Name(min_version) +
+                     " is above max_version " + v1::TlsVersion_Name(max_version));
+  }
+  if (SSL_CTX_set_min_proto_version(ctx_, min_v) != 1 ||
+      SSL_CTX_set_max_proto_version(ctx_, max_v) != 1) {
+    return makeError(name_ + ": cannot set protocol versions: " + drainSslErrors());
+  }
+  SSL_CTX_set_options(ctx_, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                (client_ ? 0 : SSL_OP_CIPHER_SERVER_PREFERENCE));
+  SSL_CTX_set_mode(ctx_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                             SSL_MODE_RELEASE_BUFFERS);
+
+  if (certificate != nullptr) {
+    const std::string& chain_file = certificate->certificate_chain_file();
+    const std::string& key_file = certificate->private_key_file();
+    if (chain_file.empty()) return makeError(name_ + ": certificate_chain_file is required");
+    if (key_file.empty()) return makeError(name_ + ": private_key_file is required");
+    auto chain_pem = readSmallFile(chain_file, name_ + ": certificate_chain_file");
+    if (!chain_pem) return makeError(chain_pem.error().message);
+    auto chain = parseCertChain(*chain_pem, name_ + ": certificate_chain_file " + chain_file);
+    if (!chain) return makeError(chain.error().message);
+    auto key_pem = readSmallFile(key_file, name_ + ": private_key_file");
+    if (!key_pem) return makeError(key_pem.error().message);
+    auto key = parsePrivateKey(*key_pem, name_ + ": private_key_file " + key_file);
+    if (!key) return makeError(key.error().message);
+    warmExtensionCache(chain->leaf.get());
+    for (const X509Ptr& intermediate : chain->intermediates) warmExtensionCache(intermediate.get());
+    if (X509_check_private_key(chain->leaf.get(), key->get()) != 1) {
+      ERR_clear_error();
+      return makeError(name_ + ": private key " + key_file + " does not match certificate " +
+                       chain_file);
+    }
+    if (SSL_CTX_use_certificate(ctx_, chain->leaf.get()) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx_, key->get()) != 1) {
+      return makeError(name_ + ": certificate_chain_file " + chain_file + ": " + drainSslErrors());
+    }
+    for (const X509Ptr& intermediate : chain->intermediates) {
+      if (SSL_CTX_add1_chain_cert(ctx_, intermediate.get()) != 1) {
+        return makeError(name_ + ": certificate_chain_file " + chain_file + ": " +
+                         drainSslErrors());
+      }
+    }
+  }
+
+  if (validation != nullptr) {
+    const std::string& bundle_file = validation->trust_bundle_file();
+    if (bundle_file.empty()) return makeError(name_ + ": validation.trust_bundle_file is required");
+    auto bundle_pem = readSmallFile(bundle_file, name_ + ": trust_bundle_file");
+    if (!bundle_pem) return makeError(bundle_pem.error().message);
+    auto bundle = parseCertBundle(*bundle_pem, name_ + ": trust_bundle_file " + bundle_file);
+    if (!bundle) return makeError(bundle.error().message);
+    X509_STORE* store = SSL_CTX_get_cert_store(ctx_);
+    for (const X509Ptr& ca : *bundle) {
+      warmExtensionCache(ca.get());
+      if (X509_STORE_add_cert(store, ca.get()) != 1) {
+        unsigned long e = ERR_peek_last_error();
+        if (ERR_GET_REASON(e) == X509_R_CERT_ALREADY_IN_HASH_TABLE) {  // duplicate: harmless
+          ERR_clear_error();
+          continue;
+        }
+        return makeError(name_ + ": trust_bundle_file " + bundle_file + ": " + drainSslErrors());
+      }
+    }
+    if (!client_) {
+      // Tell clients which CAs we accept, so one with several certificates picks the right one.
+      STACK_OF(X509_NAME)* names = sk_X509_NAME_new_null();
+      for (const X509Ptr& ca : *bundle) {
+        X509_NAME* n = X509_NAME_dup(X509_get_subject_name(ca.get()));
+        if (n != nullptr && sk_X509_NAME_push(names, n) == 0) X509_NAME_free(n);
+      }
+      SSL_CTX_set_client_CA_list(ctx_, names);
+    }
+    auto rules = sanRulesFrom(validation->match_subject_alt_names(), name_);
+    if (!rules) return makeError(rules.error().message);
+    san_rules_ = std::move(*rules);
+    trust_bundle_pem_ = std::move(*bundle_pem);
+    SSL_CTX_set_cert_verify_callback(ctx_, verifyPeer, this);
+  }
+  ERR_clear_error();
+  return {};
+}
+
+}  // namespace detail
+
+// ---- ServerContext ----
+
+Result<std::shared_ptr<const ServerContext>> ServerContext::create(const v1::ListenerTls& cfg,
+                                                                   std::string_view name,
+                                                                   const ServerContext* previous) {
+  std::shared_ptr<ServerContext> c(new ServerContext(name));
+  if (!cfg.has_certificate()) {
+    return makeError(c->name_ +
+                     ": certificate (certificate_chain_file, private_key_file) is "
+                     "required");
+  }
+  const v1::TlsValidation* validation = cfg.has_validation() ? &cfg.validation() : nullptr;
+  if (auto st = c->init(&cfg.certificate(), validation, cfg.min_version(), cfg.max_version());
+      !st) {
+    return makeError(st.error().message);
+  }
+  c->mode_ = cfg.mode();
+  c->require_client_cert_ = validation != nullptr;
+  SSL_CTX* ctx = c->ctx_;
+
+  if (cfg.alpn_size() == 0) {
+    c->alpn_ = {"http/1.1"};
+  } else {
+    auto wire = alpnWire(cfg.alpn(), c->name_);  // validates lengths
+    if (!wire) return makeError(wire.error().message);
+    c->alpn_.assign(cfg.alpn().begin(), cfg.alpn().end());
+  }
+  SSL_CTX_set_alpn_select_cb(ctx, &ServerContext::selectAlpn, c.get());
+
+  if (c->require_client_cert_) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  } else {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+  }
+
+  // Session id context: sessions resume only under the same client-validation rules.
+  std::string sid_input = "weft server session v1\n";
+  sid_input += c->require_client_cert_ ? "mtls\n" : "no-mtls\n";
+  sid_input += c->trust_bundle_pem_;
+  sid_input += "\n" + describeRules(c->san_rules_);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (EVP_Digest(sid_input.data(), sid_input.size(), digest, &digest_len, EVP_sha256(), nullptr) !=
+          1 ||
+      SSL_CTX_set_session_id_context(
+          ctx, digest, std::min<unsigned int>(digest_len, SSL_MAX_SID_CTX_LENGTH)) != 1) {
+    return makeError(c->name_ + ": cannot set session id context: " + drainSslErrors());
+  }
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  SSL_CTX_sess_set_cache_size(ctx, 20480);
+  SSL_CTX_set_num_tickets(ctx, 1);  // TLS 1.3: one ticket per handshake; clients keep the last
+
+  if (previous != nullptr) {
+    c->ticket_keys_ = previous->ticket_keys_;
+    if (SSL_CTX_set_tlsext_ticket_keys(ctx, c->ticket_keys_.data(), c->ticket_keys_.size()) != 1) {
+      return makeError(c->name_ + ": cannot set session ticket keys: " + drainSslErrors());
+    }
+  } else if (SSL_CTX_get_tlsext_ticket_keys(ctx, c->ticket_keys_.data(), c->ticket_keys_.size()) !=
+             1) {
+    return makeError(c->name_ + ": cannot read session ticket keys: " + drainSslErrors());
+  }
+  ERR_clear_error();
+  return std::shared_ptr<const ServerContext>(std::move(c));
+}
+
+ServerContext::~ServerContext() { OPENSSL_cleanse(ticket_keys_.data(), ticket_keys_.size()); }
+
+int ServerContext::selectAlpn(SSL*, const unsigned char** out, unsigned char* outlen,
+                              const unsigned char* in, unsigned int inlen, void* arg) {
+  const auto* self = static_cast<const ServerContext*>(arg);
+  for (const std::string& mine : self->alpn_) {
+    unsigned int i = 0;
+    while (i < inlen) {
+      unsigned int len = in[i];
+      if (i + 1 + len > inlen) break;  // malformed list: stop looking
+      if (len == mine.size() && std::memcmp(in + i + 1, mine.data(), len) == 0) {
+        *out = in + i + 1;
+        *outlen = static_cast<unsigned char>(len);
+        return SSL_TLSEXT_ERR_OK;
+      }
+      i += 1 + len;
+    }
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+std::unique_ptr<Transport> ServerContext::newTransport(int fd) const {
+  auto self = std::static_pointer_cast<const detail::ContextBase>(shared_from_this());
+  ERR_clear_error();
+  SSL* ssl = SSL_new(ctx_);
+  if (ssl == nullptr || !TlsTransport::attachSocket(ssl, fd)) {
+    std::string why = "cannot create SSL: " + drainSslErrors("out of memory");
+    SSL_free(ssl);
+    TlsTransport::Setup setup;
+    setup.init_error = std::move(why);
+    return std::make_unique<TlsTransport>(fd, std::move(self), nullptr, std::move(setup));
+  }
+  SSL_set_accept_state(ssl);
+  return std::make_unique<TlsTransport>(fd, std::move(self), ssl, TlsTransport::Setup{});
+}
+
+// ---- ClientContext ----
+
+Result<std::shared_ptr<const ClientContext>> ClientContext::create(const v1::UpstreamTls& cfg,
+                                                                   std::string_view name) {
+  std::shared_ptr<ClientContext> c(new ClientContext(name));
+  if (!cfg.has_validation() || cfg.validation().trust_bundle_file().empty()) {
+    return makeError(c->name_ +
+                     ": validation.trust_bundle_file is required (weft does not originate "
+                     "unverified TLS)");
+  }
+  const v1::TlsCertificate* certificate = cfg.has_certificate() ? &cfg.certificate() : nullptr;
+  if (auto st = c->init(certificate, &cfg.validation(), cfg.min_version(), cfg.max_version());
+      !st) {
+    return makeError(st.error().message);
+  }
+  SSL_CTX* ctx = c->ctx_;
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  if (cfg.alpn_size() > 0) {
+    auto wire = alpnWire(cfg.alpn(), c->name_);
+    if (!wire) return makeError(wire.error().message);
+    // Note the inverted convention: 0 is success.
+    if (SSL_CTX_set_alpn_protos(ctx, reinterpret_cast<const unsigned char*>(wire->data()),
+                                static_cast<unsigned int>(wire->size())) != 0) {
+      return makeError(c->name_ + ": cannot set alpn: " + drainSslErrors());
+    }
+  }
+  std::string sni = cfg.sni();
+  if (!sni.empty() && sni.back() == '.') sni.pop_back();
+  c->sni_ = std::move(sni);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx, onNewClientSession);
+  ERR_clear_error();
+  return std::shared_ptr<const ClientContext>(std::move(c));
+}
+
+std::unique_ptr<Transport> ClientContext::newTransport(int fd, std::string_view sni_host) const {
+  auto self = std::static_pointer_cast<const detail::ContextBase>(shared_from_this());
+  std::string server_name = sni_.empty() ? std::string(sni_host) : sni_;
+  if (!server_name.empty() && server_name.back() == '.') server_name.pop_back();
+  if (server_name.size() > 2 && server_name.front() == '[' && server_name.back() == ']') {
+    server_name = server_name.substr(1, server_name.size() - 2);
+  }
+  const bool ip = isIpLiteral(server_name);
+
+  ERR_clear_error();
+  SSL* ssl = SSL_new(ctx_);
+  auto failed = [&](std::string why) {
+    SSL_free(ssl);
+    TlsTransport::Setup setup;
+    setup.server_name = server_name;
+    setup.init_error = std::move(why);
+    return std::make_unique<TlsTransport>(fd, self, nullptr, std::move(setup));
+  };
+  if (ssl == nullptr || !TlsTransport::attachSocket(ssl, fd)) {
+    return failed("cannot create SSL: " + drainSslErrors("out of memory"));
+  }
+  SSL_set_connect_state(ssl);
+  if (!server_name.empty() && !ip && SSL_set_tlsext_host_name(ssl, server_name.c_str()) != 1) {
+    return failed("invalid server name \"" + server_name + "\": " + drainSslErrors());
+  }
+  if (san_rules_.empty()) {
+    if (server_name.empty()) {
+      return failed(
+          "cannot verify the server: no match_subject_alt_names configured and no host name "
+          "(set sni, or match_subject_alt_names)");
+    }
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    int ok = 0;
+    if (ip) {
+      ok = X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str());
+    } else {
+      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      ok = X509_VERIFY_PARAM_set1_host(param, server_name.c_str(), server_name.size());
+    }
+    if (ok != 1) {
+      return failed("cannot verify against \"" + server_name + "\": " + drainSslErrors());
+    }
+  }
+  std::string key = std::to_string(id_) + '\n' + server_name + '\n' + peerAddressKey(fd);
+  if (SSL_SESSION* session = threadSessions().get(key)) {
+    if (SSL_SESSION_is_resumable(session) != 1 || SSL_set_session(ssl, session) != 1) {
+      threadSessions().erase(key);
+      ERR_clear_error();
+    }
+  }
+  ERR_clear_error();
+  TlsTransport::Setup setup;
+  setup.session_key = std::move(key);
+  setup.server_name = server_name;
+  setup.sni_sent = !server_name.empty() && !ip;
+  return std::make_unique<TlsTransport>(fd, std::move(self), ssl, std::move(setup));
+}
+
+std::vector<std::string> filesOf(const v1::ListenerTls& cfg) {
+  std::vector<std::string> files;
+  if (cfg.has_certificate()) {
+    files.push_back(cfg.certificate().certificate_chain_file());
+    files.push_back(cfg.certificate().private_key_file());
+  }
+  if (cfg.has_validation()) files.push_back(cfg.validation().trust_bundle_file());
+  std::erase(files, std::string());
+  return files;
+}
+
+std::vector<std::string> filesOf(const v1::UpstreamTls& cfg) {
+  std::vector<std::string> files;
+  if (cfg.has_certificate()) {
+    files.push_back(cfg.certificate().certificate_chain_file());
+    files.push_back(cfg.certificate().private_key_file());
+  }
+  if (cfg.has_validation()) files.push_back(cfg.validation().trust_bundle_file());
+  std::erase(files, std::string());
+  return files;
+}
+
+}  // namespace weft::net::tls

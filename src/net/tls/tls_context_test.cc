@@ -1,0 +1,179 @@
+#include "net/tls/tls_context.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "net/tls/tls_test_util.h"
+
+namespace weft::net::tls {
+namespace {
+
+using testing::clientConfig;
+using ::testing::HasSubstr;
+using testing::serverConfig;
+using testing::TestCerts;
+
+class TlsContextTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { certs_ = new TestCerts(); }
+  static void TearDownTestSuite() {
+    delete certs_;
+    certs_ = nullptr;
+  }
+  static TestCerts* certs_;
+};
+TestCerts* TlsContextTest::certs_ = nullptr;
+
+TEST_F(TlsContextTest, ServerBuildsWithDefaults) {
+  auto ctx = ServerContext::create(serverConfig(certs_->server));
+  ASSERT_TRUE(ctx) << ctx.error().message;
+  EXPECT_EQ((*ctx)->alpn(), std::vector<std::string>{"http/1.1"}) << "default ALPN";
+  EXPECT_FALSE((*ctx)->requiresClientCertificate());
+  EXPECT_EQ((*ctx)->mode(), v1::ListenerTls::STRICT);
+}
+
+TEST_F(TlsContextTest, MissingFileIsNamed) {
+  v1::ListenerTls cfg = serverConfig(certs_->server);
+  cfg.mutable_certificate()->set_certificate_chain_file("/nonexistent/x.pem");
+  auto ctx = ServerContext::create(cfg);
+  ASSERT_FALSE(ctx) << "expected an error for a missing certificate file";
+  EXPECT_EQ(ctx.error().message,
+            "listener tls: certificate_chain_file /nonexistent/x.pem: no such file");
+
+  cfg = serverConfig(certs_->server);
+  cfg.mutable_certificate()->set_private_key_file("/nonexistent/k.pem");
+  ctx = ServerContext::create(cfg, "listener ingress tls");
+  ASSERT_FALSE(ctx);
+  EXPECT_EQ(ctx.error().message,
+            "listener ingress tls: private_key_file /nonexistent/k.pem: no such file");
+}
+
+TEST_F(TlsContextTest, KeyMismatchIsReported) {
+  v1::ListenerTls cfg = serverConfig(certs_->server);
+  cfg.mutable_certificate()->set_private_key_file(certs_->client.key_file);
+  auto ctx = ServerContext::create(cfg);
+  ASSERT_FALSE(ctx) << "expected a key/certificate mismatch error";
+  EXPECT_EQ(ctx.error().message, "listener tls: private key " + certs_->client.key_file +
+                                     " does not match certificate " + certs_->server.cert_file);
+}
+
+TEST_F(TlsContextTest, GarbageAndEmptyFiles) {
+  testing::writeFile(certs_->dir.file("empty.pem"), "");
+  testing::writeFile(certs_->dir.file("garbage.pem"),
+                     "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n");
+  v1::ListenerTls cfg = serverConfig(certs_->server);
+  cfg.mutable_certificate()->set_certificate_chain_file(certs_->dir.file("empty.pem"));
+  auto ctx = ServerContext::create(cfg);
+  ASSERT_FALSE(ctx);
+  EXPECT_EQ(ctx.error().message, "listener tls: certificate_chain_file " +
+                                     certs_->dir.file("empty.pem") + ": no PEM certificate found");
+
+  cfg.mutable_certificate()->set_certificate_chain_file(certs_->dir.file("garbage.pem"));
+  ctx = ServerContext::create(cfg);
+  ASSERT_FALSE(ctx);
+  EXPECT_THAT(ctx.error().message,
+              HasSubstr("certificate_chain_file " + certs_->dir.file("garbage.pem") +
+                        ": cannot parse certificate: "));
+
+  cfg = serverConfig(certs_->server);
+  cfg.mutable_certificate()->set_private_key_file(certs_->server.cert_file);
+  ctx = ServerContext::create(cfg);
+  ASSERT_FALSE(ctx);
+  EXPECT_EQ(ctx.error().message, "listener tls: private_key_file " + certs_->server.cert_file +
+                                     ": no PEM private key found");
+}
+
+TEST_F(TlsContextTest, ChainFileWithIntermediateAndKeyInOneFile) {
+  // Leaf, then an (unrelated here) extra certificate: both must load; a key block is skipped.
+  std::string combined = certs_->server.cert_pem + certs_->ca.cert_pem + certs_->server.key_pem;
+  testing::writeFile(certs_->dir.file("combined.pem"), combined);
+  v1::ListenerTls cfg = serverConfig(certs_->server);
+  cfg.mutable_certificate()->set_certificate_chain_file(certs_->dir.file("combined.pem"));
+  cfg.mutable_certificate()->set_private_key_file(certs_->dir.file("combined.pem"));
+  auto ctx = ServerContext::create(cfg);
+  EXPECT_TRUE(ctx) << ctx.error().message;
+}
+
+TEST_F(TlsContextTest, VersionBoundsAndAlpnAreValidated) {
+  v1::ListenerTls cfg = serverConfig(certs_->server);
+  cfg.set_min_version(v1::TLS_1_3);
+  cfg.set_max_version(v1::TLS_1_2);
+  auto ctx = ServerContext::create(cfg);
+  ASSERT_FALSE(ctx);
+  EXPECT_EQ(ctx.error().message, "listener tls: min_version TLS_1_3 is above max_version TLS_1_2");
+
+  cfg = serverConfig(certs_->server);
+  cfg.add_alpn("h2");
+  cfg.add_alpn("");
+  ctx = ServerContext::create(cfg);
+  ASSERT_FALSE(ctx);
+  EXPECT_EQ(ctx.error().message, "listener tls: alpn[1]: protocol names are 1 to 255 bytes");
+}
+
+TEST_F(TlsContextTest, ServerValidationNeedsTrustBundle) {
+  v1::ListenerTls cfg = serverConfig(certs_->server);
+  cfg.mutable_validation();
+  auto ctx = ServerContext::create(cfg);
+  ASSERT_FALSE(ctx);
+  EXPECT_EQ(ctx.error().message, "listener tls: validation.trust_bundle_file is required");
+
+  cfg.mutable_validation()->set_trust_bundle_file(certs_->ca.cert_file);
+  ctx = ServerContext::create(cfg);
+  ASSERT_TRUE(ctx) << ctx.error().message;
+  EXPECT_TRUE((*ctx)->requiresClientCertificate());
+}
+
+TEST_F(TlsContextTest, ServerNeedsCertificate) {
+  v1::ListenerTls cfg;
+  cfg.set_mode(v1::ListenerTls::PERMISSIVE);
+  auto ctx = ServerContext::create(cfg);
+  ASSERT_FALSE(ctx);
+  EXPECT_THAT(ctx.error().message, HasSubstr("listener tls: certificate"));
+}
+
+TEST_F(TlsContextTest, ClientRequiresTrustBundle) {
+  v1::UpstreamTls cfg;
+  auto ctx = ClientContext::create(cfg, "cluster backend tls");
+  ASSERT_FALSE(ctx) << "a client context without a trust bundle must be refused";
+  EXPECT_EQ(ctx.error().message,
+            "cluster backend tls: validation.trust_bundle_file is required (weft does not "
+            "originate unverified TLS)");
+
+  cfg = clientConfig(certs_->ca);
+  cfg.mutable_validation()->set_trust_bundle_file(certs_->dir.file("missing-ca.pem"));
+  ctx = ClientContext::create(cfg);
+  ASSERT_FALSE(ctx);
+  EXPECT_EQ(ctx.error().message, "upstream tls: trust_bundle_file " +
+                                     certs_->dir.file("missing-ca.pem") + ": no such file");
+}
+
+TEST_F(TlsContextTest, ClientWithCertificateAndSni) {
+  v1::UpstreamTls cfg = clientConfig(certs_->ca);
+  testing::setCertificate(cfg.mutable_certificate(), certs_->client);
+  cfg.set_sni("api.example.test.");
+  cfg.add_alpn("h2");
+  auto ctx = ClientContext::create(cfg);
+  ASSERT_TRUE(ctx) << ctx.error().message;
+  EXPECT_EQ((*ctx)->configuredSni(), "api.example.test") << "trailing dot dropped";
+}
+
+TEST_F(TlsContextTest, FilesOfListsWhatIsRead) {
+  v1::ListenerTls server = serverConfig(certs_->server);
+  server.mutable_validation()->set_trust_bundle_file(certs_->ca.cert_file);
+  EXPECT_EQ(filesOf(server),
+            (std::vector<std::string>{certs_->server.cert_file, certs_->server.key_file,
+                                      certs_->ca.cert_file}));
+  EXPECT_EQ(filesOf(clientConfig(certs_->ca)), std::vector<std::string>{certs_->ca.cert_file});
+}
+
+TEST(VerifyFailureName, MetricLabels) {
+  EXPECT_EQ(verifyFailureName(VerifyFailure::kNone), "none");
+  EXPECT_EQ(verifyFailureName(VerifyFailure::kNoPeerCertificate), "no_peer_certificate");
+  EXPECT_EQ(verifyFailureName(VerifyFailure::kUntrusted), "untrusted");
+  EXPECT_EQ(verifyFailureName(VerifyFailure::kExpired), "expired");
+  EXPECT_EQ(verifyFailureName(VerifyFailure::kSanMismatch), "san_mismatch");
+  EXPECT_EQ(verifyFailureName(VerifyFailure::kHandshake), "handshake");
+}
+
+}  // namespace
+}  // namespace weft::net::tls

@@ -1,0 +1,819 @@
+#include "proxy/http_session.h"
+
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+
+#include "common/log.h"
+#include "proxy/access_log.h"
+#include "proxy/worker.h"
+
+namespace weft::proxy {
+
+using AccessLogHeaders = HeaderSource;
+
+namespace {
+
+constexpr size_t kMaxPipelinedInput = 64 << 10;  // stop reading ahead of the current exchange
+
+const char* reasonPhrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+void appendUint(std::string& out, uint64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+void appendHex(std::string& out, uint64_t v) {
+  char buf[20];
+  auto r = std::to_chars(buf, buf + sizeof buf, v, 16);
+  out.append(buf, r.ptr);
+}
+
+int statusClass(int status) { return status >= 100 && status < 600 ? status / 100 - 1 : -1; }
+
+// A version-4 UUID from the worker's generator (x-request-id).
+std::string makeRequestId(upstream::Random& r) {
+  uint64_t a = r.next(), b = r.next();
+  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  char s[37];
+  std::snprintf(s, sizeof s, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xffff),
+                static_cast<unsigned>(b >> 48),
+                static_cast<unsigned long long>(b & 0xffffffffffffULL));
+  return s;
+}
+
+}  // namespace
+
+HttpSession::HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
+                         std::shared_ptr<const ListenerInfo> listener)
+    : worker_(worker),
+      conn_(std::move(conn)),
+      listener_(std::move(listener)),
+      req_parser_(http1::ParseLimits{listener_->max_head_bytes, 100}),
+      resp_parser_(http1::ParseLimits{64 << 10, 200}),
+      request_timer_(worker.loop().timers(), [this] { onRequestTimeout(); }),
+      idle_timer_(worker.loop().timers(), [this] { onIdleTimeout(); }) {
+  conn_->setCallbacks(this);
+  listener_->stats.cx_total->inc();
+  listener_->stats.cx_active->add();
+  armIdle();
+}
+
+HttpSession::~HttpSession() {
+  if (waiting_pool_ && cluster_rt_) cluster_rt_->pool->cancel(*this);
+  if (upstream_ && cluster_rt_) cluster_rt_->pool->release(*upstream_, false);
+  if (host_ && cluster_rt_ && cluster_rt_->lb) cluster_rt_->lb->onRequestEnd(*host_);
+  listener_->stats.cx_active->sub();
+  listener_->stats.rx_bytes->inc(conn_->bytesRead());
+  listener_->stats.tx_bytes->inc(conn_->bytesWritten());
+}
+
+void HttpSession::armIdle() {
+  if (listener_->idle_timeout.count() > 0) idle_timer_.arm(listener_->idle_timeout);
+}
+
+void HttpSession::onConnected(net::Connection& c) {
+  if (c.peer().secure) listener_->stats.ssl_handshake->inc();
+}
+
+void HttpSession::drain() {
+  draining_ = true;
+  if (idle()) closeDownstream(true);
+}
+
+void HttpSession::closeDownstream(bool flush) {
+  if (state_ == State::kClosed) return;
+  state_ = State::kClosed;
+  request_timer_.disarm();
+  idle_timer_.disarm();
+  if (waiting_pool_) {
+    cluster_rt_->pool->cancel(*this);
+    waiting_pool_ = false;
+  }
+  resetUpstream();
+  conn_->close(flush);
+  worker_.sessionClosed(*this);
+}
+
+void HttpSession::onClose(net::Connection&, net::CloseReason reason, std::string_view detail) {
+  if (state_ == State::kClosed) return;
+  if (reason == net::CloseReason::kHandshakeFailed) {
+    listener_->stats.ssl_error->inc();
+    log::debug("listener", "TLS handshake failed: " + std::string(detail));
+  }
+  if (has_request_ && status_ == 0) {
+    // The client went away mid-exchange: log it as Envoy does (0 + DC).
+    flags_ = "DC";
+    logAndCount(0);
+  }
+  state_ = State::kClosed;
+  request_timer_.disarm();
+  idle_timer_.disarm();
+  if (waiting_pool_) {
+    cluster_rt_->pool->cancel(*this);
+    waiting_pool_ = false;
+  }
+  resetUpstream();
+  worker_.sessionClosed(*this);
+}
+
+void HttpSession::onData(net::Connection&) { processInput(); }
+
+void HttpSession::processInput() {
+  while (state_ == State::kReadHead) {
+    Buffer& in = conn_->input();
+    if (in.empty()) return;
+    http1::ParseResult r = req_parser_.parse(in.view());
+    if (r.needMore()) return;
+    if (r.failed()) {
+      listener_->stats.protocol_error->inc();
+      if (r.error.status == 431) listener_->stats.rq_too_large->inc();
+      has_request_ = true;
+      start_ = worker_.loop().now();
+      start_wall_ = worker_.loop().time().systemNow();
+      localReply(r.error.status, r.error.reason, "DPE", true);
+      return;
+    }
+    startRequest(r.consumed);
+  }
+  if (state_ == State::kProxying) {
+    if (req_body_ != BodyState::kDone && req_body_ != BodyState::kNone) {
+      forwardRequestBody();
+    } else if (conn_->input().size() > kMaxPipelinedInput) {
+      conn_->readDisable(true);  // resumed when the next request starts
+    }
+  }
+}
+
+void HttpSession::startRequest(size_t head_len) {
+  const http1::RequestHead& h = req_parser_.head();
+  idle_timer_.disarm();
+  has_request_ = true;
+  start_ = worker_.loop().now();
+  start_wall_ = worker_.loop().time().systemNow();
+  downstream_read_at_start_ = conn_->bytesRead();
+  downstream_written_at_start_ = conn_->bytesWritten();
+  listener_->stats.rq_total->inc();
+  listener_->stats.rq_active->add();
+  method_.assign(h.method);
+  method_id_ = h.method_id;
+  path_.assign(h.target);
+  authority_.assign(h.host);
+  version_ = h.version;
+  client_keep_alive_ = h.keep_alive && !draining_;
+  if (auto* f = h.find(http::HeaderToken::kXRequestId)) request_id_.assign(f->value);
+  if (auto* f = h.find(http::HeaderToken::kUserAgent)) user_agent_.assign(f->value);
+  if (auto* f = h.find(http::HeaderToken::kXForwardedFor)) forwarded_for_.assign(f->value);
+  if (request_id_.empty()) request_id_ = makeRequestId(worker_.random());
+
+  // Request body framing.
+  switch (h.body_kind) {
+    case http1::BodyKind::kContentLength:
+      req_body_ = h.content_length ? BodyState::kLength : BodyState::kNone;
+      req_remaining_ = h.content_length;
+      break;
+    case http1::BodyKind::kChunked:
+      req_body_ = BodyState::kChunked;
+      req_chunks_.reset();
+      break;
+    default:
+      req_body_ = BodyState::kNone;
+  }
+  if (listener_->max_body_bytes && req_body_ == BodyState::kLength &&
+      h.content_length > listener_->max_body_bytes) {
+    conn_->input().consume(head_len);
+    listener_->stats.rq_too_large->inc();
+    localReply(413, "request body too large", "-", true);
+    return;
+  }
+  if (h.upgrade || h.method_id == http1::Method::kConnect) {
+    conn_->input().consume(head_len);
+    localReply(501, "upgrade and CONNECT are not supported on this listener", "-", true);
+    return;
+  }
+
+  // Route.
+  const Snapshot& snap = worker_.snapshot();
+  const ListenerInfo* live = snap.listener(listener_->name);
+  const ListenerInfo& li = live ? *live : *listener_;
+  http::RequestView view;
+  view.method = h.method;
+  view.path = h.path;
+  view.query = h.query;
+  view.host = h.host;
+  std::span<const http::HeaderField> fields(h.headers.data(), h.headers.size());
+  view.headers = http::HeaderLookup(fields);
+  route_ = li.router ? li.router->route(view) : nullptr;
+  if (!route_) {
+    conn_->input().consume(head_len);
+    li.stats.no_route->inc();
+    localReply(404, "no route matched this request", "NR", req_body_ != BodyState::kNone);
+    return;
+  }
+  if (route_->kind() == http::RouteEntry::Kind::kDirectResponse) {
+    conn_->input().consume(head_len);
+    localReply(static_cast<int>(route_->directStatus()), route_->directBody(), "-",
+               req_body_ != BodyState::kNone);
+    return;
+  }
+  std::string_view cluster_name = route_->pickCluster(worker_.random().next());
+  cluster_rt_ = worker_.cluster(cluster_name);
+  if (!cluster_rt_) {
+    conn_->input().consume(head_len);
+    localReply(503, "no cluster named " + std::string(cluster_name), "NC",
+               req_body_ != BodyState::kNone);
+    return;
+  }
+  cluster_ = cluster_rt_->info;
+  host_set_ = cluster_->hosts;
+  cluster_->stats.rq_total->inc();
+  cluster_->stats.rq_active->add();
+  host_ = cluster_rt_->lb->pick();
+  if (!host_) {
+    conn_->input().consume(head_len);
+    localReply(503, "no healthy upstream", "UH", req_body_ != BodyState::kNone);
+    return;
+  }
+  cluster_rt_->lb->onRequestStart(*host_);
+  upstream_host_ = host_->addressString();
+
+  // Serialize the upstream request head now: the views into the input buffer die with it.
+  std::string& out = upstream_head_;
+  out.clear();
+  out.append(h.method).push_back(' ');
+  std::string_view pq = h.pathAndQuery();
+  std::string rewritten;
+  if (!route_->prefixRewrite().empty()) {
+    rewritten = route_->rewritePath(pq);
+    pq = rewritten;
+  }
+  if (pq.empty() || pq[0] == '?') out.push_back('/');
+  out.append(pq).append(" HTTP/1.1\r\n");
+  bool have_request_id = false;
+  for (const http::HeaderField& f : h.headers) {
+    if (h.isHopByHop(f)) continue;
+    switch (f.token) {
+      case http::HeaderToken::kHost:
+      case http::HeaderToken::kContentLength:
+      case http::HeaderToken::kExpect:
+      case http::HeaderToken::kXForwardedProto:
+        continue;
+      case http::HeaderToken::kXRequestId:
+        have_request_id = true;
+        break;
+      default:
+        break;
+    }
+    out.append(f.name).append(": ").append(f.value).append("\r\n");
+  }
+  out.append("host: ");
+  out.append(route_->hostRewrite().empty() ? std::string_view(h.host)
+                                           : std::string_view(route_->hostRewrite()));
+  out.append("\r\n");
+  if (!have_request_id) out.append("x-request-id: ").append(request_id_).append("\r\n");
+  out.append(listener_->secure ? "x-forwarded-proto: https\r\n" : "x-forwarded-proto: http\r\n");
+  if (req_body_ == BodyState::kLength) {
+    out.append("content-length: ");
+    appendUint(out, req_remaining_);
+    out.append("\r\n");
+  } else if (req_body_ == BodyState::kChunked) {
+    out.append("transfer-encoding: chunked\r\n");
+  } else if (h.body_kind == http1::BodyKind::kContentLength) {
+    out.append("content-length: 0\r\n");
+  }
+  out.append("\r\n");
+  bool expect_continue = h.expect_100_continue && req_body_ != BodyState::kNone;
+  conn_->input().consume(head_len);
+
+  state_ = State::kProxying;
+  Duration timeout = route_->timeout().value_or(listener_->request_timeout);
+  stream_idle_timeout_ = route_->idleTimeout().value_or(Duration(0));
+  if (timeout.count() > 0) request_timer_.arm(timeout);
+  if (expect_continue) conn_->write("HTTP/1.1 100 Continue\r\n\r\n");
+  routeRequest();
+}
+
+void HttpSession::routeRequest() {
+  upstream::PooledConnection* ready = nullptr;
+  std::string error;
+  switch (cluster_rt_->pool->acquire(*host_, *this, ready, error)) {
+    case upstream::ConnPool::Acquire::kReady:
+      onUpstreamReady(*ready);
+      return;
+    case upstream::ConnPool::Acquire::kPending:
+      waiting_pool_ = true;
+      cluster_->stats.rq_pending_active->add();
+      return;
+    case upstream::ConnPool::Acquire::kOverflow:
+      cluster_->stats.rq_pending_overflow->inc();
+      localReply(503, "upstream connection pool overflow (max_connections/max_pending_requests)",
+                 "UO", req_body_ != BodyState::kNone);
+      return;
+    case upstream::ConnPool::Acquire::kFailed:
+      cluster_->stats.cx_connect_fail->inc();
+      localReply(503, "upstream connect error: " + error, "UF", req_body_ != BodyState::kNone);
+      return;
+  }
+}
+
+void HttpSession::onUpstreamReady(upstream::PooledConnection& conn) {
+  if (waiting_pool_) {
+    waiting_pool_ = false;
+    cluster_->stats.rq_pending_active->sub();
+  }
+  upstream_ = &conn;
+  if (conn.uses() == 1) {
+    cluster_->stats.cx_total->inc();
+    if (conn.connection().peer().secure) cluster_->stats.ssl_handshake->inc();
+  }
+  upstream_sent_ = worker_.loop().now();
+  conn.connection().output().append(upstream_head_);
+  if (req_body_ == BodyState::kLength || req_body_ == BodyState::kChunked) {
+    if (!forwardRequestBody()) return;
+  }
+  if (upstream_) upstream_->connection().flush();
+}
+
+void HttpSession::onUpstreamFailure(net::CloseReason reason, std::string_view detail) {
+  waiting_pool_ = false;
+  cluster_->stats.rq_pending_active->sub();
+  cluster_->stats.cx_connect_fail->inc();
+  if (reason == net::CloseReason::kHandshakeFailed) cluster_->stats.ssl_error->inc();
+  if (detail == "connect timeout") cluster_->stats.cx_connect_timeout->inc();
+  localReply(503, "upstream connect error: " + std::string(detail), "UF",
+             req_body_ != BodyState::kNone && req_body_ != BodyState::kDone);
+}
+
+// Moves request body bytes from the client to the upstream. Returns false if the exchange ended.
+bool HttpSession::forwardRequestBody() {
+  Buffer& in = conn_->input();
+  if (!upstream_) {
+    // Not connected yet: keep the bytes, but bound what we hold.
+    if (in.size() > kMaxPipelinedInput) conn_->readDisable(true);
+    return true;
+  }
+  net::Connection& up = upstream_->connection();
+  if (req_body_ == BodyState::kLength) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(req_remaining_, in.size()));
+    if (n) {
+      up.output().append(in.data(), n);
+      in.consume(n);
+      req_remaining_ -= n;
+      req_body_bytes_ += n;
+    }
+    if (req_remaining_ == 0) req_body_ = BodyState::kDone;
+  } else if (req_body_ == BodyState::kChunked) {
+    Buffer& o = up.output();
+    auto step = req_chunks_.decode(in.view(), [&](std::string_view data) {
+      std::string line;
+      appendHex(line, data.size());
+      line.append("\r\n");
+      o.append(line);
+      o.append(data);
+      o.append("\r\n", 2);
+      req_body_bytes_ += data.size();
+    });
+    in.consume(step.consumed);
+    if (step.failed()) {
+      listener_->stats.protocol_error->inc();
+      resetUpstream();
+      localReply(step.error.status ? step.error.status : 400, step.error.reason, "DPE", true);
+      return false;
+    }
+    if (listener_->max_body_bytes && req_body_bytes_ > listener_->max_body_bytes) {
+      listener_->stats.rq_too_large->inc();
+      resetUpstream();
+      localReply(413, "request body too large", "-", true);
+      return false;
+    }
+    if (step.done) {
+      o.append("0\r\n");
+      o.append(req_chunks_.trailerSection());
+      o.append("\r\n", 2);
+      req_body_ = BodyState::kDone;
+    }
+  }
+  up.flush();
+  if (!upstream_) return false;
+  // Backpressure: stop reading the client while the upstream socket is saturated.
+  if (req_body_ != BodyState::kDone && up.aboveHighWatermark()) conn_->readDisable(true);
+  if (req_body_ == BodyState::kDone && in.size() > kMaxPipelinedInput) conn_->readDisable(true);
+  return true;
+}
+
+void HttpSession::onUpstreamDrained(upstream::PooledConnection&) {
+  if (req_body_ != BodyState::kDone && state_ == State::kProxying) {
+    conn_->readDisable(false);
+  }
+}
+
+void HttpSession::onWriteDrained(net::Connection&) {
+  if (upstream_ && state_ == State::kProxying) upstream_->connection().readDisable(false);
+}
+
+void HttpSession::onUpstreamData(upstream::PooledConnection&) { processUpstream(); }
+
+void HttpSession::processUpstream() {
+  while (upstream_ && state_ == State::kProxying && !resp_head_sent_) {
+    Buffer& in = upstream_->input();
+    if (in.empty()) return;
+    http1::ParseResult r = resp_parser_.parse(in.view(), method_id_);
+    if (r.needMore()) return;
+    if (r.failed()) {
+      resetUpstream();
+      localReply(502, std::string("upstream sent an invalid response: ") +
+                          std::string(r.error.reason), "UPE", req_body_ != BodyState::kDone);
+      return;
+    }
+    const http1::ResponseHead& h = resp_parser_.head();
+    if (h.interim) {
+      in.consume(r.consumed);
+      resp_parser_.reset();
+      continue;  // 1xx: the client was answered 100 by us already
+    }
+    if (h.tunnel) {
+      resetUpstream();
+      localReply(502, "upstream switched protocols, which this listener does not support", "UPE",
+                 true);
+      return;
+    }
+    if (!sendResponseHead(h)) return;
+    in.consume(r.consumed);
+  }
+  if (upstream_ && resp_head_sent_) forwardResponseBody();
+}
+
+bool HttpSession::sendResponseHead(const http1::ResponseHead& h) {
+  status_ = h.status;
+  resp_keep_alive_ = h.keep_alive;
+  bool client_11 = version_ == http1::Version::kHttp11;
+  switch (h.body_kind) {
+    case http1::BodyKind::kContentLength:
+      resp_body_ = h.content_length ? BodyState::kLength : BodyState::kDone;
+      resp_remaining_ = h.content_length;
+      break;
+    case http1::BodyKind::kChunked:
+      resp_body_ = BodyState::kChunked;
+      resp_chunks_.reset();
+      break;
+    case http1::BodyKind::kUntilClose:
+      resp_body_ = BodyState::kUntilClose;
+      resp_keep_alive_ = false;
+      break;
+    case http1::BodyKind::kNone:
+      resp_body_ = BodyState::kDone;
+      break;
+  }
+  resp_chunked_out_ = client_11 && (resp_body_ == BodyState::kChunked ||
+                                    resp_body_ == BodyState::kUntilClose);
+  // A close-delimited body to an HTTP/1.0 client, or a chunked one it cannot read, ends the
+  // connection.
+  if (!client_11 && resp_body_ != BodyState::kLength && resp_body_ != BodyState::kDone)
+    client_keep_alive_ = false;
+
+  Buffer& o = conn_->output();
+  std::string head;
+  head.reserve(256 + h.head_bytes);
+  head.append(client_11 ? "HTTP/1.1 " : "HTTP/1.0 ");
+  appendUint(head, static_cast<uint64_t>(h.status));
+  head.push_back(' ');
+  head.append(h.reason.empty() ? std::string_view(reasonPhrase(h.status)) : h.reason);
+  head.append("\r\n");
+  bool keep_cl = h.body_kind == http1::BodyKind::kNone;  // HEAD / 304 keep their Content-Length
+  for (const http::HeaderField& f : h.headers) {
+    if (h.isHopByHop(f)) continue;
+    if (f.token == http::HeaderToken::kContentLength && !keep_cl) continue;
+    if (f.token == http::HeaderToken::kServer && !listener_->preserve_upstream_server) continue;
+    if (f.name.size() == 28 && http::equalsIgnoreCase(f.name, "x-weft-upstream-service-time"))
+      continue;
+    head.append(f.name).append(": ").append(f.value).append("\r\n");
+  }
+  if (!listener_->preserve_upstream_server || !h.find(http::HeaderToken::kServer)) {
+    head.append("server: ").append(listener_->server_name).append("\r\n");
+  }
+  auto service_ms = std::chrono::duration_cast<std::chrono::milliseconds>(worker_.loop().now() -
+                                                                         upstream_sent_);
+  head.append("x-weft-upstream-service-time: ");
+  appendUint(head, static_cast<uint64_t>(service_ms.count()));
+  head.append("\r\n");
+  if (resp_body_ == BodyState::kLength) {
+    head.append("content-length: ");
+    appendUint(head, resp_remaining_);
+    head.append("\r\n");
+  } else if (resp_chunked_out_) {
+    head.append("transfer-encoding: chunked\r\n");
+  } else if (resp_body_ == BodyState::kDone && !keep_cl) {
+    if (h.status >= 200 && h.status != 204 && h.status != 304) head.append("content-length: 0\r\n");
+  }
+  bool keep = client_keep_alive_ && !draining_;
+  if (!keep) {
+    head.append("connection: close\r\n");
+  } else if (!client_11) {
+    head.append("connection: keep-alive\r\n");
+  }
+  head.append("\r\n");
+  o.append(head);
+  resp_head_sent_ = true;
+  return true;
+}
+
+bool HttpSession::forwardResponseBody() {
+  Buffer& in = upstream_->input();
+  Buffer& o = conn_->output();
+  if (resp_body_ == BodyState::kLength) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(resp_remaining_, in.size()));
+    o.append(in.data(), n);
+    in.consume(n);
+    resp_remaining_ -= n;
+    if (resp_remaining_ == 0) resp_body_ = BodyState::kDone;
+  } else if (resp_body_ == BodyState::kChunked) {
+    auto step = resp_chunks_.decode(in.view(), [&](std::string_view data) {
+      if (resp_chunked_out_) {
+        std::string line;
+        appendHex(line, data.size());
+        line.append("\r\n");
+        o.append(line);
+        o.append(data);
+        o.append("\r\n", 2);
+      } else {
+        o.append(data);
+      }
+    });
+    in.consume(step.consumed);
+    if (step.failed()) {
+      // Mid-body: the client has the head already; all we can do is cut the connection.
+      flags_ = "UPE";
+      resetUpstream();
+      conn_->flush();
+      logAndCount(status_);
+      closeDownstream(true);
+      return false;
+    }
+    if (step.done) {
+      if (resp_chunked_out_) {
+        o.append("0\r\n");
+        o.append(resp_chunks_.trailerSection());
+        o.append("\r\n", 2);
+      }
+      resp_body_ = BodyState::kDone;
+    }
+  } else if (resp_body_ == BodyState::kUntilClose) {
+    if (!in.empty()) {
+      if (resp_chunked_out_) {
+        std::string line;
+        appendHex(line, in.size());
+        line.append("\r\n");
+        o.append(line);
+        o.append(in.view());
+        o.append("\r\n", 2);
+      } else {
+        o.append(in.view());
+      }
+      in.clear();
+    }
+  }
+  conn_->flush();
+  if (state_ != State::kProxying) return false;
+  if (resp_body_ == BodyState::kDone) {
+    finishExchange(resp_keep_alive_ && req_body_ == BodyState::kDone && in.empty());
+    return false;
+  }
+  if (upstream_ && conn_->aboveHighWatermark()) upstream_->connection().readDisable(true);
+  return true;
+}
+
+void HttpSession::onUpstreamClosed(upstream::PooledConnection&, net::CloseReason reason,
+                                   std::string_view detail) {
+  upstream_ = nullptr;
+  if (state_ != State::kProxying) return;
+  if (resp_head_sent_ && resp_body_ == BodyState::kUntilClose) {
+    if (resp_chunked_out_) conn_->output().append("0\r\n\r\n");
+    resp_body_ = BodyState::kDone;
+    conn_->flush();
+    finishExchange(false);
+    return;
+  }
+  if (resp_head_sent_) {
+    flags_ = "UR";
+    conn_->flush();
+    logAndCount(status_);
+    closeDownstream(true);
+    return;
+  }
+  if (reason == net::CloseReason::kHandshakeFailed) cluster_->stats.ssl_error->inc();
+  localReply(502, "upstream reset before response: " + std::string(detail), "UR",
+             req_body_ != BodyState::kDone && req_body_ != BodyState::kNone);
+}
+
+void HttpSession::finishExchange(bool upstream_reusable) {
+  request_timer_.disarm();
+  if (upstream_) {
+    upstream::PooledConnection* up = upstream_;
+    upstream_ = nullptr;
+    up->connection().readDisable(false);
+    cluster_rt_->pool->release(*up, upstream_reusable);
+  }
+  logAndCount(status_);
+  bool keep = client_keep_alive_ && !draining_;
+  resetRequest();
+  if (!keep) {
+    closeDownstream(true);
+    return;
+  }
+  state_ = State::kReadHead;
+  armIdle();
+  conn_->readDisable(false);
+  processInput();  // a pipelined request may be waiting
+}
+
+void HttpSession::resetUpstream() {
+  if (upstream_) {
+    upstream::PooledConnection* up = upstream_;
+    upstream_ = nullptr;
+    cluster_rt_->pool->release(*up, false);
+  }
+}
+
+void HttpSession::localReply(int status, std::string_view body, const char* flags, bool close) {
+  request_timer_.disarm();
+  if (waiting_pool_) {
+    cluster_rt_->pool->cancel(*this);
+    waiting_pool_ = false;
+    cluster_->stats.rq_pending_active->sub();
+  }
+  resetUpstream();
+  status_ = status;
+  flags_ = flags;
+  bool keep = !close && client_keep_alive_ && !draining_;
+  std::string out;
+  out.reserve(160 + body.size());
+  out.append(version_ == http1::Version::kHttp10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  appendUint(out, static_cast<uint64_t>(status));
+  out.push_back(' ');
+  out.append(reasonPhrase(status));
+  out.append("\r\ncontent-type: text/plain\r\nserver: ");
+  out.append(listener_->server_name);
+  out.append("\r\ncontent-length: ");
+  appendUint(out, body.size() + 1);
+  out.append(keep ? "\r\n\r\n" : "\r\nconnection: close\r\n\r\n");
+  if (method_id_ != http1::Method::kHead) {
+    out.append(body);
+    out.push_back('\n');
+  }
+  conn_->write(out);
+  logAndCount(status);
+  resetRequest();
+  if (!keep) {
+    closeDownstream(true);
+    return;
+  }
+  state_ = State::kReadHead;
+  armIdle();
+  conn_->readDisable(false);
+  processInput();
+}
+
+void HttpSession::onRequestTimeout() {
+  listener_->stats.rq_timeout->inc();
+  if (cluster_) cluster_->stats.rq_timeout->inc();
+  if (route_ && route_->index() < listener_->route_stats.size())
+    listener_->route_stats[route_->index()].rq_timeout->inc();
+  if (resp_head_sent_) {
+    flags_ = "UT";
+    resetUpstream();
+    logAndCount(status_);
+    closeDownstream(true);
+    return;
+  }
+  localReply(504, "upstream request timeout", "UT",
+             req_body_ != BodyState::kDone && req_body_ != BodyState::kNone);
+}
+
+void HttpSession::onIdleTimeout() {
+  if (state_ != State::kReadHead || has_request_) return;
+  listener_->stats.idle_timeout->inc();
+  closeDownstream(true);
+}
+
+void HttpSession::logAndCount(int status) {
+  if (!has_request_) return;
+  MonoTime now = worker_.loop().now();
+  Duration elapsed = now - start_;
+  int cls = statusClass(status);
+  listener_->stats.rq_active->sub();
+  if (cls >= 0) listener_->stats.rq_xx[cls]->inc();
+  listener_->stats.rq_time->record(elapsed);
+  if (cluster_ && (upstream_sent_ >= start_)) {
+    if (cls >= 0) cluster_->stats.rq_xx[cls]->inc();
+    cluster_->stats.rq_time->record(now - upstream_sent_);
+  }
+  if (cluster_) cluster_->stats.rq_active->sub();
+  if (route_ && route_->index() < listener_->route_stats.size()) {
+    const RouteStats& rs = listener_->route_stats[route_->index()];
+    rs.rq_total->inc();
+    if (cls >= 0) rs.rq_xx[cls]->inc();
+    rs.rq_time->record(elapsed);
+  }
+  if (host_ && cluster_rt_) {
+    cluster_rt_->lb->onRequestEnd(*host_);
+    host_ = nullptr;
+  }
+  if (!listener_->access_logs.empty()) {
+    // The request headers an access log may ask for, from what the session kept of the head.
+    struct Kept final : AccessLogHeaders {
+      const HttpSession& s;
+      explicit Kept(const HttpSession& session) : s(session) {}
+      std::optional<std::string_view> get(std::string_view name) const override {
+        auto opt = [](const std::string& v) -> std::optional<std::string_view> {
+          if (v.empty()) return std::nullopt;
+          return std::string_view(v);
+        };
+        if (name == "x-request-id") return opt(s.request_id_);
+        if (name == "user-agent") return opt(s.user_agent_);
+        if (name == "x-forwarded-for") return opt(s.forwarded_for_);
+        if (name == "host") return opt(s.authority_);
+        return std::nullopt;
+      }
+    } kept(*this);
+    std::string remote = conn_->remoteAddress().toString();
+    std::string local = conn_->localAddr().toString();
+    AccessLogEntry e;
+    e.start_time = start_wall_;
+    e.duration = elapsed;
+    e.method = method_;
+    e.path = path_;
+    e.authority = authority_;
+    e.scheme = listener_->secure ? "https" : "http";
+    e.protocol = version_ == http1::Version::kHttp10 ? "HTTP/1.0" : "HTTP/1.1";
+    e.response_code = status;
+    e.response_flags = std::string_view(flags_) == "-" ? std::string_view() : flags_;
+    e.bytes_received = conn_->bytesRead() - downstream_read_at_start_;
+    e.bytes_sent = conn_->bytesWritten() - downstream_written_at_start_ + conn_->pendingOutput();
+    e.upstream_host = upstream_host_;
+    if (cluster_) e.upstream_cluster = cluster_->name;
+    if (route_) e.route_name = route_->name();
+    e.downstream_remote_address = remote;
+    e.downstream_local_address = local;
+    e.requested_server_name = conn_->peer().sni;
+    if (upstream_sent_ >= start_ && upstream_sent_ != MonoTime{})
+      e.upstream_service_time = now - upstream_sent_;
+    e.request_headers = &kept;
+    for (auto& sink : listener_->access_logs) sink->log(e);
+  }
+  has_request_ = false;
+}
+
+void HttpSession::resetRequest() {
+  has_request_ = false;
+  route_ = nullptr;
+  cluster_.reset();
+  cluster_rt_ = nullptr;
+  host_set_.reset();
+  host_ = nullptr;
+  req_body_ = BodyState::kNone;
+  resp_body_ = BodyState::kNone;
+  req_remaining_ = resp_remaining_ = req_body_bytes_ = 0;
+  resp_head_sent_ = false;
+  resp_chunked_out_ = false;
+  status_ = 0;
+  flags_ = "-";
+  request_id_.clear();
+  user_agent_.clear();
+  forwarded_for_.clear();
+  upstream_host_.clear();
+  upstream_sent_ = MonoTime{};
+  req_parser_.reset();
+  resp_parser_.reset();
+}
+
+}  // namespace weft::proxy

@@ -1,0 +1,134 @@
+#pragma once
+// HttpSession: one downstream HTTP/1.1 connection and the request currently on it. It parses a
+// request head, routes it, takes an upstream connection from the cluster's pool, streams the
+// request body up and the response back (both directions bounded by the connections' watermarks),
+// then logs and counts the exchange and moves on to the next (possibly pipelined) request.
+// Requests on one connection are served strictly in order, one at a time (HTTP/1.1 pipelining is
+// answered in order because the next head is not read before the previous response ends).
+//
+// Single-threaded: lives on one Worker, owned by it (Worker::sessions_).
+
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/timer.h"
+#include "http/http1/chunked.h"
+#include "http/http1/parser.h"
+#include "net/connection.h"
+#include "proxy/snapshot.h"
+#include "upstream/pool.h"
+
+namespace weft::proxy {
+
+class Worker;
+struct ClusterRuntime;
+
+class HttpSession final : public net::ConnectionCallbacks, public upstream::PoolUser {
+ public:
+  HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
+              std::shared_ptr<const ListenerInfo> listener);
+  ~HttpSession();
+
+  // Worker drain: close now if idle, else after the current response.
+  void drain();
+  bool idle() const { return state_ == State::kReadHead && !has_request_; }
+
+  // net::ConnectionCallbacks (downstream)
+  void onConnected(net::Connection&) override;
+  void onData(net::Connection&) override;
+  void onWriteDrained(net::Connection&) override;
+  void onClose(net::Connection&, net::CloseReason reason, std::string_view detail) override;
+
+  // upstream::PoolUser
+  void onUpstreamReady(upstream::PooledConnection& conn) override;
+  void onUpstreamFailure(net::CloseReason reason, std::string_view detail) override;
+  void onUpstreamData(upstream::PooledConnection& conn) override;
+  void onUpstreamDrained(upstream::PooledConnection& conn) override;
+  void onUpstreamClosed(upstream::PooledConnection& conn, net::CloseReason reason,
+                        std::string_view detail) override;
+
+  std::list<std::unique_ptr<HttpSession>>::iterator self;
+
+ private:
+  enum class State {
+    kReadHead,      // waiting for (more of) a request head
+    kProxying,      // request routed to an upstream; body and/or response in flight
+    kLocalReplied,  // a local reply was written; waiting for it to flush
+    kClosed,
+  };
+  enum class BodyState { kNone, kLength, kChunked, kUntilClose, kDone };
+
+  void processInput();
+  void startRequest(size_t head_len);
+  void routeRequest();
+  bool forwardRequestBody();
+  void processUpstream();
+  bool sendResponseHead(const http1::ResponseHead& head);
+  bool forwardResponseBody();
+  void finishExchange(bool upstream_reusable);
+  void localReply(int status, std::string_view body, const char* flags, bool close);
+  void resetUpstream();
+  void closeDownstream(bool flush);
+  void onRequestTimeout();
+  void onIdleTimeout();
+  void armIdle();
+  void logAndCount(int status);
+  void resetRequest();
+
+  Worker& worker_;
+  std::unique_ptr<net::Connection> conn_;
+  std::shared_ptr<const ListenerInfo> listener_;
+  State state_ = State::kReadHead;
+  bool draining_ = false;
+  bool handshake_done_ = false;
+
+  http1::RequestParser req_parser_;
+  http1::ResponseParser resp_parser_;
+  http1::ChunkedDecoder req_chunks_;
+  http1::ChunkedDecoder resp_chunks_;
+  Timer request_timer_;
+  Timer idle_timer_;
+
+  // Per request (reset by resetRequest()).
+  bool has_request_ = false;
+  MonoTime start_;
+  std::chrono::system_clock::time_point start_wall_;
+  MonoTime upstream_sent_;
+  std::string method_;
+  http1::Method method_id_ = http1::Method::kOther;
+  std::string path_;  // target as received
+  std::string authority_;
+  std::string request_id_;
+  std::string user_agent_;
+  std::string forwarded_for_;
+  http1::Version version_ = http1::Version::kHttp11;
+  bool client_keep_alive_ = true;
+  std::string upstream_head_;  // serialized request head for the upstream
+  BodyState req_body_ = BodyState::kNone;
+  uint64_t req_remaining_ = 0;
+  uint64_t req_body_bytes_ = 0;
+  BodyState resp_body_ = BodyState::kNone;
+  uint64_t resp_remaining_ = 0;
+  bool resp_chunked_out_ = false;  // re-encode the body as chunked towards the client
+  bool resp_head_sent_ = false;
+  bool resp_keep_alive_ = true;
+  int status_ = 0;
+  uint64_t bytes_received_ = 0;
+  uint64_t bytes_sent_ = 0;
+  uint64_t downstream_written_at_start_ = 0;
+  uint64_t downstream_read_at_start_ = 0;
+  const char* flags_ = "-";
+  const http::RouteEntry* route_ = nullptr;
+  std::shared_ptr<const ClusterInfo> cluster_;
+  ClusterRuntime* cluster_rt_ = nullptr;
+  const upstream::Host* host_ = nullptr;
+  upstream::HostSetPtr host_set_;  // keeps host_ alive
+  upstream::PooledConnection* upstream_ = nullptr;
+  bool waiting_pool_ = false;
+  std::string upstream_host_;
+  Duration stream_idle_timeout_{};
+};
+
+}  // namespace weft::proxy

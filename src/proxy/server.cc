@@ -1,0 +1,491 @@
+#include "proxy/server.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "common/log.h"
+#include "net/tls/tls_context.h"
+#include "proxy/access_log.h"
+#include "proxy/admin.h"
+#include "proxy/config_defaults.h"
+#include "proxy/config_loader.h"
+#include "proxy/worker.h"
+
+namespace weft::proxy {
+
+namespace sn = stats::names;
+
+// SIGHUP, SIGTERM, SIGINT through a signalfd read on the main loop (no async-signal handlers).
+class Server::Signals final : public net::IoHandler {
+ public:
+  explicit Signals(Server& s) : server_(s) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    server_.loop_.add(fd_, EPOLLIN, this);
+  }
+  ~Signals() {
+    server_.loop_.remove(fd_);
+    ::close(fd_);
+  }
+  void onIoEvents(uint32_t) override {
+    signalfd_siginfo si;
+    while (::read(fd_, &si, sizeof si) == sizeof si) {
+      if (si.ssi_signo == SIGHUP) {
+        log::info("server", "SIGHUP: reloading " + server_.options_.config_path);
+        Status st = server_.reload();
+        if (!st) log::error("server", "reload refused, keeping the running config:\n" +
+                                          st.error().message);
+      } else if (si.ssi_signo == SIGUSR1) {
+        for (auto& [path, w] : server_.log_writers_) w->reopen();
+      } else {
+        log::info("server", std::string(si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT") +
+                                ": draining");
+        server_.beginDrain();
+      }
+    }
+  }
+
+ private:
+  Server& server_;
+  int fd_;
+};
+
+ListenSocket::~ListenSocket() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Server::Server(ServerOptions options) : options_(std::move(options)) {
+  if (options_.concurrency == 0) options_.concurrency = 1;
+  registry_ = std::make_unique<stats::Registry>(options_.concurrency);
+  reload_ok_ = registry_->counter(sn::kServerConfigUpdateSuccess);
+  reload_rejected_ = registry_->counter(sn::kServerConfigUpdateRejected);
+  registry_->gauge(sn::kServerConcurrency)->set(options_.concurrency);
+}
+
+Server::~Server() {
+  for (auto& w : workers_) w->stopAndJoin();
+  workers_.clear();
+  for (auto& [p, w] : log_writers_) w->stop();
+}
+
+Status Server::start() {
+  started_ = std::chrono::steady_clock::now();
+  auto cfg = loadConfigFile(options_.config_path);
+  if (!cfg) return makeError(cfg.error().message);
+  auto snap = build(*cfg);
+  if (!snap) return makeError(snap.error().message);
+  snapshot_ = *snap;
+  cert_fingerprint_ = certificateFingerprint(snapshot_->config);
+
+  auto admin = AdminServer::create(*this, loop_, snapshot_->config.admin());
+  if (!admin) return makeError(admin.error().message);
+  admin_ = std::move(*admin);
+  signals_ = std::make_unique<Signals>(*this);
+
+  for (uint32_t i = 0; i < options_.concurrency; ++i) {
+    workers_.push_back(std::make_unique<Worker>(i, upstream::FastRandom::seedFromEntropy() + i));
+    workers_.back()->start(snapshot_);
+  }
+  cert_timer_ = std::make_unique<Timer>(loop_.timers(), [this] { pollCertificates(); });
+  cert_timer_->arm(seconds(1));
+
+  for (auto& l : snapshot_->listeners) {
+    log::info("server", "listener " + l->name + " on " +
+                            net::localAddress(l->socket->fd()).toString() +
+                            (l->tls.mode == ListenerTlsSeam::Mode::kStrict       ? " (TLS STRICT)"
+                             : l->tls.mode == ListenerTlsSeam::Mode::kPermissive ? " (TLS PERMISSIVE)"
+                                                                                 : ""));
+  }
+  log::info("server", "admin on " + admin_->address().toString() + ", " +
+                          std::to_string(options_.concurrency) + " worker(s), ready");
+  writePortsFile();
+  return {};
+}
+
+int Server::run() {
+  loop_.run();
+  return exit_code_;
+}
+
+void Server::writePortsFile() {
+  if (options_.ports_file.empty()) return;
+  std::string json = "{\"admin\": " + std::to_string(admin_->address().port()) +
+                     ", \"listeners\": {";
+  bool first = true;
+  for (auto& l : snapshot_->listeners) {
+    if (!first) json += ", ";
+    first = false;
+    json += "\"" + l->name + "\": " + std::to_string(net::localAddress(l->socket->fd()).port());
+  }
+  json += "}}\n";
+  std::string tmp = options_.ports_file + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << json;
+  }
+  std::rename(tmp.c_str(), options_.ports_file.c_str());
+}
+
+Status Server::reload() {
+  auto cfg = loadConfigFile(options_.config_path);
+  if (!cfg) {
+    reload_rejected_->inc();
+    return makeError(cfg.error().message);
+  }
+  auto snap = build(*cfg);
+  if (!snap) {
+    reload_rejected_->inc();
+    return makeError(snap.error().message);
+  }
+  publish(*snap);
+  cert_fingerprint_ = certificateFingerprint(snapshot_->config);
+  reload_ok_->inc();
+  writePortsFile();
+  log::info("server", "config version " + std::to_string(snapshot_->version) + " active");
+  return {};
+}
+
+void Server::publish(SnapshotPtr s) {
+  snapshot_ = std::move(s);
+  for (auto& w : workers_) w->post(snapshot_);
+  registry_->prune();
+}
+
+// mtime/size/inode of every certificate, key and bundle file the config names.
+std::string Server::certificateFingerprint(const v1::ProxyConfig& c) const {
+  std::string fp;
+  auto add = [&](const std::string& path) {
+    if (path.empty()) return;
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+      fp += path + ":missing;";
+      return;
+    }
+    fp += path + ":" + std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+          std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + ";";
+  };
+  for (auto& l : c.listeners()) {
+    add(l.tls().certificate().certificate_chain_file());
+    add(l.tls().certificate().private_key_file());
+    add(l.tls().validation().trust_bundle_file());
+  }
+  for (auto& cl : c.clusters()) {
+    add(cl.tls().certificate().certificate_chain_file());
+    add(cl.tls().certificate().private_key_file());
+    add(cl.tls().validation().trust_bundle_file());
+  }
+  return fp;
+}
+
+// Certificates rotate by replacing files: rebuild the snapshot from the running config when any
+// of them changes. A half-written file fails to load and the old contexts stay.
+void Server::pollCertificates() {
+  cert_timer_->arm(seconds(1));
+  if (draining_) return;
+  std::string fp = certificateFingerprint(snapshot_->config);
+  if (fp == cert_fingerprint_) return;
+  auto snap = build(snapshot_->config);
+  if (!snap) {
+    log::warn("tls", "certificate files changed but cannot be loaded (keeping the old ones): " +
+                         snap.error().message);
+    return;
+  }
+  cert_fingerprint_ = fp;
+  publish(*snap);
+  log::info("tls", "certificates reloaded");
+}
+
+Result<SnapshotPtr> Server::build(const v1::ProxyConfig& config) {
+  auto s = std::make_shared<Snapshot>();
+  s->version = ++version_;
+  s->config = config;
+  std::string errors;
+  for (const auto& c : config.clusters()) {
+    auto ci = buildCluster(c);
+    if (!ci) {
+      errors += ci.error().message + "\n";
+      continue;
+    }
+    s->clusters.emplace(c.name(), *ci);
+  }
+  if (!errors.empty()) return makeError(errors);
+  for (const auto& l : config.listeners()) {
+    auto li = buildListener(l, *s);
+    if (!li) {
+      errors += li.error().message + "\n";
+      continue;
+    }
+    s->listeners.push_back(*li);
+  }
+  if (!errors.empty()) return makeError(errors);
+  return SnapshotPtr(std::move(s));
+}
+
+Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(const v1::Listener& l,
+                                                                 const Snapshot& building) {
+  auto li = std::make_shared<ListenerInfo>();
+  li->name = l.name();
+  li->config = l;
+  const std::string where = "listeners[" + l.name() + "]";
+
+  // Reuse the socket of a running listener with the same name, address and port (port 0 keeps
+  // the port it got), so reloads never drop the listening socket.
+  if (snapshot_) {
+    for (auto& old : snapshot_->listeners) {
+      if (old->name == l.name() && old->config.address() == l.address() &&
+          old->config.port() == l.port()) {
+        li->socket = old->socket;
+      }
+    }
+  }
+  if (!li->socket) {
+    auto addr = net::parseAddress(listenerAddress(l), static_cast<uint16_t>(l.port()));
+    if (!addr) return makeError(where + ".address: " + addr.error().message);
+    auto fd = net::listenTcp(*addr);
+    if (!fd) return makeError(where + ": " + fd.error().message);
+    li->socket = std::make_shared<ListenSocket>(*fd);
+  }
+
+  auto router = http::Router::compile(l.route_config(), [&](std::string_view name) {
+    return building.clusters.count(std::string(name)) > 0;
+  });
+  if (!router) return makeError(where + ".route_config: " + router.error().message);
+  li->router = std::move(*router);
+
+  const v1::HttpOptions& h = l.http();
+  li->request_timeout = requestTimeout(h);
+  li->idle_timeout = idleTimeout(h);
+  li->max_head_bytes = maxRequestHeadersBytes(h);
+  li->max_body_bytes = h.max_request_body_bytes();
+  li->server_name = serverName(h);
+  li->preserve_upstream_server = h.preserve_upstream_server();
+
+  if (l.tls().mode() != v1::ListenerTls::DISABLED) {
+    auto ctx = net::tls::ServerContext::create(l.tls(), where + ".tls");
+    if (!ctx) return makeError(ctx.error().message);
+    std::shared_ptr<const net::tls::ServerContext> sc = *ctx;
+    li->tls.mode = l.tls().mode() == v1::ListenerTls::STRICT ? ListenerTlsSeam::Mode::kStrict
+                                                              : ListenerTlsSeam::Mode::kPermissive;
+    li->tls.make_tls = [sc](int fd) { return sc->newTransport(fd); };
+    li->secure = l.tls().mode() == v1::ListenerTls::STRICT;
+  }
+
+  for (const auto& al : l.access_logs()) {
+    auto fmt = AccessLogFormatter::fromConfig(al);
+    if (!fmt) return makeError(where + ".access_logs: " + fmt.error().message);
+    std::string path = al.path().empty() ? "/dev/stdout" : al.path();
+    auto& writer = log_writers_[path];
+    if (!writer) {
+      stats::Labels lbl{{std::string(sn::kLabelPath), path}};
+      auto w = AccessLogWriter::open(path, options_.concurrency, {},
+                                     registry_->counter(sn::kAccessLogDropped, lbl),
+                                     registry_->counter(sn::kAccessLogWriteErrors, lbl));
+      if (!w) {
+        log_writers_.erase(path);
+        return makeError(where + ".access_logs: " + w.error().message);
+      }
+      writer = *w;
+    }
+    li->access_logs.push_back(std::make_shared<AccessLogSink>(std::move(*fmt), writer));
+  }
+
+  // Stats.
+  auto& r = *registry_;
+  stats::Labels lb{{std::string(sn::kLabelListener), l.name()}};
+  ListenerStats& st = li->stats;
+  st.cx_total = r.counter(sn::kListenerDownstreamCxTotal, lb);
+  st.cx_active = r.gauge(sn::kListenerDownstreamCxActive, lb);
+  st.rx_bytes = r.counter(sn::kListenerDownstreamCxRxBytes, lb);
+  st.tx_bytes = r.counter(sn::kListenerDownstreamCxTxBytes, lb);
+  st.protocol_error = r.counter(sn::kListenerDownstreamCxProtocolError, lb);
+  st.idle_timeout = r.counter(sn::kListenerDownstreamCxIdleTimeout, lb);
+  st.rq_total = r.counter(sn::kListenerDownstreamRqTotal, lb);
+  st.rq_active = r.gauge(sn::kListenerDownstreamRqActive, lb);
+  st.rq_timeout = r.counter(sn::kListenerDownstreamRqTimeout, lb);
+  st.rq_too_large = r.counter(sn::kListenerDownstreamRqTooLarge, lb);
+  st.rq_time = r.histogram(sn::kListenerDownstreamRqTime, lb);
+  st.no_route = r.counter(sn::kListenerNoRoute, lb);
+  st.ssl_handshake = r.counter(sn::kListenerSslHandshake, lb);
+  st.ssl_error = r.counter(sn::kListenerSslConnectionError, lb);
+  st.ssl_no_cert = r.counter(sn::kListenerSslFailVerifyNoCert, lb);
+  st.ssl_verify_error = r.counter(sn::kListenerSslFailVerifyError, lb);
+  st.ssl_san = r.counter(sn::kListenerSslFailVerifySan, lb);
+  for (int i = 0; i < 5; ++i) {
+    stats::Labels lc = lb;
+    lc.emplace_back(std::string(sn::kLabelResponseCodeClass), std::to_string(i + 1) + "xx");
+    st.rq_xx[i] = r.counter(sn::kListenerDownstreamRqXx, lc);
+  }
+  for (const http::RouteEntry& re : li->router->routes()) {
+    stats::Labels rl{{std::string(sn::kLabelListener), l.name()},
+                     {std::string(sn::kLabelVirtualHost), re.virtualHostName()},
+                     {std::string(sn::kLabelRoute),
+                      re.name().empty() ? "route_" + std::to_string(re.index()) : re.name()}};
+    RouteStats rs;
+    rs.rq_total = r.counter(sn::kRouteUpstreamRqTotal, rl);
+    rs.rq_timeout = r.counter(sn::kRouteUpstreamRqTimeout, rl);
+    rs.rq_time = r.histogram(sn::kRouteUpstreamRqTime, rl);
+    for (int i = 0; i < 5; ++i) {
+      stats::Labels lc = rl;
+      lc.emplace_back(std::string(sn::kLabelResponseCodeClass), std::to_string(i + 1) + "xx");
+      rs.rq_xx[i] = r.counter(sn::kRouteUpstreamRqXx, lc);
+    }
+    li->route_stats.push_back(std::move(rs));
+  }
+  return std::shared_ptr<const ListenerInfo>(std::move(li));
+}
+
+Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluster& c) {
+  auto ci = std::make_shared<ClusterInfo>();
+  ci->name = c.name();
+  ci->config = c;
+  const std::string where = "clusters[" + c.name() + "]";
+  ci->lb_policy = c.lb_policy() == v1::Cluster::LEAST_REQUEST ? upstream::LbPolicy::kLeastRequest
+                                                               : upstream::LbPolicy::kRoundRobin;
+  ci->limits.max_connections = maxConnections(c);
+  ci->limits.max_pending = maxPendingRequests(c);
+  ci->limits.connect_timeout = connectTimeout(c);
+  ci->limits.idle_timeout = clusterIdleTimeout(c);
+
+  if (c.type() == v1::Cluster::DNS) {
+    // Resolved asynchronously; until the first answer the set is empty (503 no healthy upstream).
+    ensureDns(c);
+    ci->hosts = dns_[c.name()].hosts;
+    if (!ci->hosts) ci->hosts = std::make_shared<const upstream::HostSet>(std::vector<upstream::Host>{});
+  } else {
+    std::vector<upstream::Host> hosts;
+    for (const auto& e : c.endpoints()) {
+      auto addr = net::parseAddress(e.address(), static_cast<uint16_t>(e.port()));
+      if (!addr) return makeError(where + ".endpoints: " + addr.error().message);
+      hosts.emplace_back(*addr);
+    }
+    ci->hosts = std::make_shared<const upstream::HostSet>(std::move(hosts));
+  }
+
+  if (c.has_tls()) {
+    auto ctx = net::tls::ClientContext::create(c.tls(), where + ".tls");
+    if (!ctx) return makeError(ctx.error().message);
+    std::shared_ptr<const net::tls::ClientContext> cc = *ctx;
+    ci->transport_factory = [cc](int fd, const upstream::Host& h) {
+      return cc->newTransport(fd, h.hostname());
+    };
+  } else {
+    ci->transport_factory = [](int fd, const upstream::Host&) {
+      return net::makePlainTransport(fd);
+    };
+  }
+
+  auto& r = *registry_;
+  stats::Labels lb{{std::string(sn::kLabelCluster), c.name()}};
+  ClusterStats& st = ci->stats;
+  st.cx_total = r.counter(sn::kClusterUpstreamCxTotal, lb);
+  st.cx_active = r.gauge(sn::kClusterUpstreamCxActive, lb);
+  st.cx_connect_fail = r.counter(sn::kClusterUpstreamCxConnectFail, lb);
+  st.cx_connect_timeout = r.counter(sn::kClusterUpstreamCxConnectTimeout, lb);
+  st.cx_overflow = r.counter(sn::kClusterUpstreamCxOverflow, lb);
+  st.rx_bytes = r.counter(sn::kClusterUpstreamCxRxBytes, lb);
+  st.tx_bytes = r.counter(sn::kClusterUpstreamCxTxBytes, lb);
+  st.rq_total = r.counter(sn::kClusterUpstreamRqTotal, lb);
+  st.rq_active = r.gauge(sn::kClusterUpstreamRqActive, lb);
+  st.rq_pending_active = r.gauge(sn::kClusterUpstreamRqPendingActive, lb);
+  st.rq_pending_overflow = r.counter(sn::kClusterUpstreamRqPendingOverflow, lb);
+  st.rq_timeout = r.counter(sn::kClusterUpstreamRqTimeout, lb);
+  st.rq_time = r.histogram(sn::kClusterUpstreamRqTime, lb);
+  st.connect_ms = r.histogram(sn::kClusterUpstreamCxConnectMs, lb);
+  st.ssl_handshake = r.counter(sn::kClusterSslHandshake, lb);
+  st.ssl_error = r.counter(sn::kClusterSslConnectionError, lb);
+  st.ssl_verify_error = r.counter(sn::kClusterSslFailVerifyError, lb);
+  st.ssl_san = r.counter(sn::kClusterSslFailVerifySan, lb);
+  st.membership = r.gauge(sn::kClusterMembershipEndpoints, lb);
+  st.membership->set(static_cast<int64_t>(ci->hosts->size()));
+  for (int i = 0; i < 5; ++i) {
+    stats::Labels lc = lb;
+    lc.emplace_back(std::string(sn::kLabelResponseCodeClass), std::to_string(i + 1) + "xx");
+    st.rq_xx[i] = r.counter(sn::kClusterUpstreamRqXx, lc);
+  }
+  return std::shared_ptr<const ClusterInfo>(std::move(ci));
+}
+
+void Server::ensureDns(const v1::Cluster& c) {
+  std::string key;
+  std::vector<upstream::DnsEndpoint> eps;
+  for (const auto& e : c.endpoints()) {
+    key += e.address() + ":" + std::to_string(e.port()) + ";";
+    eps.push_back({e.address(), static_cast<uint16_t>(e.port())});
+  }
+  key += std::to_string(dnsMinRefresh(c).count());
+  DnsCluster& d = dns_[c.name()];
+  if (d.refresher && d.endpoints_key == key) return;
+  if (!resolver_) {
+    auto r = upstream::DnsResolver::create(loop_);
+    if (!r) {
+      log::error("dns", "cannot start the resolver: " + r.error().message);
+      return;
+    }
+    resolver_ = std::move(*r);
+  }
+  upstream::DnsRefresherOptions opts;
+  opts.min_refresh = dnsMinRefresh(c);
+  d.endpoints_key = key;
+  d.hosts = nullptr;
+  std::string name = c.name();
+  d.refresher = std::make_unique<upstream::DnsRefresher>(
+      *resolver_, loop_.timers(), std::move(eps), opts,
+      [this, name](const std::vector<upstream::ResolvedEndpoint>& list) {
+        onDnsUpdate(name, upstream::makeHostSet(list));
+      });
+  d.refresher->start();
+}
+
+// A DNS answer changed a cluster's hosts: publish a snapshot that differs only in that cluster.
+void Server::onDnsUpdate(const std::string& cluster, upstream::HostSetPtr hosts) {
+  dns_[cluster].hosts = hosts;
+  if (!snapshot_) return;  // the first build picks it up
+  const ClusterInfo* old = snapshot_->cluster(cluster);
+  if (!old) return;
+  log::info("dns", "cluster " + cluster + ": " + std::to_string(hosts->size()) + " endpoint(s)");
+  auto ci = std::make_shared<ClusterInfo>(*old);
+  ci->hosts = hosts;
+  ci->stats.membership->set(static_cast<int64_t>(hosts->size()));
+  auto s = std::make_shared<Snapshot>(*snapshot_);
+  s->version = ++version_;
+  s->clusters[cluster] = std::move(ci);
+  publish(std::move(s));
+}
+
+void Server::beginDrain() {
+  if (draining_) return;
+  draining_ = true;
+  auto drain_for = drainTime(snapshot_->config);
+  log::info("server", "draining for up to " + std::to_string(drain_for.count()) + " ms");
+  for (auto& w : workers_) {
+    w->drain([this] {
+      loop_.post([this] {
+        if (++workers_drained_ == workers_.size()) {
+          log::info("server", "drained, exiting");
+          loop_.stop();
+        }
+      });
+    });
+  }
+  // Stop accepting: new connections are refused from now on (shutdown of a listening socket).
+  for (auto& l : snapshot_->listeners) ::shutdown(l->socket->fd(), SHUT_RD);
+  drain_timer_ = std::make_unique<Timer>(loop_.timers(), [this] {
+    log::warn("server", "drain time elapsed with requests in flight; exiting");
+    loop_.stop();
+  });
+  drain_timer_->arm(drain_for);
+}
+
+}  // namespace weft::proxy

@@ -1,0 +1,138 @@
+#pragma once
+// Snapshot: the whole active configuration, compiled, immutable and shared by every worker as
+// std::shared_ptr<const Snapshot>. The main thread builds a new one on every change (file reload,
+// DNS answer, certificate rotation) and posts it to each worker; a worker swaps it in between
+// events. Requests already in flight keep what they started with (they hold shared_ptrs to their
+// listener and cluster); new requests see the new snapshot. Nothing here is mutated after
+// publication, so there is nothing to lock.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/stats.h"
+#include "http/router.h"
+#include "net/transport.h"
+#include "proxy/access_log.h"
+#include "upstream/host_set.h"
+#include "upstream/load_balancer.h"
+#include "upstream/pool.h"
+#include "weft/v1/config.pb.h"
+
+namespace weft::proxy {
+
+// One configured access log: its compiled format and the (shared) writer for its path.
+class AccessLogSink {
+ public:
+  AccessLogSink(AccessLogFormatter formatter, std::shared_ptr<AccessLogWriter> writer)
+      : formatter_(std::move(formatter)), writer_(std::move(writer)) {}
+  // Request path: formats into a per-thread scratch string and queues the line (never blocks).
+  void log(const AccessLogEntry& entry) const {
+    thread_local std::string line;
+    line.clear();
+    formatter_.format(entry, line);
+    writer_->write(line);
+  }
+
+ private:
+  AccessLogFormatter formatter_;
+  std::shared_ptr<AccessLogWriter> writer_;
+};
+
+// A listening socket shared by all workers (each polls it with EPOLLEXCLUSIVE). Closed when the
+// last snapshot that names it is gone.
+class ListenSocket {
+ public:
+  explicit ListenSocket(int fd) : fd_(fd) {}
+  ~ListenSocket();
+  ListenSocket(const ListenSocket&) = delete;
+  ListenSocket& operator=(const ListenSocket&) = delete;
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Makes the server-side transport for an accepted socket. `first_bytes` is what MSG_PEEK saw
+// (PERMISSIVE listeners tell TLS from plaintext by it); nullptr when TLS is off.
+struct ListenerTlsSeam {
+  enum class Mode { kDisabled, kPermissive, kStrict } mode = Mode::kDisabled;
+  // Returns a TLS transport using the current certificate (reloads are picked up per accept).
+  std::function<std::unique_ptr<net::Transport>(int fd)> make_tls;
+};
+
+struct ListenerStats {
+  std::shared_ptr<stats::Counter> cx_total, rx_bytes, tx_bytes, protocol_error, idle_timeout,
+      rq_total, rq_timeout, rq_too_large, no_route, ssl_handshake, ssl_error, ssl_no_cert,
+      ssl_verify_error, ssl_san;
+  std::shared_ptr<stats::Gauge> cx_active, rq_active;
+  std::shared_ptr<stats::Counter> rq_xx[5];  // 1xx..5xx
+  std::shared_ptr<stats::Histogram> rq_time;
+};
+
+struct RouteStats {
+  std::shared_ptr<stats::Counter> rq_total, rq_timeout;
+  std::shared_ptr<stats::Counter> rq_xx[5];
+  std::shared_ptr<stats::Histogram> rq_time;
+};
+
+struct ListenerInfo {
+  std::string name;
+  v1::Listener config;
+  std::shared_ptr<ListenSocket> socket;
+  std::unique_ptr<const http::Router> router;
+  std::vector<RouteStats> route_stats;  // indexed by RouteEntry::index()
+  ListenerTlsSeam tls;
+  // Effective options (defaults applied).
+  Duration request_timeout{};
+  Duration idle_timeout{};
+  size_t max_head_bytes = 0;
+  uint64_t max_body_bytes = 0;  // 0 = unlimited
+  std::string server_name;
+  bool preserve_upstream_server = false;
+  bool secure = false;  // x-forwarded-proto: https
+  std::vector<std::shared_ptr<AccessLogSink>> access_logs;
+  ListenerStats stats;
+};
+
+struct ClusterStats {
+  std::shared_ptr<stats::Counter> cx_total, cx_connect_fail, cx_connect_timeout, cx_overflow,
+      rx_bytes, tx_bytes, rq_total, rq_pending_overflow, rq_timeout, ssl_handshake, ssl_error,
+      ssl_verify_error, ssl_san;
+  std::shared_ptr<stats::Gauge> cx_active, rq_active, rq_pending_active, membership;
+  std::shared_ptr<stats::Counter> rq_xx[5];
+  std::shared_ptr<stats::Histogram> rq_time, connect_ms;
+};
+
+struct ClusterInfo {
+  std::string name;
+  v1::Cluster config;
+  upstream::LbPolicy lb_policy{};
+  upstream::PoolLimits limits;
+  upstream::HostSetPtr hosts;
+  upstream::TransportFactory transport_factory;  // plaintext or TLS origination
+  ClusterStats stats;
+};
+
+struct Snapshot {
+  uint64_t version = 0;
+  v1::ProxyConfig config;
+  std::vector<std::shared_ptr<const ListenerInfo>> listeners;
+  std::unordered_map<std::string, std::shared_ptr<const ClusterInfo>> clusters;
+
+  const ListenerInfo* listener(const std::string& name) const {
+    for (auto& l : listeners)
+      if (l->name == name) return l.get();
+    return nullptr;
+  }
+  const ClusterInfo* cluster(std::string_view name) const {
+    auto it = clusters.find(std::string(name));
+    return it == clusters.end() ? nullptr : it->second.get();
+  }
+};
+
+using SnapshotPtr = std::shared_ptr<const Snapshot>;
+
+}  // namespace weft::proxy

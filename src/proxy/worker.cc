@@ -1,0 +1,234 @@
+#include "proxy/worker.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+#include "common/stats.h"
+#include "net/tls/sniff.h"
+#include "proxy/http_session.h"
+
+namespace weft::proxy {
+
+// Accepts on one shared listening socket (EPOLLEXCLUSIVE: one worker is woken per connection).
+class Worker::Acceptor final : public net::IoHandler {
+ public:
+  Acceptor(Worker& w, std::shared_ptr<const ListenerInfo> l) : worker_(w), listener_(std::move(l)) {
+    worker_.loop_.add(listener_->socket->fd(), EPOLLIN | EPOLLEXCLUSIVE, this);
+  }
+  ~Acceptor() { worker_.loop_.remove(listener_->socket->fd()); }
+  const ListenerInfo& listener() const { return *listener_; }
+  void update(std::shared_ptr<const ListenerInfo> l) { listener_ = std::move(l); }
+
+  void onIoEvents(uint32_t) override {
+    for (int i = 0; i < 64; ++i) {
+      int fd = ::accept4(listener_->socket->fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != ECONNABORTED)
+          log::warn("listener", listener_->name + ": accept: " + std::strerror(errno));
+        return;
+      }
+      net::setNoDelay(fd);
+      if (listener_->tls.mode == ListenerTlsSeam::Mode::kPermissive) {
+        // Decide from the first bytes; the client speaks first in both TLS and HTTP/1.
+        new PermissiveSniffer(worker_, listener_, fd);
+        continue;
+      }
+      std::unique_ptr<net::Transport> t = listener_->tls.mode == ListenerTlsSeam::Mode::kStrict
+                                              ? listener_->tls.make_tls(fd)
+                                              : net::makePlainTransport(fd);
+      worker_.addSession(fd, std::move(t), listener_);
+    }
+  }
+
+ private:
+  // Waits (bounded by the idle timeout) for the first bytes of a PERMISSIVE connection, then hands
+  // the socket to a session with the right transport. Owns itself until it decides.
+  class PermissiveSniffer final : public net::IoHandler {
+   public:
+    PermissiveSniffer(Worker& w, std::shared_ptr<const ListenerInfo> l, int fd)
+        : worker_(w), listener_(std::move(l)), fd_(fd), timer_(w.loop_.timers(), [this] {
+            ::close(fd_);
+            finish();
+          }) {
+      worker_.loop_.add(fd_, EPOLLIN | EPOLLRDHUP, this);
+      timer_.arm(seconds(10));
+    }
+    void onIoEvents(uint32_t) override {
+      net::tls::Sniff sniff = net::tls::peekClientHello(fd_);
+      if (sniff == net::tls::Sniff::kNeedMore) return;
+      worker_.loop_.remove(fd_);
+      if (sniff == net::tls::Sniff::kClosed || sniff == net::tls::Sniff::kError) {
+        ::close(fd_);
+        finish();
+        return;
+      }
+      std::unique_ptr<net::Transport> t = sniff == net::tls::Sniff::kTls
+                                              ? listener_->tls.make_tls(fd_)
+                                              : net::makePlainTransport(fd_);
+      worker_.addSession(fd_, std::move(t), listener_);
+      finish();
+    }
+
+   private:
+    void finish() {
+      timer_.disarm();
+      struct Holder : net::Deferrable {
+        std::unique_ptr<PermissiveSniffer> p;
+      };
+      auto h = std::make_unique<Holder>();
+      h->p.reset(this);
+      worker_.loop_.deferDelete(std::move(h));
+    }
+    Worker& worker_;
+    std::shared_ptr<const ListenerInfo> listener_;
+    int fd_;
+    Timer timer_;
+  };
+
+  Worker& worker_;
+  std::shared_ptr<const ListenerInfo> listener_;
+};
+
+Worker::Worker(uint32_t index, uint64_t seed) : index_(index), random_(seed) {}
+
+Worker::~Worker() { stopAndJoin(); }
+
+void Worker::start(SnapshotPtr initial) {
+  thread_ = std::thread([this, initial = std::move(initial)]() mutable {
+    stats::bindWorkerThread(index_);
+    apply(std::move(initial));
+    loop_.run();
+    sessions_.clear();
+    acceptors_.clear();
+    clusters_.clear();
+    stats::unbindWorkerThread();
+  });
+}
+
+void Worker::post(SnapshotPtr snapshot) {
+  loop_.post([this, s = std::move(snapshot)]() mutable { apply(std::move(s)); });
+}
+
+void Worker::drain(std::function<void()> done) {
+  loop_.post([this, done = std::move(done)]() mutable {
+    draining_ = true;
+    drained_ = std::move(done);
+    acceptors_.clear();
+    // Copy: drain() may close sessions, which unlinks them.
+    std::vector<HttpSession*> all;
+    for (auto& s : sessions_) all.push_back(s.get());
+    for (HttpSession* s : all) s->drain();
+    checkDrained();
+  });
+}
+
+void Worker::stopAndJoin() {
+  if (!thread_.joinable()) return;
+  loop_.stop();
+  thread_.join();
+}
+
+ClusterRuntime* Worker::cluster(std::string_view name) {
+  auto it = clusters_.find(std::string(name));
+  return it == clusters_.end() ? nullptr : it->second.get();
+}
+
+void Worker::addSession(int fd, std::unique_ptr<net::Transport> transport,
+                        std::shared_ptr<const ListenerInfo> listener) {
+  auto conn = std::make_unique<net::Connection>(loop_, fd, std::move(transport), nullptr, false);
+  auto s = std::make_unique<HttpSession>(*this, std::move(conn), std::move(listener));
+  sessions_.push_back(std::move(s));
+  sessions_.back()->self = std::prev(sessions_.end());
+}
+
+void Worker::sessionClosed(HttpSession& s) {
+  struct Holder : net::Deferrable {
+    std::unique_ptr<HttpSession> p;
+  };
+  auto h = std::make_unique<Holder>();
+  h->p = std::move(*s.self);
+  sessions_.erase(s.self);
+  loop_.deferDelete(std::move(h));
+  checkDrained();
+}
+
+void Worker::checkDrained() {
+  if (draining_ && sessions_.empty() && drained_) {
+    auto done = std::move(drained_);
+    drained_ = nullptr;
+    done();
+  }
+}
+
+void Worker::apply(SnapshotPtr snapshot) {
+  // Clusters: keep the runtime (pool, balancer state) of clusters whose config is unchanged;
+  // follow host set changes; rebuild the rest.
+  std::unordered_map<std::string, std::unique_ptr<ClusterRuntime>> next;
+  for (auto& [name, info] : snapshot->clusters) {
+    auto it = clusters_.find(name);
+    if (it != clusters_.end() && it->second->info->config.SerializeAsString() ==
+                                     info->config.SerializeAsString()) {
+      auto rt = std::move(it->second);
+      if (rt->info->hosts != info->hosts) rt->lb->update(info->hosts);
+      rt->info = info;
+      next.emplace(name, std::move(rt));
+      continue;
+    }
+    auto rt = std::make_unique<ClusterRuntime>();
+    rt->info = info;
+    rt->lb = std::make_unique<upstream::LoadBalancer>(info->lb_policy, info->hosts, random_);
+    rt->pool =
+        std::make_unique<upstream::ConnPool>(loop_, info->limits, info->transport_factory);
+    next.emplace(name, std::move(rt));
+  }
+  // Sessions may still hold runtimes of removed clusters mid-request: keep those alive until
+  // this worker is idle by parking them in the deferred-delete list.
+  for (auto& [name, rt] : clusters_) {
+    if (rt) {
+      struct Holder : net::Deferrable {
+        std::unique_ptr<ClusterRuntime> p;
+      };
+      auto h = std::make_unique<Holder>();
+      h->p = std::move(rt);
+      retired_.push_back(std::move(h));
+    }
+  }
+  clusters_ = std::move(next);
+
+  // Listeners: one acceptor per listening socket; the socket object identifies the listener.
+  if (!draining_) {
+    std::list<std::unique_ptr<Acceptor>> acceptors;
+    for (auto& l : snapshot->listeners) {
+      bool found = false;
+      for (auto it = acceptors_.begin(); it != acceptors_.end(); ++it) {
+        if ((*it)->listener().socket == l->socket) {
+          (*it)->update(l);
+          acceptors.push_back(std::move(*it));
+          acceptors_.erase(it);
+          found = true;
+          break;
+        }
+      }
+      if (!found) acceptors.push_back(std::make_unique<Acceptor>(*this, l));
+    }
+    acceptors_ = std::move(acceptors);
+  }
+  snapshot_ = std::move(snapshot);
+  pruneRetired();
+}
+
+void Worker::pruneRetired() {
+  // A retired cluster runtime is freed once no session is mid-request (simple and safe: sessions
+  // reference runtimes only while a request is in flight).
+  bool busy = false;
+  for (auto& s : sessions_)
+    if (!s->idle()) busy = true;
+  if (!busy) retired_.clear();
+}
+
+}  // namespace weft::proxy

@@ -1,0 +1,76 @@
+#pragma once
+// Worker: one thread, one EventLoop, its share of downstream connections and its own upstream
+// connection pools and load balancers. A connection stays on the worker that accepted it. The
+// worker's only inputs from other threads are post()ed closures: a new Snapshot, drain, stop.
+
+#include <list>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "net/event_loop.h"
+#include "proxy/snapshot.h"
+#include "upstream/load_balancer.h"
+#include "upstream/pool.h"
+
+namespace weft::proxy {
+
+class HttpSession;
+
+// A cluster's per-worker runtime: its balancer and pool. Rebuilt when the cluster's config
+// changes; the balancer follows host set changes.
+struct ClusterRuntime {
+  std::shared_ptr<const ClusterInfo> info;
+  std::unique_ptr<upstream::LoadBalancer> lb;
+  std::unique_ptr<upstream::ConnPool> pool;
+};
+
+class Worker {
+ public:
+  Worker(uint32_t index, uint64_t seed);
+  ~Worker();
+
+  // Starts the thread; `initial` is applied before the first event.
+  void start(SnapshotPtr initial);
+  // Thread-safe: swap in a new snapshot.
+  void post(SnapshotPtr snapshot);
+  // Thread-safe: stop accepting; idle connections close now, busy ones after their response.
+  // `done` runs on the worker thread once it has no connection left.
+  void drain(std::function<void()> done);
+  // Thread-safe: stop the loop and join (closes whatever is left).
+  void stopAndJoin();
+
+  // Worker-thread only.
+  net::EventLoop& loop() { return loop_; }
+  uint32_t index() const { return index_; }
+  const Snapshot& snapshot() const { return *snapshot_; }
+  const SnapshotPtr& snapshotPtr() const { return snapshot_; }
+  ClusterRuntime* cluster(std::string_view name);
+  upstream::Random& random() { return random_; }
+  bool draining() const { return draining_; }
+  void sessionClosed(HttpSession& s);
+  void addSession(int fd, std::unique_ptr<net::Transport> transport,
+                  std::shared_ptr<const ListenerInfo> listener);
+
+ private:
+  class Acceptor;
+  void apply(SnapshotPtr snapshot);
+  void checkDrained();
+  void pruneRetired();
+
+  uint32_t index_;
+  upstream::FastRandom random_;
+  net::EventLoop loop_;
+  std::thread thread_;
+  SnapshotPtr snapshot_;
+  std::unordered_map<std::string, std::unique_ptr<ClusterRuntime>> clusters_;
+  std::list<std::unique_ptr<Acceptor>> acceptors_;
+  std::list<std::unique_ptr<HttpSession>> sessions_;
+  std::vector<std::unique_ptr<net::Deferrable>> retired_;  // see pruneRetired()
+  bool draining_ = false;
+  std::function<void()> drained_;
+  friend class HttpSession;
+};
+
+}  // namespace weft::proxy
