@@ -51,6 +51,7 @@ void Connection::onIoEvents(uint32_t events) {
     if (state_ != State::kOpen) return;
   }
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_pending_ = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) peer_hup_ = true;
   doWrite();
   if (state_ == State::kOpen || state_ == State::kClosing) doRead();
 }
@@ -76,12 +77,17 @@ void Connection::doRead() {
   size_t total = 0;
   while (total < kMaxReadPerEvent) {
     char* p = in_.prepare(kReadChunk);
-    IoResult r = transport_->read(p, in_.tailroom());
+    size_t room = in_.tailroom();
+    IoResult r = transport_->read(p, room);
     if (r.status == IoStatus::kOk) {
       in_.commit(r.bytes);
       bytes_read_ += r.bytes;
       total += r.bytes;
-      continue;
+      // A short read from a plain socket means the kernel buffer is empty: skip the read that
+      // would only say EAGAIN (data arriving later raises a new edge). TLS may hold decrypted
+      // bytes internally, so it always reads to kWantRead.
+      if (r.bytes < room && !peer_hup_ && !transport_->peer().secure) r.status = IoStatus::kWantRead;
+      else continue;
     }
     if (total > 0) {
       callbacks_->onData(*this);

@@ -103,6 +103,7 @@ class Connection final : public IoHandler {
   bool read_disabled_ = false;
   bool read_pending_ = false;  // edge-triggered: data may remain unread while disabled
   bool above_high_ = false;
+  bool peer_hup_ = false;  // the peer's FIN (or an error) was signalled: read to EOF
   bool in_callback_ = false;
   uint64_t bytes_read_ = 0;
   uint64_t bytes_written_ = 0;

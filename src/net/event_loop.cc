@@ -42,6 +42,8 @@ EventLoop::~EventLoop() {
 }
 
 void EventLoop::add(int fd, uint32_t events, IoHandler* handler) {
+  if (static_cast<size_t>(fd) >= handlers_.size()) handlers_.resize(fd + 64, nullptr);
+  handlers_[fd] = handler;
   epoll_event ev{};
   ev.events = events;
   ev.data.ptr = handler;
@@ -50,6 +52,7 @@ void EventLoop::add(int fd, uint32_t events, IoHandler* handler) {
 }
 
 void EventLoop::modify(int fd, uint32_t events, IoHandler* handler) {
+  handlers_[fd] = handler;
   epoll_event ev{};
   ev.events = events;
   ev.data.ptr = handler;
@@ -57,7 +60,16 @@ void EventLoop::modify(int fd, uint32_t events, IoHandler* handler) {
              std::string("epoll_ctl mod: ") + std::strerror(errno));
 }
 
-void EventLoop::remove(int fd) { ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr); }
+void EventLoop::remove(int fd) {
+  ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+  if (fd < 0 || static_cast<size_t>(fd) >= handlers_.size()) return;
+  IoHandler* h = handlers_[fd];
+  handlers_[fd] = nullptr;
+  // The handler may be destroyed right after this: drop its events still pending in this round.
+  for (int i = batch_next_; i < batch_size_; ++i) {
+    if (batch_[i].data.ptr == h) batch_[i].data.ptr = nullptr;
+  }
+}
 
 void EventLoop::post(std::function<void()> fn) {
   {
@@ -91,14 +103,16 @@ void EventLoop::runOnce(Duration max_wait) {
     // Round up so a timer is never woken for just before its deadline.
     timeout_ms = static_cast<int>((wait.count() + 999'999) / 1'000'000);
   }
-  epoll_event events[256];
-  int n = ::epoll_wait(epfd_, events, 256, timeout_ms);
+  int n = ::epoll_wait(epfd_, batch_, kBatch, timeout_ms);
   if (n < 0 && errno != EINTR) {
     log::error("loop", std::string("epoll_wait: ") + std::strerror(errno));
   }
-  for (int i = 0; i < n; ++i) {
-    static_cast<IoHandler*>(events[i].data.ptr)->onIoEvents(events[i].events);
+  batch_size_ = n > 0 ? n : 0;
+  for (batch_next_ = 0; batch_next_ < batch_size_;) {
+    epoll_event& ev = batch_[batch_next_++];
+    if (ev.data.ptr) static_cast<IoHandler*>(ev.data.ptr)->onIoEvents(ev.events);
   }
+  batch_size_ = batch_next_ = 0;
   timers_.runExpired();
   while (!deferred_.empty()) {
     auto batch = std::move(deferred_);

@@ -71,6 +71,12 @@ class EventLoop {
   std::vector<std::function<void()>> posted_;
   std::vector<std::unique_ptr<Deferrable>> deferred_;
   std::unique_ptr<Waker> waker_;
+  // fd -> handler, so remove() can cancel events of the current round for a handler about to die.
+  std::vector<IoHandler*> handlers_;
+  static constexpr int kBatch = 256;
+  epoll_event batch_[kBatch];
+  int batch_size_ = 0;
+  int batch_next_ = 0;
   std::thread::id thread_id_;
 };
 

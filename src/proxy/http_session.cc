@@ -181,8 +181,6 @@ void HttpSession::startRequest(size_t head_len) {
   has_request_ = true;
   start_ = worker_.loop().now();
   start_wall_ = worker_.loop().time().systemNow();
-  downstream_read_at_start_ = conn_->bytesRead();
-  downstream_written_at_start_ = conn_->bytesWritten();
   listener_->stats.rq_total->inc();
   listener_->stats.rq_active->add();
   method_.assign(h.method);
@@ -555,9 +553,11 @@ bool HttpSession::forwardResponseBody() {
     o.append(in.data(), n);
     in.consume(n);
     resp_remaining_ -= n;
+    resp_body_bytes_ += n;
     if (resp_remaining_ == 0) resp_body_ = BodyState::kDone;
   } else if (resp_body_ == BodyState::kChunked) {
     auto step = resp_chunks_.decode(in.view(), [&](std::string_view data) {
+      resp_body_bytes_ += data.size();
       if (resp_chunked_out_) {
         std::string line;
         appendHex(line, data.size());
@@ -589,6 +589,7 @@ bool HttpSession::forwardResponseBody() {
     }
   } else if (resp_body_ == BodyState::kUntilClose) {
     if (!in.empty()) {
+      resp_body_bytes_ += in.size();
       if (resp_chunked_out_) {
         std::string line;
         appendHex(line, in.size());
@@ -605,7 +606,8 @@ bool HttpSession::forwardResponseBody() {
   conn_->flush();
   if (state_ != State::kProxying) return false;
   if (resp_body_ == BodyState::kDone) {
-    finishExchange(resp_keep_alive_ && req_body_ == BodyState::kDone && in.empty());
+    finishExchange(resp_keep_alive_ &&
+                     (req_body_ == BodyState::kDone || req_body_ == BodyState::kNone) && in.empty());
     return false;
   }
   if (upstream_ && conn_->aboveHighWatermark()) upstream_->connection().readDisable(true);
@@ -689,6 +691,7 @@ void HttpSession::localReply(int status, std::string_view body, const char* flag
   if (method_id_ != http1::Method::kHead) {
     out.append(body);
     out.push_back('\n');
+    resp_body_bytes_ = body.size() + 1;
   }
   conn_->write(out);
   logAndCount(status);
@@ -777,8 +780,8 @@ void HttpSession::logAndCount(int status) {
     e.protocol = version_ == http1::Version::kHttp10 ? "HTTP/1.0" : "HTTP/1.1";
     e.response_code = status;
     e.response_flags = std::string_view(flags_) == "-" ? std::string_view() : flags_;
-    e.bytes_received = conn_->bytesRead() - downstream_read_at_start_;
-    e.bytes_sent = conn_->bytesWritten() - downstream_written_at_start_ + conn_->pendingOutput();
+    e.bytes_received = req_body_bytes_;
+    e.bytes_sent = resp_body_bytes_;
     e.upstream_host = upstream_host_;
     if (cluster_) e.upstream_cluster = cluster_->name;
     if (route_) e.route_name = route_->name();
@@ -802,7 +805,7 @@ void HttpSession::resetRequest() {
   host_ = nullptr;
   req_body_ = BodyState::kNone;
   resp_body_ = BodyState::kNone;
-  req_remaining_ = resp_remaining_ = req_body_bytes_ = 0;
+  req_remaining_ = resp_remaining_ = req_body_bytes_ = resp_body_bytes_ = 0;
   resp_head_sent_ = false;
   resp_chunked_out_ = false;
   status_ = 0;

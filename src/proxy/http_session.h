@@ -115,10 +115,7 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   bool resp_head_sent_ = false;
   bool resp_keep_alive_ = true;
   int status_ = 0;
-  uint64_t bytes_received_ = 0;
-  uint64_t bytes_sent_ = 0;
-  uint64_t downstream_written_at_start_ = 0;
-  uint64_t downstream_read_at_start_ = 0;
+  uint64_t resp_body_bytes_ = 0;
   const char* flags_ = "-";
   const http::RouteEntry* route_ = nullptr;
   std::shared_ptr<const ClusterInfo> cluster_;

@@ -258,10 +258,11 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(const v1::List
     li->socket = std::make_shared<ListenSocket>(*fd);
   }
 
-  auto router = http::Router::compile(l.route_config(), [&](std::string_view name) {
-    return building.clusters.count(std::string(name)) > 0;
-  });
-  if (!router) return makeError(where + ".route_config: " + router.error().message);
+  auto router = http::Router::compile(
+      l.route_config(),
+      [&](std::string_view name) { return building.clusters.count(std::string(name)) > 0; },
+      where + ".route_config");
+  if (!router) return makeError(router.error().message);
   li->router = std::move(*router);
 
   const v1::HttpOptions& h = l.http();

@@ -134,7 +134,7 @@ void Worker::stopAndJoin() {
 }
 
 ClusterRuntime* Worker::cluster(std::string_view name) {
-  auto it = clusters_.find(std::string(name));
+  auto it = clusters_.find(name);
   return it == clusters_.end() ? nullptr : it->second.get();
 }
 
@@ -168,7 +168,7 @@ void Worker::checkDrained() {
 void Worker::apply(SnapshotPtr snapshot) {
   // Clusters: keep the runtime (pool, balancer state) of clusters whose config is unchanged;
   // follow host set changes; rebuild the rest.
-  std::unordered_map<std::string, std::unique_ptr<ClusterRuntime>> next;
+  ClusterMap next;
   for (auto& [name, info] : snapshot->clusters) {
     auto it = clusters_.find(name);
     if (it != clusters_.end() && it->second->info->config.SerializeAsString() ==

@@ -64,7 +64,13 @@ class Worker {
   net::EventLoop loop_;
   std::thread thread_;
   SnapshotPtr snapshot_;
-  std::unordered_map<std::string, std::unique_ptr<ClusterRuntime>> clusters_;
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  using ClusterMap =
+      std::unordered_map<std::string, std::unique_ptr<ClusterRuntime>, NameHash, std::equal_to<>>;
+  ClusterMap clusters_;
   std::list<std::unique_ptr<Acceptor>> acceptors_;
   std::list<std::unique_ptr<HttpSession>> sessions_;
   std::vector<std::unique_ptr<net::Deferrable>> retired_;  // see pruneRetired()

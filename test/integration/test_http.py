@@ -2,11 +2,12 @@
 requests a proxy must refuse (smuggling and malformed input)."""
 
 import hashlib
-import http.client
-import json
 import os
 import re
+import shutil
+import socket
 import tempfile
+import time
 import unittest
 
 import harness as h
@@ -24,14 +25,23 @@ class HttpTest(unittest.TestCase):
         cfg["listeners"].append(h.listener(
             "limited", [h.route_to("backend")],
             http={"max_request_headers_kb": LIMITED_HEADERS_KB,
-                  "max_request_body_bytes": LIMITED_BODY_BYTES}))
+                  "max_request_body_bytes": LIMITED_BODY_BYTES,
+                  "idle_timeout": "1s"}))
+        # "cold": a backend that closes after every response, so each request opens a new
+        # upstream connection and its body arrives while that connection is being set up.
+        cls.cold = h.Backend("cold", keep_alive=False)
+        cls.addClassCleanup(cls.cold.close)
+        cfg["listeners"].append(h.listener("cold", [h.route_to("cold")],
+                                           http={"request_timeout": "8s"}))
+        cfg["clusters"].append(h.cluster("cold", [cls.cold.port]))
         cls.proxy = h.Proxy(cfg, name="http")
         cls.addClassCleanup(cls.proxy.stop)
         cls.proxy.start()
         cls.port = cls.proxy.port("main")
         cls.limited_port = cls.proxy.port("limited")
+        cls.cold_port = cls.proxy.port("cold")
         cls.tmp = tempfile.mkdtemp(prefix="weft-it-http-")
-        cls.addClassCleanup(lambda: __import__("shutil").rmtree(cls.tmp, ignore_errors=True))
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
 
     # ---------------------------------------------------------------------------------------
     # helpers
@@ -39,9 +49,13 @@ class HttpTest(unittest.TestCase):
     def url(self, path="/"):
         return "http://127.0.0.1:%d%s" % (self.port, path)
 
-    def assertStatus(self, got, expected, context=""):
-        self.assertEqual(got, expected, "%sexpected HTTP %d, got %d; proxy log tail:\n%s"
+    def assertStatus(self, got, expected, context="", result=None):
+        """got: a status code, or a CurlResult (whose body and curl's stderr are then shown)."""
+        if isinstance(got, h.CurlResult):
+            got, result = got.status, got
+        self.assertEqual(got, expected, "%sexpected HTTP %d, got %d%s; proxy log tail:\n%s"
                          % (context + ": " if context else "", expected, got,
+                            " (%r)" % result if result is not None else "",
                             self.proxy.log_text(1500)))
 
     def assertStillServing(self, port=None):
@@ -62,7 +76,7 @@ class HttpTest(unittest.TestCase):
 
     def test_get(self):
         r = h.curl(self.url("/hello/world?x=1&y=2"))
-        self.assertStatus(r.status, 200, "GET")
+        self.assertStatus(r, 200, "GET")
         echo = r.json()
         self.assertEqual(echo["method"], "GET")
         self.assertEqual(echo["path"], "/hello/world?x=1&y=2",
@@ -73,7 +87,7 @@ class HttpTest(unittest.TestCase):
         payload = b'{"hello": "post body", "n": 42}'
         r = h.curl(self.url("/post"), "-X", "POST", "-H", "content-type: application/json",
                    "--data-binary", "@-", data=payload)
-        self.assertStatus(r.status, 200, "POST")
+        self.assertStatus(r, 200, "POST")
         echo = r.json()
         self.assertEqual(echo["method"], "POST")
         self.assertEqual(echo["body"], payload.decode(), "backend should receive the body verbatim")
@@ -83,12 +97,24 @@ class HttpTest(unittest.TestCase):
     def test_head_and_other_methods(self):
         for method in ("PUT", "DELETE", "PATCH", "OPTIONS"):
             r = h.curl(self.url("/m"), "-X", method)
-            self.assertStatus(r.status, 200, method)
+            self.assertStatus(r, 200, method)
             self.assertEqual(r.json()["method"], method)
-        r = h.curl(self.url("/head"), "-I")
-        self.assertStatus(r.status, 200, "HEAD")
-        self.assertEqual(r.body, b"", "a HEAD response has no body")
-        self.assertIn("content-length", r.headers, "HEAD keeps the upstream's content-length")
+        s = h.connect(self.port)
+        try:
+            s.sendall(b"HEAD /head HTTP/1.1\r\nHost: a\r\n\r\nGET /after-head HTTP/1.1\r\n"
+                      b"Host: a\r\n\r\n")
+            rd = h.SockReader(s)
+            head = rd.read_response(head_request=True)
+            self.assertStatus(head.status, 200, "HEAD")
+            self.assertIsNotNone(head.header("content-length"),
+                                 "HEAD keeps the upstream's content-length: %r" % head.headers)
+            # If the proxy sent a body after the HEAD response, it would be parsed as the next
+            # status line here.
+            nxt = rd.read_response()
+            self.assertStatus(nxt.status, 200, "GET after HEAD on the same connection")
+            self.assertEqual(nxt.json()["path"], "/after-head")
+        finally:
+            s.close()
 
     def test_keep_alive_reuses_connection(self):
         # curl fetching two URLs reuses one connection: num_connects 1 then 0.
@@ -110,6 +136,19 @@ class HttpTest(unittest.TestCase):
                                     "keep-alive should not be refused")
         finally:
             s.close()
+
+    def test_upstream_connection_reused(self):
+        # Sequential requests from separate clients share one pooled upstream connection, with
+        # and without a request body.
+        for method, extra in (("GET", []), ("POST", ["--data-binary", "abc"])):
+            path = "/reuse-" + method.lower()
+            for _ in range(4):
+                r = h.curl(self.url(path), *extra)
+                self.assertStatus(r, 200, method)
+            ports = {rec["client_port"] for rec in self.backend.find(lambda x: x["path"] == path)}
+            self.assertEqual(len(ports), 1, "4 sequential %ss should reuse one upstream "
+                             "connection; the backend saw them on %d connections"
+                             % (method, len(ports)))
 
     def test_pipelining(self):
         s = h.connect(self.port)
@@ -136,7 +175,7 @@ class HttpTest(unittest.TestCase):
         rid = "chunked-req-1"
         r = h.curl(self.url("/chunked-up"), "-H", "Transfer-Encoding: chunked",
                    "-H", "x-request-id: " + rid, "--data-binary", "@" + f)
-        self.assertStatus(r.status, 200, "chunked upload")
+        self.assertStatus(r, 200, "chunked upload")
         echo = self.echo_of(rid)
         self.assertEqual(echo["body_len"], len(payload), "backend body length")
         self.assertEqual(echo["body_sha256"], hashlib.sha256(payload).hexdigest(),
@@ -157,7 +196,7 @@ class HttpTest(unittest.TestCase):
     def test_chunked_response(self):
         r = h.curl(self.url("/chunked-down"), "-H", "x-backend-chunked: 1",
                    "-H", "x-backend-body-size: 100000")
-        self.assertStatus(r.status, 200, "chunked response")
+        self.assertStatus(r, 200, "chunked response")
         self.assertEqual(r.body, b"x" * 100000, "client should get the whole chunked body")
         self.assertEqual(r.headers.get("transfer-encoding"), "chunked",
                          "an HTTP/1.1 client should get the body chunked, headers: %r" % r.headers)
@@ -179,7 +218,7 @@ class HttpTest(unittest.TestCase):
         rid = "expect-1"
         r = h.curl(self.url("/expect"), "-H", "x-request-id: " + rid, "--data-binary", "@" + f,
                    "--expect100-timeout", "10")
-        self.assertStatus(r.status, 200, "POST with Expect: 100-continue")
+        self.assertStatus(r, 200, "POST with Expect: 100-continue")
         statuses = [s for s, _ in r.all_heads]
         self.assertEqual(statuses, [100, 200],
                          "expected an interim 100 Continue then 200, got heads %r" % statuses)
@@ -215,8 +254,8 @@ class HttpTest(unittest.TestCase):
         rss_before = _vm_kb(self.proxy.proc.pid, "VmRSS")
         rid = "large-upload"
         r = h.curl(self.url("/large"), "-H", "x-request-id: " + rid, "--data-binary", "@" + f,
-                   timeout=60)
-        self.assertStatus(r.status, 200, "50 MiB upload")
+                   "-H", "Expect:", timeout=60)
+        self.assertStatus(r, 200, "50 MiB upload")
         echo = self.echo_of(rid)
         self.assertEqual(echo["body_len"], size, "backend body length")
         self.assertEqual(echo["body_sha256"], digest.hexdigest(),
@@ -224,13 +263,83 @@ class HttpTest(unittest.TestCase):
         # And a large download.
         r = h.curl(self.url("/large-down"), "-H", "x-backend-body-size: %d" % (20 * 1024 * 1024),
                    timeout=60)
-        self.assertStatus(r.status, 200, "20 MiB download")
+        self.assertStatus(r, 200, "20 MiB download")
         self.assertEqual(len(r.body), 20 * 1024 * 1024, "downloaded size")
         # Streaming, not buffering: peak memory grows far less than the body.
         hwm = _vm_kb(self.proxy.proc.pid, "VmHWM")
         self.assertLess(hwm - rss_before, 32 * 1024,
                         "proxy peak RSS grew by %d KiB while moving 50 MiB; expected a streaming "
                         "proxy to stay well under 32 MiB" % (hwm - rss_before))
+
+    def test_body_while_upstream_connects(self):
+        # Regression: a request body larger than the 64 KiB read-ahead that arrives before the
+        # upstream connection is established must still be forwarded (the proxy stops reading
+        # the client while connecting and has to resume once connected).
+        for size in (100_000, 1_500_000):
+            for framing in ([], ["-H", "Transfer-Encoding: chunked"]):
+                payload = os.urandom(size)
+                f = os.path.join(self.tmp, "cold.bin")
+                with open(f, "wb") as fh:
+                    fh.write(payload)
+                rid = "cold-%d-%d" % (size, len(framing))
+                r = h.curl("http://127.0.0.1:%d/cold" % self.cold_port, "-H", "Expect:",
+                           "-H", "x-request-id: " + rid, "--data-binary", "@" + f,
+                           *framing, timeout=12)
+                self.assertEqual(r.status, 200, "%d-byte %s body on a new upstream connection: "
+                                 "expected 200, got %r" % (size, "chunked" if framing else
+                                                           "content-length", r))
+                recs = self.cold.find(lambda x: x["h"].get("x-request-id") == rid)
+                self.assertEqual([x["body_sha256"] for x in recs],
+                                 [hashlib.sha256(payload).hexdigest()],
+                                 "backend should get the whole body once")
+
+    def test_pipelined_body_waiting_for_upstream_connection(self):
+        # Deterministic form of the case above: request 2 (1 MB body) is pipelined behind
+        # request 1, which the backend holds. The proxy reads ahead more than 64 KiB of request
+        # 2 meanwhile (the rest stays in the socket). When request 1 ends, request 2 needs a new
+        # upstream connection (the cold backend closes after each response) while more than
+        # 64 KiB of its body is buffered.
+        body = os.urandom(1_000_000)
+        req1 = b"GET /held HTTP/1.1\r\nHost: a\r\nx-backend-gate: pipelined-cold\r\n\r\n"
+        req2 = (b"POST /second HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body)
+                + body)
+        s = h.connect(self.cold_port, timeout=12)
+        try:
+            s.sendall(req1)
+            h.wait_until(lambda: self.cold.find(lambda r: r["path"] == "/held"), 10,
+                         what="request 1 to reach the backend")
+            s.sendall(req2)
+            h.wait_until(lambda: (h.bytes_read_by_peer(s, len(req1) + len(req2)) or 0)
+                         > len(req1) + (64 << 10), 10,
+                         what="the proxy to read ahead over 64 KiB of the pipelined request")
+            self.cold.release("pipelined-cold")
+            rd = h.SockReader(s)
+            first = rd.read_response()
+            self.assertEqual(first.status, 200, "request 1: %r" % first)
+            try:
+                second = rd.read_response()
+            except (OSError, ConnectionError) as e:
+                self.fail("request 2 (1 MB body, partly buffered while its upstream connection "
+                          "was being opened): expected 200, got no response (%s); backend saw %d "
+                          "bytes of it" % (e, sum(r["body_len"] for r in self.cold.find(
+                              lambda r: r["path"] == "/second"))))
+            self.assertEqual(second.status, 200, "request 2: expected 200, got %r (a 504 means "
+                             "the body stalled: the proxy stopped reading the client while "
+                             "connecting upstream and never resumed)" % second)
+            self.assertEqual(second.json()["body_sha256"], hashlib.sha256(body).hexdigest())
+        finally:
+            self.cold.release("pipelined-cold")
+            s.close()
+
+    def test_slow_client_download(self):
+        # Regression: a response larger than the proxy's 1 MiB output high watermark to a client
+        # that reads slowly must resume once the client catches up.
+        size = 12 * 1024 * 1024
+        r = h.curl(self.url("/slow-reader"), "--limit-rate", "8M",
+                   "-H", "x-backend-body-size: %d" % size, timeout=12)
+        self.assertEqual((r.status, len(r.body)), (200, size),
+                         "a slow client (8 MB/s) downloading 12 MiB: expected (200, %d), got "
+                         "(%d, %d); curl: %s" % (size, r.status, len(r.body), r.stderr.strip()))
 
     def test_http10_client(self):
         (resp,), closed = h.send_raw(self.port, b"GET /ten HTTP/1.0\r\nHost: a\r\n\r\n")
@@ -252,7 +361,7 @@ class HttpTest(unittest.TestCase):
         finally:
             s.close()
         r = h.curl(self.url("/ten-curl"), "--http1.0")
-        self.assertStatus(r.status, 200, "curl --http1.0")
+        self.assertStatus(r, 200, "curl --http1.0")
 
     # ---------------------------------------------------------------------------------------
     # headers
@@ -302,7 +411,7 @@ class HttpTest(unittest.TestCase):
                    "-H", "X-Foo: secret", "-H", "Keep-Alive: timeout=5",
                    "-H", "Proxy-Connection: keep-alive", "-H", "TE: trailers",
                    "-H", "Upgrade-Insecure-Requests: 1", "-H", "X-End-To-End: yes")
-        self.assertStatus(r.status, 200, "request with hop-by-hop headers")
+        self.assertStatus(r, 200, "request with hop-by-hop headers")
         got = r.json()["h"]
         for name in ("x-foo", "keep-alive", "proxy-connection"):
             self.assertNotIn(name, got, "hop-by-hop header %r reached the backend: %r"
@@ -411,6 +520,26 @@ class HttpTest(unittest.TestCase):
                                 b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
                                 + body)
         self.assertStatus(resp.status, 200, "body exactly max_request_body_bytes")
+
+    def test_idle_timeout_closes_connection(self):
+        s = h.connect(self.limited_port)
+        try:
+            s.sendall(b"GET /idle HTTP/1.1\r\nHost: a\r\n\r\n")
+            rd = h.SockReader(s)
+            self.assertStatus(rd.read_response().status, 200, "request before going idle")
+            t0 = time.monotonic()
+            s.settimeout(10)
+            try:
+                rest = rd.read_to_close()
+            except socket.timeout:
+                self.fail("the proxy did not close a connection idle for 10 s "
+                          "(idle_timeout is 1s)")
+            elapsed = time.monotonic() - t0
+            self.assertEqual(rest, b"", "nothing is sent on an idle close")
+            self.assertTrue(0.8 <= elapsed < 5, "idle connection closed after %.2fs; expected "
+                            "about 1s (idle_timeout)" % elapsed)
+        finally:
+            s.close()
 
     def test_protocol_errors_counted(self):
         before = self.proxy.metric("weft_listener_downstream_cx_protocol_error_total",

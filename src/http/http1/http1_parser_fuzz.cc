@@ -8,6 +8,7 @@
 //  - chunked decoding gives the same body, trailers and outcome however the input is split, and
 //    re-encoding the decoded body decodes to the same body and trailers.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -195,6 +196,10 @@ void fuzzRequests(std::string_view in, uint32_t seed) {
     if (!r.done()) return;
     FUZZ_CHECK(r.consumed <= rest.size() && r.consumed >= one.head().head_bytes);
     FUZZ_CHECK(one.head().headers.size() <= fuzzLimits().max_headers);
+    for (const HeaderField& f : one.head().headers) {
+      FUZZ_CHECK(one.head().find(f.name) != nullptr);
+      if (one.head().isConnectionNominated(f)) FUZZ_CHECK(one.head().isHopByHop(f));
+    }
     checkRequestRoundTrip(one.head());
     rest.remove_prefix(r.consumed);
 

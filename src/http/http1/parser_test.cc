@@ -1050,6 +1050,15 @@ TEST(HeaderTokens, LookupIsCaseInsensitiveAndExact) {
     EXPECT_EQ(http::lookupHeaderToken(upper), t) << upper;
     EXPECT_EQ(http::lookupHeaderToken(name.substr(1)), HeaderToken::kOther) << name;
     EXPECT_EQ(http::lookupHeaderToken(name + "x"), HeaderToken::kOther) << name;
+    // Flipping bit 5 changes the case of a letter (same token) but turns '-' into CR and '2'
+    // into 0x12 (another name): case folding must be exact, not a blanket `| 0x20`.
+    for (size_t i = 0; i < name.size(); ++i) {
+      std::string flipped = name;
+      flipped[i] = static_cast<char>(flipped[i] ^ 0x20);
+      bool letter = std::isalpha(static_cast<unsigned char>(name[i])) != 0;
+      EXPECT_EQ(http::lookupHeaderToken(flipped), letter ? t : HeaderToken::kOther)
+          << escape(flipped);
+    }
   }
   EXPECT_EQ(http::lookupHeaderToken(""), HeaderToken::kOther);
   EXPECT_EQ(http::lookupHeaderToken("Content-Lengt"), HeaderToken::kOther);

@@ -22,7 +22,8 @@ struct HeadRewrite {
   // Write Content-Length as one canonical decimal value ("5, 5" or repeated lines become one
   // line) in place of the first received one, so the next hop cannot read it differently.
   bool normalize_content_length = true;
-  // Appended after the kept fields, in order; `token` is ignored.
+  // Appended after the kept fields, in order; `token` is ignored. Written as given: the caller
+  // guarantees valid names and values (no CR/LF), or it would inject header lines.
   std::span<const http::HeaderField> extra;
   // Requests: write the target in origin-form (absolute-form "http://h/p?q" -> "/p?q"). Other
   // forms are written as received.

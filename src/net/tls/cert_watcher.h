@@ -19,7 +19,7 @@
 // control-block pointer for the few instructions of a reference-count increment; there is no
 // syscall and no sleeping lock, and the writer holds it only for a pointer swap. For workers that
 // want no shared cache-line traffic at all, SlotReader keeps a per-worker copy and only reloads
-// when an atomic version counter moved (one relaxed-cost load per accept).
+// when an atomic version counter moved (one atomic load per accept).
 
 #include <sys/types.h>
 

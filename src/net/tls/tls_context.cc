@@ -134,26 +134,16 @@ std::string peerAddressKey(int fd) {
   if (ss.ss_family == AF_INET6) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
     inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-    return "[" + std::string(ip) + "]:" + std::to_string(ntohs(in6->sin6_port));
+    std::string out = "[";
+    out += ip;
+    out += "]:";
+    out += std::to_string(ntohs(in6->sin6_port));
+    return out;
   }
   return "";
 }
 
 // ---- Verification ----
-
-VerifyFailure classifyX509Error(int err) {
-  switch (err) {
-    case X509_V_ERR_CERT_HAS_EXPIRED:
-    case X509_V_ERR_CERT_NOT_YET_VALID:
-      return VerifyFailure::kExpired;
-    case X509_V_ERR_HOSTNAME_MISMATCH:
-    case X509_V_ERR_IP_ADDRESS_MISMATCH:
-    case X509_V_ERR_EMAIL_MISMATCH:
-      return VerifyFailure::kSanMismatch;
-    default:
-      return VerifyFailure::kUntrusted;
-  }
-}
 
 // SSL_CTX_set_cert_verify_callback: OpenSSL's chain verification (trust bundle, validity,
 // purpose and, on the client without SAN rules, the host name), then our SAN rules on the leaf.
@@ -168,7 +158,7 @@ int verifyPeer(X509_STORE_CTX* store, void* arg) {
   if (verified <= 0) {
     int err = X509_STORE_CTX_get_error(store);
     if (state != nullptr) {
-      state->failure = classifyX509Error(err);
+      state->failure = detail::classifyVerifyError(err);
       X509* bad = X509_STORE_CTX_get_current_cert(store);
       std::string subject;
       if (bad != nullptr) {

@@ -26,7 +26,8 @@
 //     rules) and forces a full handshake.
 //   - Client: the last session per (context, server name, peer address:port) is kept in a cache
 //     that is per worker thread (thread_local, no locks, at most 1024 entries, least recently used
-//     evicted), and offered on the next connection made on that thread.
+//     evicted), and offered on the next connection made on that thread. A session whose
+//     connection ended without TlsTransport::shutdown() (error, reset, unclean EOF) is not reused.
 
 #include <openssl/types.h>
 

@@ -29,6 +29,23 @@ ConnState* connStateOf(const SSL* ssl) {
 
 void setConnState(SSL* ssl, ConnState* state) { SSL_set_ex_data(ssl, connStateIndex(), state); }
 
+VerifyFailure classifyVerifyError(long result) {
+  switch (result) {
+    case X509_V_OK:
+      return VerifyFailure::kNone;
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return VerifyFailure::kExpired;
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+    case X509_V_ERR_EMAIL_MISMATCH:
+    case X509_V_ERR_APPLICATION_VERIFICATION:
+      return VerifyFailure::kSanMismatch;
+    default:
+      return VerifyFailure::kUntrusted;
+  }
+}
+
 }  // namespace detail
 
 namespace {
@@ -68,7 +85,7 @@ int bioRead(BIO* b, char* data, size_t len, size_t* read_bytes) {
     }
     if (n == 0) {
       d->eof = true;
-      errno = 0;
+      errno = 0;  // so that an EOF reads as SSL_ERROR_SYSCALL with errno 0, not a stale error
       return 0;
     }
     if (errno == EINTR) continue;
@@ -120,24 +137,7 @@ const BIO_METHOD* socketBioMethod() {
 }
 
 IoResult ok(size_t bytes = 0) { return {IoStatus::kOk, bytes, {}}; }
-IoResult want(IoStatus s) { return {s, 0, {}}; }
-
-VerifyFailure classifyVerifyResult(long result) {
-  switch (result) {
-    case X509_V_OK:
-      return VerifyFailure::kNone;
-    case X509_V_ERR_CERT_HAS_EXPIRED:
-    case X509_V_ERR_CERT_NOT_YET_VALID:
-      return VerifyFailure::kExpired;
-    case X509_V_ERR_HOSTNAME_MISMATCH:
-    case X509_V_ERR_IP_ADDRESS_MISMATCH:
-    case X509_V_ERR_EMAIL_MISMATCH:
-    case X509_V_ERR_APPLICATION_VERIFICATION:
-      return VerifyFailure::kSanMismatch;
-    default:
-      return VerifyFailure::kUntrusted;
-  }
-}
+IoResult statusOnly(IoStatus s) { return {s, 0, {}}; }
 
 }  // namespace
 
@@ -191,7 +191,7 @@ IoResult TlsTransport::uncleanEof() {
   failed_ = true;
   unclean_eof_ = true;
   error_ = ctx_->name() + ": connection closed by peer";
-  return want(IoStatus::kEof);
+  return statusOnly(IoStatus::kEof);
 }
 
 IoResult TlsTransport::handshake() {
@@ -208,8 +208,8 @@ IoResult TlsTransport::handshake() {
   }
   int saved_errno = errno;
   int err = SSL_get_error(ssl_, rc);
-  if (err == SSL_ERROR_WANT_READ) return want(IoStatus::kWantRead);
-  if (err == SSL_ERROR_WANT_WRITE) return want(IoStatus::kWantWrite);
+  if (err == SSL_ERROR_WANT_READ) return statusOnly(IoStatus::kWantRead);
+  if (err == SSL_ERROR_WANT_WRITE) return statusOnly(IoStatus::kWantWrite);
   return handshakeError(err, saved_errno);
 }
 
@@ -218,7 +218,7 @@ IoResult TlsTransport::handshakeError(int ssl_error, int saved_errno) {
   VerifyFailure kind = state_.failure;
   if (kind == VerifyFailure::kNone) {
     long verify = SSL_get_verify_result(ssl_);
-    if (verify != X509_V_OK) kind = classifyVerifyResult(verify);
+    if (verify != X509_V_OK) kind = detail::classifyVerifyError(verify);
   }
   if (kind == VerifyFailure::kNone &&
       hasSslReason(errors, SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)) {
@@ -252,7 +252,7 @@ IoResult TlsTransport::read(char* buf, size_t len) {
     IoResult h = handshake();
     if (h.status != IoStatus::kOk) return h;
   }
-  if (unclean_eof_) return want(IoStatus::kEof);
+  if (unclean_eof_) return statusOnly(IoStatus::kEof);
   if (failed_) return {IoStatus::kError, 0, error_};
   if (len == 0) return ok();
   ERR_clear_error();
@@ -264,13 +264,13 @@ IoResult TlsTransport::read(char* buf, size_t len) {
   switch (SSL_get_error(ssl_, rc)) {
     case SSL_ERROR_WANT_READ:
       ERR_clear_error();
-      return want(IoStatus::kWantRead);
+      return statusOnly(IoStatus::kWantRead);
     case SSL_ERROR_WANT_WRITE:
       ERR_clear_error();
-      return want(IoStatus::kWantWrite);
+      return statusOnly(IoStatus::kWantWrite);
     case SSL_ERROR_ZERO_RETURN:  // close_notify: we may still write (half-close)
       ERR_clear_error();
-      return want(IoStatus::kEof);
+      return statusOnly(IoStatus::kEof);
     case SSL_ERROR_SYSCALL:
       if (ERR_peek_error() == 0 && saved_errno == 0) {  // TCP FIN without close_notify
         return uncleanEof();
@@ -305,10 +305,10 @@ IoResult TlsTransport::write(const char* buf, size_t len) {
   switch (SSL_get_error(ssl_, rc)) {
     case SSL_ERROR_WANT_READ:
       ERR_clear_error();
-      return want(IoStatus::kWantRead);
+      return statusOnly(IoStatus::kWantRead);
     case SSL_ERROR_WANT_WRITE:
       ERR_clear_error();
-      return want(IoStatus::kWantWrite);
+      return statusOnly(IoStatus::kWantWrite);
     case SSL_ERROR_ZERO_RETURN:
       return fail(ctx_->name() + ": write: peer closed the TLS session");
     case SSL_ERROR_SYSCALL:

@@ -43,6 +43,9 @@ struct ConnState {
 
 ConnState* connStateOf(const SSL* ssl);
 
+// Maps an X509_V_ERR_* code to a failure kind (X509_V_OK -> kNone).
+VerifyFailure classifyVerifyError(long x509_error);
+
 // Per-thread client session cache (defined in tls_context.cc).
 void forgetClientSession(const std::string& key);
 
