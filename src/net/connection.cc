@@ -161,6 +161,7 @@ void Connection::doWrite() {
     closeNow();
     return;
   }
+  if (out_.size() > kHighWatermark) above_high_ = true;
   if (above_high_ && out_.size() < kLowWatermark) {
     above_high_ = false;
     if (callbacks_ && state_ == State::kOpen) callbacks_->onWriteDrained(*this);

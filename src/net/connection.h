@@ -72,6 +72,7 @@ class Connection final : public IoHandler {
   bool aboveHighWatermark() const { return out_.size() > kHighWatermark; }
 
   const PeerInfo& peer() const { return transport_->peer(); }
+  const Transport& transport() const { return *transport_; }
   const Address& remoteAddress() const { return remote_; }
   const Address& localAddr() const { return local_; }
   int fd() const { return fd_; }

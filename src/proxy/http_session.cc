@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "net/tls/tls_transport.h"
 #include "proxy/access_log.h"
 #include "proxy/worker.h"
 
@@ -129,6 +130,20 @@ void HttpSession::onClose(net::Connection&, net::CloseReason reason, std::string
   if (state_ == State::kClosed) return;
   if (reason == net::CloseReason::kHandshakeFailed) {
     listener_->stats.ssl_error->inc();
+    switch (net::tls::verifyFailureOf(conn_->transport())) {
+      case net::tls::VerifyFailure::kNoPeerCertificate:
+        listener_->stats.ssl_no_cert->inc();
+        break;
+      case net::tls::VerifyFailure::kSanMismatch:
+        listener_->stats.ssl_san->inc();
+        break;
+      case net::tls::VerifyFailure::kUntrusted:
+      case net::tls::VerifyFailure::kExpired:
+        listener_->stats.ssl_verify_error->inc();
+        break;
+      default:
+        break;
+    }
     log::debug("listener", "TLS handshake failed: " + std::string(detail));
   }
   if (has_request_ && status_ == 0) {
@@ -241,7 +256,7 @@ void HttpSession::startRequest(size_t head_len) {
   if (route_->kind() == http::RouteEntry::Kind::kDirectResponse) {
     conn_->input().consume(head_len);
     localReply(static_cast<int>(route_->directStatus()), route_->directBody(), "-",
-               req_body_ != BodyState::kNone);
+               req_body_ != BodyState::kNone, /*add_newline=*/false);
     return;
   }
   std::string_view cluster_name = route_->pickCluster(worker_.random().next());
@@ -362,11 +377,28 @@ void HttpSession::onUpstreamReady(upstream::PooledConnection& conn) {
   if (upstream_) upstream_->connection().flush();
 }
 
-void HttpSession::onUpstreamFailure(net::CloseReason reason, std::string_view detail) {
+void HttpSession::onUpstreamFailure(net::CloseReason reason, std::string_view detail,
+                                    const net::Connection* conn) {
   waiting_pool_ = false;
   cluster_->stats.rq_pending_active->sub();
   cluster_->stats.cx_connect_fail->inc();
-  if (reason == net::CloseReason::kHandshakeFailed) cluster_->stats.ssl_error->inc();
+  if (reason == net::CloseReason::kHandshakeFailed) {
+    cluster_->stats.ssl_error->inc();
+    if (conn) {
+      switch (net::tls::verifyFailureOf(conn->transport())) {
+        case net::tls::VerifyFailure::kSanMismatch:
+          cluster_->stats.ssl_san->inc();
+          break;
+        case net::tls::VerifyFailure::kUntrusted:
+        case net::tls::VerifyFailure::kExpired:
+        case net::tls::VerifyFailure::kNoPeerCertificate:
+          cluster_->stats.ssl_verify_error->inc();
+          break;
+        default:
+          break;
+      }
+    }
+  }
   if (detail == "connect timeout") cluster_->stats.cx_connect_timeout->inc();
   localReply(503, "upstream connect error: " + std::string(detail), "UF",
              req_body_ != BodyState::kNone && req_body_ != BodyState::kDone);
@@ -423,8 +455,9 @@ bool HttpSession::forwardRequestBody() {
   }
   up.flush();
   if (!upstream_) return false;
-  // Backpressure: stop reading the client while the upstream socket is saturated.
-  if (req_body_ != BodyState::kDone && up.aboveHighWatermark()) conn_->readDisable(true);
+  // Backpressure: stop reading the client while the upstream socket is saturated; otherwise
+  // (e.g. reading was paused while the upstream connected) read on.
+  if (req_body_ != BodyState::kDone) conn_->readDisable(up.aboveHighWatermark());
   if (req_body_ == BodyState::kDone && in.size() > kMaxPipelinedInput) conn_->readDisable(true);
   return true;
 }
@@ -666,7 +699,8 @@ void HttpSession::resetUpstream() {
   }
 }
 
-void HttpSession::localReply(int status, std::string_view body, const char* flags, bool close) {
+void HttpSession::localReply(int status, std::string_view body, const char* flags, bool close,
+                             bool add_newline) {
   request_timer_.disarm();
   if (waiting_pool_) {
     cluster_rt_->pool->cancel(*this);
@@ -686,12 +720,12 @@ void HttpSession::localReply(int status, std::string_view body, const char* flag
   out.append("\r\ncontent-type: text/plain\r\nserver: ");
   out.append(listener_->server_name);
   out.append("\r\ncontent-length: ");
-  appendUint(out, body.size() + 1);
+  appendUint(out, body.size() + (add_newline ? 1 : 0));
   out.append(keep ? "\r\n\r\n" : "\r\nconnection: close\r\n\r\n");
   if (method_id_ != http1::Method::kHead) {
     out.append(body);
-    out.push_back('\n');
-    resp_body_bytes_ = body.size() + 1;
+    if (add_newline) out.push_back('\n');
+    resp_body_bytes_ = body.size() + (add_newline ? 1 : 0);
   }
   conn_->write(out);
   logAndCount(status);

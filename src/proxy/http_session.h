@@ -43,7 +43,8 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
 
   // upstream::PoolUser
   void onUpstreamReady(upstream::PooledConnection& conn) override;
-  void onUpstreamFailure(net::CloseReason reason, std::string_view detail) override;
+  void onUpstreamFailure(net::CloseReason reason, std::string_view detail,
+                         const net::Connection* conn) override;
   void onUpstreamData(upstream::PooledConnection& conn) override;
   void onUpstreamDrained(upstream::PooledConnection& conn) override;
   void onUpstreamClosed(upstream::PooledConnection& conn, net::CloseReason reason,
@@ -68,7 +69,10 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   bool sendResponseHead(const http1::ResponseHead& head);
   bool forwardResponseBody();
   void finishExchange(bool upstream_reusable);
-  void localReply(int status, std::string_view body, const char* flags, bool close);
+  // A response made by the proxy. Error texts get a trailing newline; direct responses are sent
+  // exactly as configured.
+  void localReply(int status, std::string_view body, const char* flags, bool close,
+                  bool add_newline = true);
   void resetUpstream();
   void closeDownstream(bool flush);
   void onRequestTimeout();

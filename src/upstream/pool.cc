@@ -195,7 +195,7 @@ void ConnPool::servePending() {
     pending_.pop_front();
     std::string error;
     if (!startConnect(w.address, *w.host, *w.user, error)) {
-      w.user->onUpstreamFailure(net::CloseReason::kConnectFailed, error);
+      w.user->onUpstreamFailure(net::CloseReason::kConnectFailed, error, nullptr);
     }
   }
 }
@@ -214,7 +214,7 @@ void ConnPool::onConnectionClosed(PooledConnection& c, net::CloseReason reason,
   destroy(c);
   if (user) {
     if (was_connecting) {
-      user->onUpstreamFailure(reason, why);
+      user->onUpstreamFailure(reason, why, c.conn_.get());
     } else {
       // Must not touch `c`: it is queued for deletion.
       user->onUpstreamClosed(c, reason, why);

@@ -28,8 +28,11 @@ class PoolUser {
  public:
   // The connection is connected (TCP and TLS) and assigned to this user.
   virtual void onUpstreamReady(PooledConnection& conn) = 0;
-  // No connection could be made; `detail` says why. The user no longer holds anything.
-  virtual void onUpstreamFailure(net::CloseReason reason, std::string_view detail) = 0;
+  // No connection could be made; `detail` says why. The user no longer holds anything. `conn` is
+  // the failed connection when there was one (to read the TLS verification failure), valid only
+  // during the call.
+  virtual void onUpstreamFailure(net::CloseReason reason, std::string_view detail,
+                                 const net::Connection* conn) = 0;
   // Bytes arrived on the held connection (in conn.input()).
   virtual void onUpstreamData(PooledConnection& conn) = 0;
   // The held connection's output drained below its low watermark.

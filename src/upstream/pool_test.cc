@@ -35,7 +35,9 @@ struct Listener {
 
 struct User : PoolUser {
   void onUpstreamReady(PooledConnection& c) override { ready = &c; }
-  void onUpstreamFailure(net::CloseReason, std::string_view d) override { failure = d; }
+  void onUpstreamFailure(net::CloseReason, std::string_view d, const net::Connection*) override {
+    failure = d;
+  }
   void onUpstreamData(PooledConnection&) override {}
   void onUpstreamClosed(PooledConnection&, net::CloseReason, std::string_view) override {
     closed = true;
