@@ -25,8 +25,8 @@ inline void error(std::string_view c, std::string_view m) { write(Level::kError,
 
 // Checks. WEFT_DCHECK: debug builds only. WEFT_CHECK: always, fatal (aborts with the message).
 // The third level, log-plus-counter, is a normal `if` that logs and bumps a stat.
-#define WEFT_CHECK(cond, msg)                                  \
-  do {                                                         \
+#define WEFT_CHECK(cond, msg)                                        \
+  do {                                                               \
     if (!(cond)) ::weft::log::fatal(__FILE__, __LINE__, #cond, msg); \
   } while (0)
 #ifdef NDEBUG

@@ -5,6 +5,7 @@
 #include <limits>
 #include <variant>
 
+#include "common/json.h"
 #include "common/log.h"
 
 namespace weft::stats {
@@ -203,39 +204,6 @@ void appendLabels(std::string& out, const Labels& labels, std::string_view extra
     out += '"';
   }
   out += '}';
-}
-
-void appendJsonString(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 0xf];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
 }
 
 // JSON has no NaN: quantiles of an empty histogram are null.

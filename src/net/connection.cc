@@ -86,8 +86,10 @@ void Connection::doRead() {
       // A short read from a plain socket means the kernel buffer is empty: skip the read that
       // would only say EAGAIN (data arriving later raises a new edge). TLS may hold decrypted
       // bytes internally, so it always reads to kWantRead.
-      if (r.bytes < room && !peer_hup_ && !transport_->peer().secure) r.status = IoStatus::kWantRead;
-      else continue;
+      if (r.bytes < room && !peer_hup_ && !transport_->peer().secure)
+        r.status = IoStatus::kWantRead;
+      else
+        continue;
     }
     if (total > 0) {
       callbacks_->onData(*this);

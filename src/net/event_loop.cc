@@ -90,7 +90,9 @@ void EventLoop::drainPosted() {
   for (auto& fn : batch) fn();
 }
 
-void EventLoop::deferDelete(std::unique_ptr<Deferrable> obj) { deferred_.push_back(std::move(obj)); }
+void EventLoop::deferDelete(std::unique_ptr<Deferrable> obj) {
+  deferred_.push_back(std::move(obj));
+}
 
 bool EventLoop::inLoopThread() const { return std::this_thread::get_id() == thread_id_; }
 

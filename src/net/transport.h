@@ -28,11 +28,11 @@ struct IoResult {
 // What a connection knows about its peer after the handshake (for logs, metrics and routing).
 struct PeerInfo {
   bool secure = false;
-  std::string alpn;         // negotiated protocol, empty if none
-  std::string sni;          // server name the client asked for (server side)
-  std::string peer_uri_san; // first URI SAN of a verified peer certificate (e.g. SPIFFE id)
-  std::string peer_dns_san; // first DNS SAN of a verified peer certificate
-  std::string tls_version;  // "TLSv1.3"
+  std::string alpn;          // negotiated protocol, empty if none
+  std::string sni;           // server name the client asked for (server side)
+  std::string peer_uri_san;  // first URI SAN of a verified peer certificate (e.g. SPIFFE id)
+  std::string peer_dns_san;  // first DNS SAN of a verified peer certificate
+  std::string tls_version;   // "TLSv1.3"
   bool resumed = false;
 };
 

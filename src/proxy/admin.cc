@@ -3,36 +3,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/json.h"
 #include "http/http1/parser.h"
 #include "proxy/config_defaults.h"
 #include "proxy/config_loader.h"
 #include "proxy/server.h"
 
 namespace weft::proxy {
-
-namespace {
-
-std::string jsonEscape(std::string_view s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          o += buf;
-        } else {
-          o += c;
-        }
-    }
-  }
-  return o;
-}
-
-}  // namespace
 
 // One admin connection: parses requests, answers each, closes after the response.
 class AdminServer::Session final : public net::ConnectionCallbacks {
@@ -54,7 +31,9 @@ class AdminServer::Session final : public net::ConnectionCallbacks {
       if (h.method_id == http1::Method::kHead) resp.body.clear();
     }
     std::string out = "HTTP/1.1 " + std::to_string(resp.status) +
-                      (resp.status == 200 ? " OK" : resp.status == 404 ? " Not Found" : " Error") +
+                      (resp.status == 200   ? " OK"
+                       : resp.status == 404 ? " Not Found"
+                                            : " Error") +
                       "\r\ncontent-type: " + resp.content_type +
                       "\r\ncontent-length: " + std::to_string(resp.body.size()) +
                       "\r\nconnection: close\r\nserver: weft\r\n\r\n" + resp.body;
@@ -137,11 +116,12 @@ AdminServer::Response AdminServer::handle(std::string_view method, std::string_v
     auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
                                                                server_.startTime());
     r.content_type = "application/json";
-    r.body = "{\"state\": \"" + std::string(server_.draining() ? "DRAINING" : "LIVE") +
-             "\", \"version\": \"" WEFT_VERSION "\", \"uptime_seconds\": " +
-             std::to_string(up.count()) + ", \"node\": \"" + jsonEscape(snap.config.node()) +
-             "\", \"concurrency\": " + std::to_string(server_.concurrency()) +
-             ", \"config_version\": " + std::to_string(snap.version) + "}\n";
+    r.body =
+        "{\"state\": \"" + std::string(server_.draining() ? "DRAINING" : "LIVE") +
+        "\", \"version\": \"" WEFT_VERSION "\", \"uptime_seconds\": " + std::to_string(up.count()) +
+        ", \"node\": " + jsonString(snap.config.node()) +
+        ", \"concurrency\": " + std::to_string(server_.concurrency()) +
+        ", \"config_version\": " + std::to_string(snap.version) + "}\n";
   } else if (path == "/ready") {
     if (server_.draining()) {
       r.status = 503;
@@ -157,8 +137,8 @@ AdminServer::Response AdminServer::handle(std::string_view method, std::string_v
       const ClusterInfo* ci = snap.cluster(c.name());
       if (!ci) continue;
       if (json) {
-        out += std::string(first_c ? "" : ", ") + "{\"name\": \"" + jsonEscape(c.name()) +
-               "\", \"hosts\": [";
+        out += std::string(first_c ? "" : ", ") + "{\"name\": " + jsonString(c.name()) +
+               ", \"hosts\": [";
       }
       first_c = false;
       bool first_h = true;
@@ -166,8 +146,8 @@ AdminServer::Response AdminServer::handle(std::string_view method, std::string_v
         const char* health = h.healthy() ? "healthy" : "unhealthy";
         if (json) {
           out += std::string(first_h ? "" : ", ") + "{\"address\": \"" + h.addressString() +
-                 "\", \"hostname\": \"" + jsonEscape(h.hostname()) + "\", \"health\": \"" +
-                 health + "\"}";
+                 "\", \"hostname\": " + jsonString(h.hostname()) + ", \"health\": \"" + health +
+                 "\"}";
         } else {
           out += c.name() + "::" + h.addressString() + "::health_flags::" + health + "\n";
           if (!h.hostname().empty())
@@ -193,8 +173,7 @@ AdminServer::Response AdminServer::handle(std::string_view method, std::string_v
         "  /clusters\n  /config_dump\n";
   } else {
     r.status = 404;
-    r.body = "no admin endpoint " + std::string(path) +
-             "; see / for the list\n";
+    r.body = "no admin endpoint " + std::string(path) + "; see / for the list\n";
   }
   return r;
 }

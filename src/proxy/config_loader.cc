@@ -18,6 +18,8 @@
 #include <optional>
 #include <set>
 
+#include "common/json.h"
+
 namespace weft::proxy {
 namespace {
 
@@ -70,45 +72,6 @@ std::string quote(std::string_view s) {
   }
   out += '"';
   return out;
-}
-
-// Appends `s` as a JSON string literal.
-void appendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
 }
 
 std::string join(const std::vector<std::string>& parts, std::string_view sep) {

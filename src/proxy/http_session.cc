@@ -19,30 +19,54 @@ constexpr size_t kMaxPipelinedInput = 64 << 10;  // stop reading ahead of the cu
 
 const char* reasonPhrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 417: return "Expectation Failed";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 417:
+      return "Expectation Failed";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
   }
 }
 
@@ -83,7 +107,8 @@ HttpSession::HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
       req_parser_(http1::ParseLimits{listener_->max_head_bytes, 100}),
       resp_parser_(http1::ParseLimits{64 << 10, 200}),
       request_timer_(worker.loop().timers(), [this] { onRequestTimeout(); }),
-      idle_timer_(worker.loop().timers(), [this] { onIdleTimeout(); }) {
+      idle_timer_(worker.loop().timers(), [this] { onIdleTimeout(); }),
+      stream_idle_timer_(worker.loop().timers(), [this] { onStreamIdleTimeout(); }) {
   conn_->setCallbacks(this);
   listener_->stats.cx_total->inc();
   listener_->stats.cx_active->add();
@@ -116,6 +141,7 @@ void HttpSession::closeDownstream(bool flush) {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
   request_timer_.disarm();
+  stream_idle_timer_.disarm();
   idle_timer_.disarm();
   if (waiting_pool_) {
     cluster_rt_->pool->cancel(*this);
@@ -153,6 +179,7 @@ void HttpSession::onClose(net::Connection&, net::CloseReason reason, std::string
   }
   state_ = State::kClosed;
   request_timer_.disarm();
+  stream_idle_timer_.disarm();
   idle_timer_.disarm();
   if (waiting_pool_) {
     cluster_rt_->pool->cancel(*this);
@@ -332,6 +359,10 @@ void HttpSession::startRequest(size_t head_len) {
   Duration timeout = route_->timeout().value_or(listener_->request_timeout);
   stream_idle_timeout_ = route_->idleTimeout().value_or(Duration(0));
   if (timeout.count() > 0) request_timer_.arm(timeout);
+  if (stream_idle_timeout_.count() > 0) {
+    last_activity_ = worker_.loop().now();
+    stream_idle_timer_.arm(stream_idle_timeout_);
+  }
   if (expect_continue) conn_->write("HTTP/1.1 100 Continue\r\n\r\n");
   routeRequest();
 }
@@ -407,6 +438,7 @@ void HttpSession::onUpstreamFailure(net::CloseReason reason, std::string_view de
 // Moves request body bytes from the client to the upstream. Returns false if the exchange ended.
 bool HttpSession::forwardRequestBody() {
   Buffer& in = conn_->input();
+  if (stream_idle_timer_.armed() && !in.empty()) last_activity_ = worker_.loop().now();
   if (!upstream_) {
     // Not connected yet: keep the bytes, but bound what we hold.
     if (in.size() > kMaxPipelinedInput) conn_->readDisable(true);
@@ -472,7 +504,20 @@ void HttpSession::onWriteDrained(net::Connection&) {
   if (upstream_ && state_ == State::kProxying) upstream_->connection().readDisable(false);
 }
 
-void HttpSession::onUpstreamData(upstream::PooledConnection&) { processUpstream(); }
+void HttpSession::onUpstreamData(upstream::PooledConnection&) {
+  if (stream_idle_timer_.armed()) last_activity_ = worker_.loop().now();
+  processUpstream();
+}
+
+void HttpSession::onStreamIdleTimeout() {
+  if (state_ != State::kProxying) return;
+  Duration quiet = worker_.loop().now() - last_activity_;
+  if (quiet < stream_idle_timeout_) {
+    stream_idle_timer_.arm(stream_idle_timeout_ - quiet);
+    return;
+  }
+  onRequestTimeout();
+}
 
 void HttpSession::processUpstream() {
   while (upstream_ && state_ == State::kProxying && !resp_head_sent_) {
@@ -482,8 +527,9 @@ void HttpSession::processUpstream() {
     if (r.needMore()) return;
     if (r.failed()) {
       resetUpstream();
-      localReply(502, std::string("upstream sent an invalid response: ") +
-                          std::string(r.error.reason), "UPE", req_body_ != BodyState::kDone);
+      localReply(502,
+                 std::string("upstream sent an invalid response: ") + std::string(r.error.reason),
+                 "UPE", req_body_ != BodyState::kDone);
       return;
     }
     const http1::ResponseHead& h = resp_parser_.head();
@@ -525,8 +571,8 @@ bool HttpSession::sendResponseHead(const http1::ResponseHead& h) {
       resp_body_ = BodyState::kDone;
       break;
   }
-  resp_chunked_out_ = client_11 && (resp_body_ == BodyState::kChunked ||
-                                    resp_body_ == BodyState::kUntilClose);
+  resp_chunked_out_ =
+      client_11 && (resp_body_ == BodyState::kChunked || resp_body_ == BodyState::kUntilClose);
   // A close-delimited body to an HTTP/1.0 client, or a chunked one it cannot read, ends the
   // connection.
   if (!client_11 && resp_body_ != BodyState::kLength && resp_body_ != BodyState::kDone)
@@ -552,8 +598,8 @@ bool HttpSession::sendResponseHead(const http1::ResponseHead& h) {
   if (!listener_->preserve_upstream_server || !h.find(http::HeaderToken::kServer)) {
     head.append("server: ").append(listener_->server_name).append("\r\n");
   }
-  auto service_ms = std::chrono::duration_cast<std::chrono::milliseconds>(worker_.loop().now() -
-                                                                         upstream_sent_);
+  auto service_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(worker_.loop().now() - upstream_sent_);
   head.append("x-weft-upstream-service-time: ");
   appendUint(head, static_cast<uint64_t>(service_ms.count()));
   head.append("\r\n");
@@ -640,7 +686,7 @@ bool HttpSession::forwardResponseBody() {
   if (state_ != State::kProxying) return false;
   if (resp_body_ == BodyState::kDone) {
     finishExchange(resp_keep_alive_ &&
-                     (req_body_ == BodyState::kDone || req_body_ == BodyState::kNone) && in.empty());
+                   (req_body_ == BodyState::kDone || req_body_ == BodyState::kNone) && in.empty());
     return false;
   }
   if (upstream_ && conn_->aboveHighWatermark()) upstream_->connection().readDisable(true);
@@ -672,6 +718,7 @@ void HttpSession::onUpstreamClosed(upstream::PooledConnection&, net::CloseReason
 
 void HttpSession::finishExchange(bool upstream_reusable) {
   request_timer_.disarm();
+  stream_idle_timer_.disarm();
   if (upstream_) {
     upstream::PooledConnection* up = upstream_;
     upstream_ = nullptr;
@@ -702,6 +749,7 @@ void HttpSession::resetUpstream() {
 void HttpSession::localReply(int status, std::string_view body, const char* flags, bool close,
                              bool add_newline) {
   request_timer_.disarm();
+  stream_idle_timer_.disarm();
   if (waiting_pool_) {
     cluster_rt_->pool->cancel(*this);
     waiting_pool_ = false;

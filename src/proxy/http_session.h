@@ -77,6 +77,7 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   void closeDownstream(bool flush);
   void onRequestTimeout();
   void onIdleTimeout();
+  void onStreamIdleTimeout();
   void armIdle();
   void logAndCount(int status);
   void resetRequest();
@@ -94,6 +95,10 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   http1::ChunkedDecoder resp_chunks_;
   Timer request_timer_;
   Timer idle_timer_;
+  // Route idle_timeout: fires when neither direction moved a byte for that long. Activity only
+  // stamps last_activity_; the timer re-arms itself for the remainder (no heap work per byte).
+  Timer stream_idle_timer_;
+  MonoTime last_activity_{};
 
   // Per request (reset by resetRequest()).
   bool has_request_ = false;

@@ -45,13 +45,14 @@ class Server::Signals final : public net::IoHandler {
       if (si.ssi_signo == SIGHUP) {
         log::info("server", "SIGHUP: reloading " + server_.options_.config_path);
         Status st = server_.reload();
-        if (!st) log::error("server", "reload refused, keeping the running config:\n" +
-                                          st.error().message);
+        if (!st)
+          log::error("server",
+                     "reload refused, keeping the running config:\n" + st.error().message);
       } else if (si.ssi_signo == SIGUSR1) {
         for (auto& [path, w] : server_.log_writers_) w->reopen();
       } else {
-        log::info("server", std::string(si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT") +
-                                ": draining");
+        log::info("server",
+                  std::string(si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT") + ": draining");
         server_.beginDrain();
       }
     }
@@ -102,11 +103,11 @@ Status Server::start() {
   cert_timer_->arm(seconds(1));
 
   for (auto& l : snapshot_->listeners) {
-    log::info("server", "listener " + l->name + " on " +
-                            net::localAddress(l->socket->fd()).toString() +
-                            (l->tls.mode == ListenerTlsSeam::Mode::kStrict       ? " (TLS STRICT)"
-                             : l->tls.mode == ListenerTlsSeam::Mode::kPermissive ? " (TLS PERMISSIVE)"
-                                                                                 : ""));
+    log::info("server",
+              "listener " + l->name + " on " + net::localAddress(l->socket->fd()).toString() +
+                  (l->tls.mode == ListenerTlsSeam::Mode::kStrict       ? " (TLS STRICT)"
+                   : l->tls.mode == ListenerTlsSeam::Mode::kPermissive ? " (TLS PERMISSIVE)"
+                                                                       : ""));
   }
   log::info("server", "admin on " + admin_->address().toString() + ", " +
                           std::to_string(options_.concurrency) + " worker(s), ready");
@@ -121,8 +122,8 @@ int Server::run() {
 
 void Server::writePortsFile() {
   if (options_.ports_file.empty()) return;
-  std::string json = "{\"admin\": " + std::to_string(admin_->address().port()) +
-                     ", \"listeners\": {";
+  std::string json =
+      "{\"admin\": " + std::to_string(admin_->address().port()) + ", \"listeners\": {";
   bool first = true;
   for (auto& l : snapshot_->listeners) {
     if (!first) json += ", ";
@@ -234,7 +235,7 @@ Result<SnapshotPtr> Server::build(const v1::ProxyConfig& config) {
 }
 
 Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(const v1::Listener& l,
-                                                                 const Snapshot& building) {
+                                                                  const Snapshot& building) {
   auto li = std::make_shared<ListenerInfo>();
   li->name = l.name();
   li->config = l;
@@ -274,11 +275,18 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(const v1::List
   li->preserve_upstream_server = h.preserve_upstream_server();
 
   if (l.tls().mode() != v1::ListenerTls::DISABLED) {
-    auto ctx = net::tls::ServerContext::create(l.tls(), where + ".tls");
+    // A rebuilt context inherits its predecessor's ticket key: resumption survives rotation.
+    const net::tls::ServerContext* previous = nullptr;
+    if (snapshot_) {
+      if (const ListenerInfo* old = snapshot_->listener(l.name()))
+        previous = old->tls_context.get();
+    }
+    auto ctx = net::tls::ServerContext::create(l.tls(), where + ".tls", previous);
     if (!ctx) return makeError(ctx.error().message);
     std::shared_ptr<const net::tls::ServerContext> sc = *ctx;
+    li->tls_context = sc;
     li->tls.mode = l.tls().mode() == v1::ListenerTls::STRICT ? ListenerTlsSeam::Mode::kStrict
-                                                              : ListenerTlsSeam::Mode::kPermissive;
+                                                             : ListenerTlsSeam::Mode::kPermissive;
     li->tls.make_tls = [sc](int fd) { return sc->newTransport(fd); };
     li->secure = l.tls().mode() == v1::ListenerTls::STRICT;
   }
@@ -353,7 +361,7 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
   ci->config = c;
   const std::string where = "clusters[" + c.name() + "]";
   ci->lb_policy = c.lb_policy() == v1::Cluster::LEAST_REQUEST ? upstream::LbPolicy::kLeastRequest
-                                                               : upstream::LbPolicy::kRoundRobin;
+                                                              : upstream::LbPolicy::kRoundRobin;
   ci->limits.max_connections = maxConnections(c);
   ci->limits.max_pending = maxPendingRequests(c);
   ci->limits.connect_timeout = connectTimeout(c);
@@ -363,7 +371,8 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
     // Resolved asynchronously; until the first answer the set is empty (503 no healthy upstream).
     ensureDns(c);
     ci->hosts = dns_[c.name()].hosts;
-    if (!ci->hosts) ci->hosts = std::make_shared<const upstream::HostSet>(std::vector<upstream::Host>{});
+    if (!ci->hosts)
+      ci->hosts = std::make_shared<const upstream::HostSet>(std::vector<upstream::Host>{});
   } else {
     std::vector<upstream::Host> hosts;
     for (const auto& e : c.endpoints()) {

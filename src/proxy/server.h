@@ -5,8 +5,8 @@
 // request path; workers only ever see the immutable Snapshots it posts.
 
 #include <memory>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/result.h"
@@ -53,7 +53,7 @@ class Server {
   class Signals;
   Result<SnapshotPtr> build(const v1::ProxyConfig& config);
   Result<std::shared_ptr<const ListenerInfo>> buildListener(const v1::Listener& l,
-                                                          const Snapshot& building);
+                                                            const Snapshot& building);
   Result<std::shared_ptr<const ClusterInfo>> buildCluster(const v1::Cluster& c);
   void publish(SnapshotPtr s);
   void writePortsFile();

@@ -14,6 +14,7 @@
 
 #include "common/stats.h"
 #include "http/router.h"
+#include "net/tls/tls_context.h"
 #include "net/transport.h"
 #include "proxy/access_log.h"
 #include "upstream/host_set.h"
@@ -85,6 +86,7 @@ struct ListenerInfo {
   std::unique_ptr<const http::Router> router;
   std::vector<RouteStats> route_stats;  // indexed by RouteEntry::index()
   ListenerTlsSeam tls;
+  std::shared_ptr<const net::tls::ServerContext> tls_context;  // null when TLS is off
   // Effective options (defaults applied).
   Duration request_timeout{};
   Duration idle_timeout{};

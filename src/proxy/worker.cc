@@ -171,8 +171,8 @@ void Worker::apply(SnapshotPtr snapshot) {
   ClusterMap next;
   for (auto& [name, info] : snapshot->clusters) {
     auto it = clusters_.find(name);
-    if (it != clusters_.end() && it->second->info->config.SerializeAsString() ==
-                                     info->config.SerializeAsString()) {
+    if (it != clusters_.end() &&
+        it->second->info->config.SerializeAsString() == info->config.SerializeAsString()) {
       auto rt = std::move(it->second);
       if (rt->info->hosts != info->hosts) rt->lb->update(info->hosts);
       rt->info = info;
@@ -182,8 +182,7 @@ void Worker::apply(SnapshotPtr snapshot) {
     auto rt = std::make_unique<ClusterRuntime>();
     rt->info = info;
     rt->lb = std::make_unique<upstream::LoadBalancer>(info->lb_policy, info->hosts, random_);
-    rt->pool =
-        std::make_unique<upstream::ConnPool>(loop_, info->limits, info->transport_factory);
+    rt->pool = std::make_unique<upstream::ConnPool>(loop_, info->limits, info->transport_factory);
     next.emplace(name, std::move(rt));
   }
   // Sessions may still hold runtimes of removed clusters mid-request: keep those alive until

@@ -50,8 +50,7 @@ void PooledConnection::onWriteDrained(net::Connection&) {
   if (state_ == State::kBusy && user_) user_->onUpstreamDrained(*this);
 }
 
-void PooledConnection::onClose(net::Connection&, net::CloseReason reason,
-                               std::string_view detail) {
+void PooledConnection::onClose(net::Connection&, net::CloseReason reason, std::string_view detail) {
   bool connecting = state_ == State::kConnecting;
   state_ = State::kDead;
   pool_.onConnectionClosed(*this, reason, detail, connecting);
@@ -95,8 +94,7 @@ ConnPool::Acquire ConnPool::acquire(const Host& host, PoolUser& user, PooledConn
       list.erase(list.begin());
       victim->conn_->close(false);
       destroy(*victim);
-      return startConnect(host.address(), host, user, error) ? Acquire::kPending
-                                                             : Acquire::kFailed;
+      return startConnect(host.address(), host, user, error) ? Acquire::kPending : Acquire::kFailed;
     }
   }
   if (pending_.size() < limits_.max_pending) {

@@ -53,8 +53,7 @@ struct PoolLimits {
 };
 
 // Makes the transport for a new upstream socket (plaintext or TLS origination).
-using TransportFactory =
-    std::function<std::unique_ptr<net::Transport>(int fd, const Host& host)>;
+using TransportFactory = std::function<std::unique_ptr<net::Transport>(int fd, const Host& host)>;
 
 class ConnPool;
 

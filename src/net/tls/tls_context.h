@@ -148,7 +148,7 @@ class ClientContext final : public detail::ContextBase {
   std::string sni_;
 };
 
-// Files a context built from `cfg` reads (what CertWatcher watches).
+// Files a context built from `cfg` reads (what the proxy watches for rotation).
 std::vector<std::string> filesOf(const v1::ListenerTls& cfg);
 std::vector<std::string> filesOf(const v1::UpstreamTls& cfg);
 
