@@ -359,6 +359,29 @@ class LoadTest(unittest.TestCase):
         self.assertEqual(statuses, [200] * 16, "16 parallel requests with 2 workers")
 
 
+class DnsClusterTest(unittest.TestCase):
+    """A DNS cluster: the endpoint is a name resolved asynchronously (c-ares; /etc/hosts first)."""
+
+    def test_dns_endpoint_resolves_and_serves(self):
+        backend = h.Backend("dns")
+        self.addCleanup(backend.close)
+        cfg = h.simple_config(backend.port)
+        cfg["clusters"] = [{"name": "backend", "type": "DNS",
+                            "endpoints": [{"address": "localhost", "port": backend.port}]}]
+        proxy = h.Proxy(cfg, name="dns")
+        self.addCleanup(proxy.stop)
+        proxy.start()
+        # Until the first answer the cluster has no hosts (503); then requests flow.
+        h.wait_until(lambda: h.curl(proxy.url("/dns")).status == 200, 10,
+                     what="a request through the DNS cluster to succeed")
+        status, body = proxy.admin("/clusters")
+        self.assertIn("backend::127.0.0.1:%d" % backend.port, body,
+                      "/clusters should list the resolved address of localhost; got:\n" + body)
+        self.assertIn("hostname::localhost", body,
+                      "/clusters should name the host the address came from; got:\n" + body)
+        self.assertEqual(proxy.metric("weft_cluster_membership_endpoints", cluster="backend"), 1)
+
+
 class CliTest(unittest.TestCase):
     def run_cli(self, *args):
         return subprocess.run([h.proxy_binary()] + list(args), capture_output=True, text=True,
