@@ -115,6 +115,7 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   http1::Version version_ = http1::Version::kHttp11;
   bool client_keep_alive_ = true;
   std::string upstream_head_;  // serialized request head for the upstream
+  std::string scratch_;        // response head being built
   BodyState req_body_ = BodyState::kNone;
   uint64_t req_remaining_ = 0;
   uint64_t req_body_bytes_ = 0;
