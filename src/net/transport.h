@@ -49,6 +49,10 @@ class Transport {
   // Best-effort orderly shutdown (TLS close_notify, then FIN). Does not close the fd.
   virtual void shutdown() = 0;
   virtual const PeerInfo& peer() const = 0;
+  // Asked after a read() that returned fewer bytes than requested: true if nothing more can be
+  // read until the fd signals readiness again (the caller then skips the read that would only
+  // say kWantRead). A plain socket is drained after a short read; TLS knows from its buffers.
+  virtual bool drained() const { return true; }
 
  protected:
   explicit Transport(int fd) : fd_(fd) {}

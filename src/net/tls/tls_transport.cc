@@ -56,6 +56,7 @@ namespace {
 struct SocketBioData {
   int fd;
   bool eof = false;
+  bool last_short = false;  // the last recv returned less than asked: the socket was drained
 };
 
 SocketBioData* bioData(BIO* b) { return static_cast<SocketBioData*>(BIO_get_data(b)); }
@@ -81,8 +82,10 @@ int bioRead(BIO* b, char* data, size_t len, size_t* read_bytes) {
     ssize_t n = ::recv(d->fd, data, len, 0);
     if (n > 0) {
       *read_bytes = static_cast<size_t>(n);
+      d->last_short = static_cast<size_t>(n) < len;
       return 1;
     }
+    d->last_short = false;
     if (n == 0) {
       d->eof = true;
       errno = 0;  // so that an EOF reads as SSL_ERROR_SYSCALL with errno 0, not a stale error
@@ -245,6 +248,12 @@ IoResult TlsTransport::handshakeError(int ssl_error, int saved_errno) {
   }
   return fail(ctx_->name() + ": handshake failed (" + std::string(verifyFailureName(kind)) +
               "): " + why);
+}
+
+bool TlsTransport::drained() const {
+  if (ssl_ == nullptr || SSL_has_pending(ssl_)) return false;
+  BIO* rbio = SSL_get_rbio(ssl_);
+  return rbio != nullptr && bioData(rbio) != nullptr && bioData(rbio)->last_short;
 }
 
 IoResult TlsTransport::read(char* buf, size_t len) {

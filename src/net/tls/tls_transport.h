@@ -65,6 +65,7 @@ class TlsTransport final : public Transport {
   // `ssl` null means setup failed (setup.init_error says why).
   TlsTransport(int fd, std::shared_ptr<const detail::ContextBase> ctx, SSL* ssl, Setup setup);
   ~TlsTransport() override;
+  bool drained() const override;
   TlsTransport(const TlsTransport&) = delete;
   TlsTransport& operator=(const TlsTransport&) = delete;
 
