@@ -11,6 +11,8 @@ PACKAGES=(
   clang-format clang-tidy
   # tests: real clients and peers
   python3 curl openssl wrk iproute2 procps
+  # fuzzing for real (see docs/fuzzing.md); the corpus replay under ctest needs only g++
+  clang-14 libclang-rt-14-dev
   # side-by-side benchmark peers
   haproxy nginx-light
 )

@@ -130,8 +130,17 @@ HttpSession::~HttpSession() {
   if (upstream_ && cluster_rt_) cluster_rt_->pool->release(*upstream_, false);
   if (host_ && cluster_rt_ && cluster_rt_->lb) cluster_rt_->lb->onRequestEnd(*host_);
   listener_->stats.cx_active->sub();
-  listener_->stats.rx_bytes->inc(conn_->bytesRead());
-  listener_->stats.tx_bytes->inc(conn_->bytesWritten());
+  countBytes();
+}
+
+// Adds the bytes moved since the last call to the listener's counters (per exchange, so
+// long-lived keep-alive connections show up while they live).
+void HttpSession::countBytes() {
+  uint64_t rx = conn_->bytesRead(), tx = conn_->bytesWritten();
+  listener_->stats.rx_bytes->inc(rx - counted_rx_);
+  listener_->stats.tx_bytes->inc(tx - counted_tx_);
+  counted_rx_ = rx;
+  counted_tx_ = tx;
 }
 
 void HttpSession::armIdle() {
@@ -242,8 +251,9 @@ void HttpSession::startRequest(size_t head_len) {
   version_ = h.version;
   client_keep_alive_ = h.keep_alive && !draining_;
   if (auto* f = h.find(http::HeaderToken::kXRequestId)) request_id_.assign(f->value);
-  if (auto* f = h.find(http::HeaderToken::kUserAgent)) user_agent_.assign(f->value);
-  if (auto* f = h.find(http::HeaderToken::kXForwardedFor)) forwarded_for_.assign(f->value);
+  for (const std::string& name : listener_->log_request_headers) {
+    if (auto* f = h.find(name)) logged_request_headers_.emplace_back(name, std::string(f->value));
+  }
   if (request_id_.empty()) makeRequestId(worker_.random(), request_id_);
 
   // Request body framing.
@@ -406,10 +416,7 @@ void HttpSession::onUpstreamReady(upstream::PooledConnection& conn) {
     cluster_->stats.rq_pending_active->sub();
   }
   upstream_ = &conn;
-  if (conn.uses() == 1) {
-    cluster_->stats.cx_total->inc();
-    if (conn.connection().peer().secure) cluster_->stats.ssl_handshake->inc();
-  }
+  if (conn.uses() == 1 && conn.connection().peer().secure) cluster_->stats.ssl_handshake->inc();
   upstream_sent_ = worker_.loop().now();
   conn.connection().output().append(upstream_head_);
   if (req_body_ == BodyState::kLength || req_body_ == BodyState::kChunked) {
@@ -629,6 +636,9 @@ bool HttpSession::sendResponseHead(const http1::ResponseHead& h) {
   head.append("\r\n");
   o.append(head);
   resp_head_sent_ = true;
+  for (const std::string& name : listener_->log_response_headers) {
+    if (auto* f = h.find(name)) logged_response_headers_.emplace_back(name, std::string(f->value));
+  }
   return true;
 }
 
@@ -816,6 +826,7 @@ void HttpSession::onIdleTimeout() {
 
 void HttpSession::logAndCount(int status) {
   if (!has_request_) return;
+  countBytes();
   MonoTime now = worker_.loop().now();
   Duration elapsed = now - start_;
   int cls = statusClass(status);
@@ -838,22 +849,21 @@ void HttpSession::logAndCount(int status) {
     host_ = nullptr;
   }
   if (!listener_->access_logs.empty()) {
-    // The request headers an access log may ask for, from what the session kept of the head.
+    // The headers an access log may ask for, from the copies kept for it.
     struct Kept final : AccessLogHeaders {
-      const HttpSession& s;
-      explicit Kept(const HttpSession& session) : s(session) {}
+      const std::vector<std::pair<std::string_view, std::string>>& list;
+      const std::string* request_id;  // the id we generated counts as a request header
+      Kept(const std::vector<std::pair<std::string_view, std::string>>& l, const std::string* id)
+          : list(l), request_id(id) {}
       std::optional<std::string_view> get(std::string_view name) const override {
-        auto opt = [](const std::string& v) -> std::optional<std::string_view> {
-          if (v.empty()) return std::nullopt;
-          return std::string_view(v);
-        };
-        if (name == "x-request-id") return opt(s.request_id_);
-        if (name == "user-agent") return opt(s.user_agent_);
-        if (name == "x-forwarded-for") return opt(s.forwarded_for_);
-        if (name == "host") return opt(s.authority_);
+        for (const auto& [n, v] : list)
+          if (n == name) return std::string_view(v);
+        if (request_id && name == "x-request-id" && !request_id->empty())
+          return std::string_view(*request_id);
         return std::nullopt;
       }
-    } kept(*this);
+    } kept_request(logged_request_headers_, &request_id_),
+        kept_response(logged_response_headers_, nullptr);
     std::string remote = conn_->remoteAddress().toString();
     std::string local = conn_->localAddr().toString();
     AccessLogEntry e;
@@ -876,7 +886,8 @@ void HttpSession::logAndCount(int status) {
     e.requested_server_name = conn_->peer().sni;
     if (upstream_sent_ >= start_ && upstream_sent_ != MonoTime{})
       e.upstream_service_time = now - upstream_sent_;
-    e.request_headers = &kept;
+    e.request_headers = &kept_request;
+    e.response_headers = &kept_response;
     for (auto& sink : listener_->access_logs) sink->log(e);
   }
   has_request_ = false;
@@ -897,8 +908,8 @@ void HttpSession::resetRequest() {
   status_ = 0;
   flags_ = "-";
   request_id_.clear();
-  user_agent_.clear();
-  forwarded_for_.clear();
+  logged_request_headers_.clear();
+  logged_response_headers_.clear();
   upstream_host_.clear();
   upstream_sent_ = MonoTime{};
   req_parser_.reset();

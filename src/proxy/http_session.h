@@ -12,6 +12,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/timer.h"
 #include "http/http1/chunked.h"
@@ -81,6 +83,7 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   void armIdle();
   void logAndCount(int status);
   void resetRequest();
+  void countBytes();
 
   Worker& worker_;
   std::unique_ptr<net::Connection> conn_;
@@ -110,8 +113,9 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   std::string path_;  // target as received
   std::string authority_;
   std::string request_id_;
-  std::string user_agent_;
-  std::string forwarded_for_;
+  // Copies of the headers the access logs print (ListenerInfo::log_*_headers); empty without logs.
+  std::vector<std::pair<std::string_view, std::string>> logged_request_headers_;
+  std::vector<std::pair<std::string_view, std::string>> logged_response_headers_;
   http1::Version version_ = http1::Version::kHttp11;
   bool client_keep_alive_ = true;
   std::string upstream_head_;  // serialized request head for the upstream
@@ -126,6 +130,7 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   bool resp_keep_alive_ = true;
   int status_ = 0;
   uint64_t resp_body_bytes_ = 0;
+  uint64_t counted_rx_ = 0, counted_tx_ = 0;  // connection bytes already in the listener stats
   const char* flags_ = "-";
   const http::RouteEntry* route_ = nullptr;
   std::shared_ptr<const ClusterInfo> cluster_;

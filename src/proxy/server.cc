@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -307,6 +308,12 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(const v1::List
       }
       writer = *w;
     }
+    auto merge = [](std::vector<std::string>& into, const std::vector<std::string>& names) {
+      for (const auto& n : names)
+        if (std::find(into.begin(), into.end(), n) == into.end()) into.push_back(n);
+    };
+    merge(li->log_request_headers, fmt->requestHeaderNames());
+    merge(li->log_response_headers, fmt->responseHeaderNames());
     li->access_logs.push_back(std::make_shared<AccessLogSink>(std::move(*fmt), writer));
   }
 

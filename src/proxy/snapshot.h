@@ -96,6 +96,10 @@ struct ListenerInfo {
   bool preserve_upstream_server = false;
   bool secure = false;  // x-forwarded-proto: https
   std::vector<std::shared_ptr<AccessLogSink>> access_logs;
+  // Lowercase names of the headers the access logs print (%REQ(x)%, %RESP(x)%): a session keeps
+  // copies of just these until the request is logged.
+  std::vector<std::string> log_request_headers;
+  std::vector<std::string> log_response_headers;
   ListenerStats stats;
 };
 

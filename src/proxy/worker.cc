@@ -182,7 +182,10 @@ void Worker::apply(SnapshotPtr snapshot) {
     auto rt = std::make_unique<ClusterRuntime>();
     rt->info = info;
     rt->lb = std::make_unique<upstream::LoadBalancer>(info->lb_policy, info->hosts, random_);
-    rt->pool = std::make_unique<upstream::ConnPool>(loop_, info->limits, info->transport_factory);
+    upstream::PoolStats ps{info->stats.cx_total, info->stats.cx_active, info->stats.rx_bytes,
+                           info->stats.tx_bytes, info->stats.connect_ms};
+    rt->pool = std::make_unique<upstream::ConnPool>(loop_, info->limits, info->transport_factory,
+                                                    std::move(ps));
     next.emplace(name, std::move(rt));
   }
   // Sessions may still hold runtimes of removed clusters mid-request: keep those alive until

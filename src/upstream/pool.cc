@@ -31,6 +31,7 @@ PooledConnection::~PooledConnection() = default;
 
 void PooledConnection::onConnected(net::Connection&) {
   timer_.disarm();
+  if (pool_.stats_.connect_ms) pool_.stats_.connect_ms->record(pool_.loop_.now() - connect_start_);
   pool_.onConnectionReady(*this);
 }
 
@@ -56,12 +57,17 @@ void PooledConnection::onClose(net::Connection&, net::CloseReason reason, std::s
   pool_.onConnectionClosed(*this, reason, detail, connecting);
 }
 
-ConnPool::ConnPool(net::EventLoop& loop, PoolLimits limits, TransportFactory factory)
-    : loop_(loop), limits_(limits), factory_(std::move(factory)) {}
+ConnPool::ConnPool(net::EventLoop& loop, PoolLimits limits, TransportFactory factory,
+                   PoolStats stats)
+    : loop_(loop), limits_(limits), factory_(std::move(factory)), stats_(std::move(stats)) {}
 
 ConnPool::~ConnPool() {
   // Users are gone by now (the worker tears streams down first); just close sockets.
-  for (auto& c : conns_) c->conn_->close(false);
+  for (auto& c : conns_) {
+    c->conn_->close(false);
+    if (stats_.cx_active) stats_.cx_active->sub();
+    countBytes(*c);
+  }
 }
 
 size_t ConnPool::idleConnections() const {
@@ -118,8 +124,11 @@ PooledConnection* ConnPool::startConnect(const net::Address& address, const Host
   raw->user_ = &user;
   raw->state_ = PooledConnection::State::kConnecting;
   raw->uses_ = 1;
+  raw->connect_start_ = loop_.now();
   conns_.push_back(std::move(pc));
   raw->self_ = std::prev(conns_.end());
+  if (stats_.cx_total) stats_.cx_total->inc();
+  if (stats_.cx_active) stats_.cx_active->add();
   raw->timer_.arm(limits_.connect_timeout);
   return raw;
 }
@@ -140,8 +149,17 @@ void ConnPool::cancel(PoolUser& user) {
   }
 }
 
+void ConnPool::countBytes(PooledConnection& c) {
+  uint64_t rx = c.conn_->bytesRead(), tx = c.conn_->bytesWritten();
+  if (stats_.rx_bytes) stats_.rx_bytes->inc(rx - c.counted_rx_);
+  if (stats_.tx_bytes) stats_.tx_bytes->inc(tx - c.counted_tx_);
+  c.counted_rx_ = rx;
+  c.counted_tx_ = tx;
+}
+
 void ConnPool::release(PooledConnection& c, bool reuse) {
   c.user_ = nullptr;
+  countBytes(c);
   if (!reuse || c.state_ == PooledConnection::State::kDead || !c.conn_->connected() ||
       !c.input().empty()) {
     c.conn_->close(false);
@@ -223,6 +241,8 @@ void ConnPool::onConnectionClosed(PooledConnection& c, net::CloseReason reason,
 
 void ConnPool::destroy(PooledConnection& c) {
   c.state_ = PooledConnection::State::kDead;
+  if (stats_.cx_active) stats_.cx_active->sub();
+  countBytes(c);
   c.timer_.disarm();
   auto node = std::move(*c.self_);
   conns_.erase(c.self_);

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/stats.h"
 #include "common/time.h"
 #include "common/timer.h"
 #include "net/connection.h"
@@ -52,6 +53,16 @@ struct PoolLimits {
   Duration idle_timeout = seconds(300);
 };
 
+// Connection-level metrics a pool keeps for its cluster (any may be null). Updated on the pool's
+// worker thread only.
+struct PoolStats {
+  std::shared_ptr<stats::Counter> cx_total;      // connections opened
+  std::shared_ptr<stats::Gauge> cx_active;       // connections open now
+  std::shared_ptr<stats::Counter> rx_bytes;      // bytes read, counted per request and at close
+  std::shared_ptr<stats::Counter> tx_bytes;      // bytes written, counted per request and at close
+  std::shared_ptr<stats::Histogram> connect_ms;  // TCP (+TLS) connect time
+};
+
 // Makes the transport for a new upstream socket (plaintext or TLS origination).
 using TransportFactory = std::function<std::unique_ptr<net::Transport>(int fd, const Host& host)>;
 
@@ -85,13 +96,15 @@ class PooledConnection final : public net::ConnectionCallbacks {
   State state_ = State::kConnecting;
   PoolUser* user_ = nullptr;
   uint32_t uses_ = 0;
+  uint64_t counted_rx_ = 0, counted_tx_ = 0;  // bytes already added to the pool's counters
+  MonoTime connect_start_{};
   Timer timer_;  // connect timeout while connecting, idle timeout while idle
   std::list<std::unique_ptr<PooledConnection>>::iterator self_;
 };
 
 class ConnPool {
  public:
-  ConnPool(net::EventLoop& loop, PoolLimits limits, TransportFactory factory);
+  ConnPool(net::EventLoop& loop, PoolLimits limits, TransportFactory factory, PoolStats stats = {});
   ~ConnPool();
 
   enum class Acquire {
@@ -125,10 +138,12 @@ class ConnPool {
   void makeIdle(PooledConnection& c);
   void destroy(PooledConnection& c);
   void servePending();
+  void countBytes(PooledConnection& c);
 
   net::EventLoop& loop_;
   PoolLimits limits_;
   TransportFactory factory_;
+  PoolStats stats_;
   std::list<std::unique_ptr<PooledConnection>> conns_;
   // Idle connections by host address string, most recently used at the back.
   std::unordered_map<std::string, std::vector<PooledConnection*>> idle_;

@@ -134,7 +134,8 @@ class AccessLogTest(unittest.TestCase):
                  "text_format": "%RESPONSE_CODE% %REQ(:METHOD)% %REQ(:PATH)% %UPSTREAM_CLUSTER%\n"},
                 {"path": json_log, "json_format": {"fields": {
                     "status": "%RESPONSE_CODE%", "path": "%REQ(:PATH)%",
-                    "method": "%REQ(:METHOD)%", "rid": "%REQ(X-REQUEST-ID)%"}}},
+                    "method": "%REQ(:METHOD)%", "rid": "%REQ(X-REQUEST-ID)%",
+                    "tenant": "%REQ(X-TENANT)%", "ctype": "%RESP(CONTENT-TYPE)%"}}},
                 {"path": default_log},
             ])],
             "clusters": [h.cluster("backend", [backend.port])],
@@ -145,7 +146,8 @@ class AccessLogTest(unittest.TestCase):
                     ("GET", "/direct", 202), ("GET", "/unrouted", 404)]
             for method, path, exp in sent:
                 r = h.curl("http://127.0.0.1:%d%s" % (port, path), "-X", method,
-                           "-H", "x-request-id: rid-%s" % path.strip("/").replace("/", "-"))
+                           "-H", "x-request-id: rid-%s" % path.strip("/").replace("/", "-"),
+                           "-H", "x-tenant: t-%s" % method.lower())
                 self.assertEqual(r.status, exp, "%s %s: expected %d, got %r"
                                  % (method, path, exp, r))
 
@@ -174,6 +176,13 @@ class AccessLogTest(unittest.TestCase):
             got = [(str(e.get("status")), e.get("method"), e.get("path")) for e in entries]
             self.assertEqual(got, [(str(s), m, p) for m, p, s in sent], "JSON access log entries")
             self.assertEqual(entries[0].get("rid"), "rid-logged-a")
+            # Any request header and upstream response header a format names is printed.
+            self.assertEqual(entries[0].get("tenant"), "t-get",
+                             "%%REQ(X-TENANT)%% should print the request header; got %r" % entries[0])
+            self.assertEqual(entries[1].get("tenant"), "t-post")
+            self.assertTrue(entries[0].get("ctype"),
+                            "%%RESP(CONTENT-TYPE)%% should print the backend's content-type; got %r"
+                            % entries[0])
 
             default_lines = h.wait_until(lambda: lines(default_log), 10,
                                          what="lines in the default-format access log")
