@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/log.h"
+#include "http/router.h"
 #include "proxy/config_loader.h"
 #include "proxy/server.h"
 
@@ -88,6 +89,24 @@ int main(int argc, char** argv) {
     auto cfg = weft::proxy::loadConfigFile(validate);
     if (!cfg) {
       std::fprintf(stderr, "%s: invalid\n%s\n", validate.c_str(), cfg.error().message.c_str());
+      return 1;
+    }
+    // The routers are compiled too, so --validate refuses exactly what the proxy would refuse
+    // (regex syntax, domain forms, header names).
+    std::string errors;
+    for (const auto& l : cfg->listeners()) {
+      auto router = weft::http::Router::compile(
+          l.route_config(),
+          [&](std::string_view name) {
+            for (const auto& c : cfg->clusters())
+              if (c.name() == name) return true;
+            return false;
+          },
+          "listeners[" + l.name() + "].route_config");
+      if (!router) errors += router.error().message + "\n";
+    }
+    if (!errors.empty()) {
+      std::fprintf(stderr, "%s: invalid\n%s", validate.c_str(), errors.c_str());
       return 1;
     }
     std::printf("%s: valid (%d listener(s), %d cluster(s))\n", validate.c_str(),

@@ -416,6 +416,16 @@ class CliTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1, "invalid config should exit 1")
         self.assertIn("prot", r.stderr, "the message should name the bad field: %s" % r.stderr)
         self.assertIn("port", r.stderr, "and suggest the right one: %s" % r.stderr)
+        # A bad regex is refused by --validate exactly as the running proxy would refuse it.
+        cfg = h.simple_config(8080)
+        cfg["listeners"][0]["route_config"]["virtual_hosts"][0]["routes"][0]["match"] = {
+            "regex": "("}
+        bad_regex = os.path.join(d, "bad_regex.json")
+        with open(bad_regex, "w") as f:
+            json.dump(cfg, f)
+        r = self.run_cli("--validate", bad_regex)
+        self.assertEqual(r.returncode, 1, "an invalid regex should fail --validate")
+        self.assertIn("match.regex", r.stderr, "the message should name the field: %s" % r.stderr)
 
     def test_bad_config_refuses_to_start(self):
         proxy = h.Proxy({"admin": h.admin_cfg(), "listeners": [h.listener(
