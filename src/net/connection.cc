@@ -52,7 +52,7 @@ void Connection::onIoEvents(uint32_t events) {
   }
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_pending_ = true;
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) peer_hup_ = true;
-  doWrite();
+  doWrite(false);
   if (state_ == State::kOpen || state_ == State::kClosing) doRead();
 }
 
@@ -63,7 +63,7 @@ void Connection::doHandshake() {
     read_pending_ = true;
     if (callbacks_) callbacks_->onConnected(*this);
     if (state_ == State::kOpen) {
-      doWrite();
+      doWrite(false);
       doRead();
     }
     return;
@@ -83,20 +83,23 @@ void Connection::doRead() {
       in_.commit(r.bytes);
       bytes_read_ += r.bytes;
       total += r.bytes;
-      // A short read from a plain socket means the kernel buffer is empty: skip the read that
-      // would only say EAGAIN (data arriving later raises a new edge). TLS may hold decrypted
-      // bytes internally, so it always reads to kWantRead.
-      if (r.bytes < room && !peer_hup_ && !transport_->peer().secure)
+      // A short read that drained the socket (and TLS's buffers): skip the read that would only
+      // say EAGAIN; data arriving later raises a new edge.
+      if (r.bytes < room && !peer_hup_ && transport_->drained())
         r.status = IoStatus::kWantRead;
       else
         continue;
     }
+    // Known before the data is handed over, so a pool never reuses a connection whose peer has
+    // already closed.
+    if (r.status == IoStatus::kEof || r.status == IoStatus::kError) peer_eof_ = true;
     if (total > 0) {
       callbacks_->onData(*this);
       if (state_ != State::kOpen) return;
     }
     if (r.status == IoStatus::kWantRead || r.status == IoStatus::kWantWrite) {
-      read_pending_ = false;
+      // TLS may need the socket writable before it can read: look again on the next event.
+      read_pending_ = r.status == IoStatus::kWantWrite;
       in_.shrinkIfEmpty();
       return;
     }
@@ -129,7 +132,7 @@ void Connection::write(std::string_view data) {
         continue;
       }
       if (r.status == IoStatus::kError) {
-        fail(CloseReason::kError, r.error);
+        failLater(CloseReason::kError, r.error);
         return;
       }
       break;
@@ -141,9 +144,9 @@ void Connection::write(std::string_view data) {
   if (out_.size() > kHighWatermark) above_high_ = true;
 }
 
-void Connection::flush() { doWrite(); }
+void Connection::flush() { doWrite(/*owner_call=*/true); }
 
-void Connection::doWrite() {
+void Connection::doWrite(bool owner_call) {
   if (state_ != State::kOpen && state_ != State::kClosing) return;
   while (!out_.empty()) {
     IoResult r = transport_->write(out_.data(), out_.size());
@@ -153,7 +156,11 @@ void Connection::doWrite() {
       continue;
     }
     if (r.status == IoStatus::kError) {
-      fail(CloseReason::kError, r.error);
+      if (owner_call) {
+        failLater(CloseReason::kError, r.error);
+      } else {
+        fail(CloseReason::kError, r.error);
+      }
       return;
     }
     break;
@@ -193,11 +200,17 @@ void Connection::close(bool flush) {
 
 void Connection::closeNow() {
   if (state_ == State::kClosed) return;
+  bool was_closing = state_ == State::kClosing;
   if (state_ == State::kOpen || state_ == State::kClosing) transport_->shutdown();
   state_ = State::kClosed;
   loop_.remove(fd_);
   ::close(fd_);
   fd_ = -1;
+  if (was_closing && on_flushed_) {
+    auto done = std::move(on_flushed_);
+    on_flushed_ = nullptr;
+    done();
+  }
 }
 
 void Connection::fail(CloseReason reason, std::string detail) {
@@ -207,7 +220,45 @@ void Connection::fail(CloseReason reason, std::string detail) {
   loop_.remove(fd_);
   ::close(fd_);
   fd_ = -1;
-  if (!was_closing && callbacks_) callbacks_->onClose(*this, reason, detail);
+  if (was_closing) {
+    if (on_flushed_) {
+      auto done = std::move(on_flushed_);
+      on_flushed_ = nullptr;
+      done();
+    }
+    return;
+  }
+  if (callbacks_) callbacks_->onClose(*this, reason, detail);
+}
+
+// A failure found inside the owner's own call (write/flush): the owner is mid-operation, so the
+// socket is closed now and onClose is delivered from the loop, after the owner's call returned.
+void Connection::failLater(CloseReason reason, std::string detail) {
+  if (state_ == State::kClosed) return;
+  bool was_closing = state_ == State::kClosing;
+  state_ = State::kClosed;
+  peer_eof_ = true;
+  loop_.remove(fd_);
+  ::close(fd_);
+  fd_ = -1;
+  if (was_closing) return;
+  loop_.post([this, alive = std::weak_ptr<char>(alive_), reason, detail = std::move(detail)] {
+    if (!alive.expired() && callbacks_) callbacks_->onClose(*this, reason, detail);
+  });
+}
+
+void Connection::closeAfterFlush(std::function<void()> on_closed) {
+  if (state_ == State::kClosed) {
+    on_closed();
+    return;
+  }
+  on_flushed_ = std::move(on_closed);
+  close(true);
+  if (state_ == State::kClosed && on_flushed_) {
+    auto done = std::move(on_flushed_);
+    on_flushed_ = nullptr;
+    done();
+  }
 }
 
 }  // namespace weft::net

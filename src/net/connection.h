@@ -9,6 +9,7 @@
 // callback may call close() on its own connection, but must not destroy the Connection inside a
 // callback: hand it to EventLoop::deferDelete instead.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -66,6 +67,12 @@ class Connection final : public IoHandler {
   // onClose callback follows an owner's close().
   void close(bool flush);
   bool closed() const { return state_ == State::kClosed; }
+  // Like close(true), and runs `on_closed` once the output has drained and the socket is closed
+  // (at once if it already is). For owners that go away before their last bytes are written:
+  // see Worker::linger().
+  void closeAfterFlush(std::function<void()> on_closed);
+  // The peer closed or reset (seen as EOF/error or EPOLLRDHUP): do not start another exchange.
+  bool peerClosed() const { return peer_eof_ || peer_hup_; }
   bool connected() const { return state_ == State::kOpen; }
   // Bytes queued but not yet written.
   size_t pendingOutput() const { return out_.size(); }
@@ -88,7 +95,8 @@ class Connection final : public IoHandler {
   enum class State { kConnecting, kHandshaking, kOpen, kClosing, kClosed };
   void doHandshake();
   void doRead();
-  void doWrite();
+  void doWrite(bool owner_call);
+  void failLater(CloseReason reason, std::string detail);
   void fail(CloseReason reason, std::string detail);
   void closeNow();
 
@@ -104,7 +112,9 @@ class Connection final : public IoHandler {
   bool read_disabled_ = false;
   bool read_pending_ = false;  // edge-triggered: data may remain unread while disabled
   bool above_high_ = false;
-  bool peer_hup_ = false;  // the peer's FIN (or an error) was signalled: read to EOF
+  bool peer_hup_ = false;
+  bool peer_eof_ = false;
+  std::function<void()> on_flushed_;  // the peer's FIN (or an error) was signalled: read to EOF
   bool in_callback_ = false;
   uint64_t bytes_read_ = 0;
   uint64_t bytes_written_ = 0;

@@ -38,8 +38,7 @@ class AdminServer::Session final : public net::ConnectionCallbacks {
                       "\r\ncontent-length: " + std::to_string(resp.body.size()) +
                       "\r\nconnection: close\r\nserver: weft\r\n\r\n" + resp.body;
     c.write(out);
-    c.close(true);
-    finish();
+    c.closeAfterFlush([this] { finish(); });
   }
   void onClose(net::Connection&, net::CloseReason, std::string_view) override { finish(); }
 

@@ -131,6 +131,8 @@ HttpSession::~HttpSession() {
   if (host_ && cluster_rt_ && cluster_rt_->lb) cluster_rt_->lb->onRequestEnd(*host_);
   listener_->stats.cx_active->sub();
   countBytes();
+  // A response still being written ("connection: close" after it) outlives the session.
+  if (!conn_->closed()) worker_.linger(std::move(conn_));
 }
 
 // Adds the bytes moved since the last call to the listener's counters (per exchange, so
@@ -158,6 +160,13 @@ void HttpSession::drain() {
 
 void HttpSession::closeDownstream(bool flush) {
   if (state_ == State::kClosed) return;
+  conn_->close(flush);  // flushing continues after the session is gone (Worker::linger)
+  teardown();
+}
+
+// The one way a session ends: whatever request is in flight is finished (logged, counted, its
+// upstream and balancer slot given back), so nothing outlives the session but its connection.
+void HttpSession::teardown() {
   state_ = State::kClosed;
   request_timer_.disarm();
   stream_idle_timer_.disarm();
@@ -165,9 +174,15 @@ void HttpSession::closeDownstream(bool flush) {
   if (waiting_pool_) {
     cluster_rt_->pool->cancel(*this);
     waiting_pool_ = false;
+    cluster_->stats.rq_pending_active->sub();
   }
   resetUpstream();
-  conn_->close(flush);
+  if (has_request_) {
+    // The client went away mid-exchange: logged as Envoy does (DC, status so far or 0).
+    flags_ = "DC";
+    logAndCount(status_);
+  }
+  cluster_rt_ = nullptr;
   worker_.sessionClosed(*this);
 }
 
@@ -191,29 +206,26 @@ void HttpSession::onClose(net::Connection&, net::CloseReason reason, std::string
     }
     log::debug("listener", "TLS handshake failed: " + std::string(detail));
   }
-  if (has_request_ && status_ == 0) {
-    // The client went away mid-exchange: log it as Envoy does (0 + DC).
-    flags_ = "DC";
-    logAndCount(0);
-  }
-  state_ = State::kClosed;
-  request_timer_.disarm();
-  stream_idle_timer_.disarm();
-  idle_timer_.disarm();
-  if (waiting_pool_) {
-    cluster_rt_->pool->cancel(*this);
-    waiting_pool_ = false;
-  }
-  resetUpstream();
-  worker_.sessionClosed(*this);
+  teardown();
 }
 
 void HttpSession::onData(net::Connection&) { processInput(); }
 
 void HttpSession::processInput() {
+  in_process_input_ = true;
+  processInputLoop();
+  in_process_input_ = false;
+}
+
+void HttpSession::processInputLoop() {
   while (state_ == State::kReadHead) {
     Buffer& in = conn_->input();
     if (in.empty()) return;
+    // A client that pipelines requests without reading the answers: stop reading until it does.
+    if (conn_->aboveHighWatermark()) {
+      conn_->readDisable(true);
+      return;
+    }
     http1::ParseResult r = req_parser_.parse(in.view());
     if (r.needMore()) return;
     if (r.failed()) {
@@ -222,6 +234,8 @@ void HttpSession::processInput() {
       has_request_ = true;
       start_ = worker_.loop().now();
       start_wall_ = worker_.loop().time().systemNow();
+      listener_->stats.rq_total->inc();
+      listener_->stats.rq_active->add();
       localReply(r.error.status, r.error.reason, "DPE", true);
       return;
     }
@@ -283,9 +297,11 @@ void HttpSession::startRequest(size_t head_len) {
   }
 
   // Route.
-  const Snapshot& snap = worker_.snapshot();
-  const ListenerInfo* live = snap.listener(listener_->name);
-  const ListenerInfo& li = live ? *live : *listener_;
+  // The live listener (reloads apply to open connections), held for the whole request so the
+  // route and its stats stay valid whatever snapshot comes next.
+  request_listener_ = worker_.snapshot().listenerPtr(listener_->name);
+  if (!request_listener_) request_listener_ = listener_;
+  const ListenerInfo& li = *request_listener_;
   http::RequestView view;
   view.method = h.method;
   view.path = h.path;
@@ -481,16 +497,21 @@ bool HttpSession::forwardRequestBody() {
       req_body_bytes_ += data.size();
     });
     in.consume(step.consumed);
-    if (step.failed()) {
-      listener_->stats.protocol_error->inc();
+    if (step.failed() ||
+        (listener_->max_body_bytes && req_body_bytes_ > listener_->max_body_bytes)) {
+      bool too_large = !step.failed();
+      (too_large ? listener_->stats.rq_too_large : listener_->stats.protocol_error)->inc();
       resetUpstream();
-      localReply(step.error.status ? step.error.status : 400, step.error.reason, "DPE", true);
-      return false;
-    }
-    if (listener_->max_body_bytes && req_body_bytes_ > listener_->max_body_bytes) {
-      listener_->stats.rq_too_large->inc();
-      resetUpstream();
-      localReply(413, "request body too large", "-", true);
+      if (resp_head_sent_) {
+        // The response is already on its way: no second status line, just end the connection.
+        flags_ = "DPE";
+        logAndCount(status_);
+        closeDownstream(true);
+      } else if (too_large) {
+        localReply(413, "request body too large", "-", true);
+      } else {
+        localReply(step.error.status ? step.error.status : 400, step.error.reason, "DPE", true);
+      }
       return false;
     }
     if (step.done) {
@@ -517,6 +538,10 @@ void HttpSession::onUpstreamDrained(upstream::PooledConnection&) {
 
 void HttpSession::onWriteDrained(net::Connection&) {
   if (upstream_ && state_ == State::kProxying) upstream_->connection().readDisable(false);
+  if (state_ == State::kReadHead) {
+    conn_->readDisable(false);
+    if (!in_process_input_) processInput();
+  }
 }
 
 void HttpSession::onUpstreamData(upstream::PooledConnection&) {
@@ -711,7 +736,8 @@ void HttpSession::onUpstreamClosed(upstream::PooledConnection&, net::CloseReason
                                    std::string_view detail) {
   upstream_ = nullptr;
   if (state_ != State::kProxying) return;
-  if (resp_head_sent_ && resp_body_ == BodyState::kUntilClose) {
+  if (resp_head_sent_ && resp_body_ == BodyState::kUntilClose &&
+      reason == net::CloseReason::kRemoteClosed) {
     if (resp_chunked_out_) conn_->output().append("0\r\n\r\n");
     resp_body_ = BodyState::kDone;
     conn_->flush();
@@ -740,7 +766,10 @@ void HttpSession::finishExchange(bool upstream_reusable) {
     cluster_rt_->pool->release(*up, upstream_reusable);
   }
   logAndCount(status_);
-  bool keep = client_keep_alive_ && !draining_;
+  // A request body not read to its end leaves the connection mid-message: the next bytes are not
+  // a request head, so the connection ends here.
+  bool body_done = req_body_ == BodyState::kDone || req_body_ == BodyState::kNone;
+  bool keep = client_keep_alive_ && !draining_ && body_done;
   resetRequest();
   if (!keep) {
     closeDownstream(true);
@@ -749,7 +778,7 @@ void HttpSession::finishExchange(bool upstream_reusable) {
   state_ = State::kReadHead;
   armIdle();
   conn_->readDisable(false);
-  processInput();  // a pipelined request may be waiting
+  if (!in_process_input_) processInput();  // a pipelined request may be waiting
 }
 
 void HttpSession::resetUpstream() {
@@ -799,14 +828,14 @@ void HttpSession::localReply(int status, std::string_view body, const char* flag
   state_ = State::kReadHead;
   armIdle();
   conn_->readDisable(false);
-  processInput();
+  if (!in_process_input_) processInput();  // else the caller's loop goes on
 }
 
 void HttpSession::onRequestTimeout() {
   listener_->stats.rq_timeout->inc();
   if (cluster_) cluster_->stats.rq_timeout->inc();
-  if (route_ && route_->index() < listener_->route_stats.size())
-    listener_->route_stats[route_->index()].rq_timeout->inc();
+  if (route_ && request_listener_ && route_->index() < request_listener_->route_stats.size())
+    request_listener_->route_stats[route_->index()].rq_timeout->inc();
   if (resp_head_sent_) {
     flags_ = "UT";
     resetUpstream();
@@ -838,8 +867,8 @@ void HttpSession::logAndCount(int status) {
     cluster_->stats.rq_time->record(now - upstream_sent_);
   }
   if (cluster_) cluster_->stats.rq_active->sub();
-  if (route_ && route_->index() < listener_->route_stats.size()) {
-    const RouteStats& rs = listener_->route_stats[route_->index()];
+  if (route_ && request_listener_ && route_->index() < request_listener_->route_stats.size()) {
+    const RouteStats& rs = request_listener_->route_stats[route_->index()];
     rs.rq_total->inc();
     if (cls >= 0) rs.rq_xx[cls]->inc();
     rs.rq_time->record(elapsed);
@@ -896,6 +925,7 @@ void HttpSession::logAndCount(int status) {
 void HttpSession::resetRequest() {
   has_request_ = false;
   route_ = nullptr;
+  request_listener_.reset();
   cluster_.reset();
   cluster_rt_ = nullptr;
   host_set_.reset();

@@ -64,6 +64,8 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   enum class BodyState { kNone, kLength, kChunked, kUntilClose, kDone };
 
   void processInput();
+  void processInputLoop();
+  void teardown();
   void startRequest(size_t head_len);
   void routeRequest();
   bool forwardRequestBody();
@@ -91,6 +93,7 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   State state_ = State::kReadHead;
   bool draining_ = false;
   bool handshake_done_ = false;
+  bool in_process_input_ = false;  // processInput() is on the stack: don't re-enter it
 
   http1::RequestParser req_parser_;
   http1::ResponseParser resp_parser_;
@@ -133,6 +136,7 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   uint64_t counted_rx_ = 0, counted_tx_ = 0;  // connection bytes already in the listener stats
   const char* flags_ = "-";
   const http::RouteEntry* route_ = nullptr;
+  std::shared_ptr<const ListenerInfo> request_listener_;  // owns route_ for this request
   std::shared_ptr<const ClusterInfo> cluster_;
   ClusterRuntime* cluster_rt_ = nullptr;
   const upstream::Host* host_ = nullptr;

@@ -152,6 +152,13 @@ Status Server::reload() {
     return makeError(snap.error().message);
   }
   publish(*snap);
+  // Forget refreshers of clusters that are gone or no longer DNS, so none overwrites their hosts.
+  for (auto it = dns_.begin(); it != dns_.end();) {
+    bool keep = false;
+    for (const auto& c : snapshot_->config.clusters())
+      if (c.name() == it->first && c.type() == v1::Cluster::DNS) keep = true;
+    it = keep ? std::next(it) : dns_.erase(it);
+  }
   cert_fingerprint_ = certificateFingerprint(snapshot_->config);
   reload_ok_->inc();
   writePortsFile();

@@ -133,6 +133,11 @@ struct Snapshot {
       if (l->name == name) return l.get();
     return nullptr;
   }
+  std::shared_ptr<const ListenerInfo> listenerPtr(const std::string& name) const {
+    for (auto& l : listeners)
+      if (l->name == name) return l;
+    return nullptr;
+  }
   const ClusterInfo* cluster(std::string_view name) const {
     auto it = clusters.find(std::string(name));
     return it == clusters.end() ? nullptr : it->second.get();

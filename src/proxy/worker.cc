@@ -55,7 +55,8 @@ class Worker::Acceptor final : public net::IoHandler {
             ::close(fd_);
             finish();
           }) {
-      worker_.loop_.add(fd_, EPOLLIN | EPOLLRDHUP, this);
+      // Edge-triggered: a client that sends one byte and waits must not spin the worker.
+      worker_.loop_.add(fd_, EPOLLIN | EPOLLRDHUP | EPOLLET, this);
       timer_.arm(seconds(10));
     }
     void onIoEvents(uint32_t) override {
@@ -103,7 +104,12 @@ void Worker::start(SnapshotPtr initial) {
     stats::bindWorkerThread(index_);
     apply(std::move(initial));
     loop_.run();
+    // Sessions may hand connections to linger_ or call into pools while they die: take them out
+    // of the list first so nothing iterates it meanwhile.
+    auto sessions = std::move(sessions_);
     sessions_.clear();
+    sessions.clear();
+    lingering_.clear();
     acceptors_.clear();
     clusters_.clear();
     stats::unbindWorkerThread();
@@ -144,6 +150,29 @@ void Worker::addSession(int fd, std::unique_ptr<net::Transport> transport,
   auto s = std::make_unique<HttpSession>(*this, std::move(conn), std::move(listener));
   sessions_.push_back(std::move(s));
   sessions_.back()->self = std::prev(sessions_.end());
+  if (draining_) sessions_.back()->drain();  // accepted (sniffed) just before the drain began
+}
+
+void Worker::linger(std::unique_ptr<net::Connection> conn) {
+  if (!conn || conn->closed()) return;
+  conn->setCallbacks(nullptr);
+  lingering_.push_back({std::move(conn), nullptr});
+  auto it = std::prev(lingering_.end());
+  auto forget = [this, it] {
+    struct Holder : net::Deferrable {
+      Lingering l;
+    };
+    auto h = std::make_unique<Holder>();
+    h->l = std::move(*it);
+    lingering_.erase(it);
+    loop_.deferDelete(std::move(h));
+  };
+  it->timer = std::make_unique<Timer>(loop_.timers(), [this, it, forget] {
+    it->conn->close(false);  // the client stopped reading: give up
+    forget();
+  });
+  it->timer->arm(kLingerTime);
+  it->conn->closeAfterFlush(forget);
 }
 
 void Worker::sessionClosed(HttpSession& s) {
@@ -154,6 +183,7 @@ void Worker::sessionClosed(HttpSession& s) {
   h->p = std::move(*s.self);
   sessions_.erase(s.self);
   loop_.deferDelete(std::move(h));
+  if (!retired_.empty()) pruneRetired();
   checkDrained();
 }
 

@@ -52,12 +52,15 @@ class Worker {
   void sessionClosed(HttpSession& s);
   void addSession(int fd, std::unique_ptr<net::Transport> transport,
                   std::shared_ptr<const ListenerInfo> listener);
+  // Keeps a closing connection whose owner is gone until its last bytes are written (bounded by
+  // kLingerTime), so "close after this response" never truncates the response.
+  void linger(std::unique_ptr<net::Connection> conn);
+  void pruneRetired();
 
  private:
   class Acceptor;
   void apply(SnapshotPtr snapshot);
   void checkDrained();
-  void pruneRetired();
 
   uint32_t index_;
   upstream::FastRandom random_;
@@ -74,6 +77,12 @@ class Worker {
   std::list<std::unique_ptr<Acceptor>> acceptors_;
   std::list<std::unique_ptr<HttpSession>> sessions_;
   std::vector<std::unique_ptr<net::Deferrable>> retired_;  // see pruneRetired()
+  struct Lingering {
+    std::unique_ptr<net::Connection> conn;
+    std::unique_ptr<Timer> timer;
+  };
+  std::list<Lingering> lingering_;
+  static constexpr auto kLingerTime = seconds(30);
   bool draining_ = false;
   std::function<void()> drained_;
   friend class HttpSession;

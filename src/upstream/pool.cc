@@ -138,7 +138,8 @@ void ConnPool::onConnectionReady(PooledConnection& c) {
   if (c.user_) {
     c.user_->onUpstreamReady(c);
   } else {
-    makeIdle(c);  // its user went away while it was connecting
+    makeIdle(c);  // its user went away while it was connecting: someone may be waiting
+    servePending();
   }
 }
 
@@ -161,7 +162,7 @@ void ConnPool::release(PooledConnection& c, bool reuse) {
   c.user_ = nullptr;
   countBytes(c);
   if (!reuse || c.state_ == PooledConnection::State::kDead || !c.conn_->connected() ||
-      !c.input().empty()) {
+      c.conn_->peerClosed() || !c.input().empty()) {
     c.conn_->close(false);
     destroy(c);
     servePending();

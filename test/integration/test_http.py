@@ -561,3 +561,56 @@ def _vm_kb(pid, field):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class HttpRobustnessTest(unittest.TestCase):
+    """Clients that vanish, refuse to read, or flood: the proxy keeps every byte it owes and
+    never falls over (regressions found in review)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.backend = h.Backend("rb")
+        cls.addClassCleanup(cls.backend.close)
+        cfg = h.simple_config(cls.backend.port)
+        cfg["listeners"][0]["route_config"]["virtual_hosts"][0]["routes"].insert(
+            0, {"match": {"path": "/direct"}, "direct_response": {"status": 200, "body": "d"}})
+        cls.proxy = h.Proxy(cfg, name="robust")
+        cls.addClassCleanup(cls.proxy.stop)
+        cls.proxy.start()
+        cls.port = cls.proxy.port("main")
+
+    def alive(self):
+        r = h.curl("http://127.0.0.1:%d/alive" % self.port)
+        self.assertEqual(r.status, 200, "the proxy should still serve; got %r" % r)
+
+    def test_reset_right_after_expect_continue(self):
+        # The proxy answers "100 Continue" into a socket the client has already reset.
+        for _ in range(20):
+            s = h.connect(self.port)
+            s.sendall(b"POST /expect HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+                      b"Content-Length: 10\r\n\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()  # RST
+        self.alive()
+
+    def test_connection_close_response_is_not_truncated(self):
+        # The session ends with the response still queued; the bytes must all arrive.
+        size = 24 * 1024 * 1024
+        r = h.curl("http://127.0.0.1:%d/big-close" % self.port, "--limit-rate", "40M",
+                   "-H", "Connection: close", "-H", "x-backend-body-size: %d" % size, timeout=20)
+        self.assertEqual((r.status, len(r.body)), (200, size),
+                         "Connection: close with a %d-byte body read slowly: expected all of it, "
+                         "got status %d and %d bytes" % (size, r.status, len(r.body)))
+
+    def test_pipelined_flood_of_local_replies(self):
+        n = 3000
+        s = h.connect(self.port, timeout=20)
+        try:
+            s.sendall(b"GET /direct HTTP/1.1\r\nHost: a\r\n\r\n" * n)
+            rd = h.SockReader(s)
+            for i in range(n):
+                resp = rd.read_response()
+                self.assertEqual(resp.status, 200, "pipelined request %d of %d" % (i + 1, n))
+        finally:
+            s.close()
+        self.alive()
