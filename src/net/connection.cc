@@ -191,6 +191,7 @@ void Connection::readDisable(bool disable) {
 
 void Connection::close(bool flush) {
   if (state_ == State::kClosed) return;
+  if (flush && state_ == State::kClosing) return;  // already flushing towards the close
   if (flush && state_ == State::kOpen && !out_.empty()) {
     state_ = State::kClosing;
     return;
