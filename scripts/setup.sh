@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config git
-  libprotobuf-dev protobuf-compiler libyaml-cpp-dev libssl-dev libc-ares-dev
+  libprotobuf-dev protobuf-compiler libyaml-cpp-dev libssl-dev libc-ares-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev libre2-dev
   clang-format clang-tidy
   # tests: real clients and peers
