@@ -16,10 +16,17 @@ namespace weft::proxy {
 // Accepts on one shared listening socket (EPOLLEXCLUSIVE: one worker is woken per connection).
 class Worker::Acceptor final : public net::IoHandler {
  public:
-  Acceptor(Worker& w, std::shared_ptr<const ListenerInfo> l) : worker_(w), listener_(std::move(l)) {
-    worker_.loop_.add(listener_->socket->fd(), EPOLLIN | EPOLLEXCLUSIVE, this);
+  Acceptor(Worker& w, std::shared_ptr<const ListenerInfo> l)
+      : worker_(w), listener_(std::move(l)), resume_(w.loop_.timers(), [this] { watch(); }) {
+    watch();
   }
-  ~Acceptor() { worker_.loop_.remove(listener_->socket->fd()); }
+  ~Acceptor() {
+    if (watching_) worker_.loop_.remove(listener_->socket->fd());
+  }
+  void watch() {
+    worker_.loop_.add(listener_->socket->fd(), EPOLLIN | EPOLLEXCLUSIVE, this);
+    watching_ = true;
+  }
   const ListenerInfo& listener() const { return *listener_; }
   void update(std::shared_ptr<const ListenerInfo> l) { listener_ = std::move(l); }
 
@@ -28,8 +35,17 @@ class Worker::Acceptor final : public net::IoHandler {
       int fd = ::accept4(listener_->socket->fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != ECONNABORTED)
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Out of descriptors or memory: the socket stays readable, so stop watching it for a
+          // moment instead of spinning (and logging) on every loop round.
+          log::warn("listener", listener_->name + ": accept: " + std::strerror(errno) +
+                                    "; pausing accepts for 100 ms (raise the fd limit?)");
+          worker_.loop_.remove(listener_->socket->fd());
+          watching_ = false;
+          resume_.arm(milliseconds(100));
+        } else if (errno != EAGAIN && errno != ECONNABORTED) {
           log::warn("listener", listener_->name + ": accept: " + std::strerror(errno));
+        }
         return;
       }
       net::setNoDelay(fd);
@@ -93,6 +109,8 @@ class Worker::Acceptor final : public net::IoHandler {
 
   Worker& worker_;
   std::shared_ptr<const ListenerInfo> listener_;
+  Timer resume_;
+  bool watching_ = false;
 };
 
 Worker::Worker(uint32_t index, uint64_t seed) : index_(index), random_(seed) {}
