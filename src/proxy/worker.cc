@@ -184,6 +184,7 @@ void Worker::linger(std::unique_ptr<net::Connection> conn) {
     h->l = std::move(*it);
     lingering_.erase(it);
     loop_.deferDelete(std::move(h));
+    checkDrained();  // a drain waits for the last bytes of closing responses too
   };
   it->timer = std::make_unique<Timer>(loop_.timers(), [this, it, forget] {
     it->conn->close(false);  // the client stopped reading: give up
@@ -206,7 +207,7 @@ void Worker::sessionClosed(HttpSession& s) {
 }
 
 void Worker::checkDrained() {
-  if (draining_ && sessions_.empty() && drained_) {
+  if (draining_ && sessions_.empty() && lingering_.empty() && drained_) {
     auto done = std::move(drained_);
     drained_ = nullptr;
     done();
