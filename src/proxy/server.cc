@@ -22,17 +22,24 @@ namespace weft::proxy {
 
 namespace sn = stats::names;
 
+namespace {
+sigset_t handledSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGUSR1);
+  return set;
+}
+
+}  // namespace
+
 // SIGHUP, SIGTERM, SIGINT through a signalfd read on the main loop (no async-signal handlers).
 class Server::Signals final : public net::IoHandler {
  public:
   explicit Signals(Server& s) : server_(s) {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    sigset_t set = handledSignals();
     fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     server_.loop_.add(fd_, EPOLLIN, this);
   }
@@ -69,6 +76,10 @@ ListenSocket::~ListenSocket() {
 }
 
 Server::Server(ServerOptions options) : options_(std::move(options)) {
+  // Every thread started from here on inherits this mask, so the signals reach only the main
+  // loop's signalfd (a worker or log-writer thread taking SIGTERM would kill the process).
+  sigset_t set = handledSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
   if (options_.concurrency == 0) options_.concurrency = 1;
   registry_ = std::make_unique<stats::Registry>(options_.concurrency);
   reload_ok_ = registry_->counter(sn::kServerConfigUpdateSuccess);

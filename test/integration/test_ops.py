@@ -323,6 +323,33 @@ class DrainTest(unittest.TestCase):
             self.assertLess(time.monotonic() - t0, 3, "an idle proxy should exit well before "
                             "drain_time (5s)")
 
+    def test_sigterm_with_access_log_drains_and_flushes(self):
+        # Regression: the access-log writer thread once started before the signals were blocked,
+        # so SIGTERM could land on it and kill the process instead of draining it.
+        backend = h.Backend("drain-log")
+        self.addCleanup(backend.close)
+        logdir = tempfile.mkdtemp(prefix="weft-it-drainlog-")
+        self.addCleanup(shutil.rmtree, logdir, True)
+        log_path = os.path.join(logdir, "access.log")
+        for round_ in range(3):
+            cfg = h.simple_config(backend.port,
+                                  access_logs=[{"path": log_path,
+                                                "text_format": "%REQ(:PATH)% %RESPONSE_CODE%\n"}])
+            proxy = h.Proxy(cfg, name="drain-log")
+            self.addCleanup(proxy.stop)
+            proxy.start()
+            path = "/logged-before-exit-%d" % round_
+            self.assertEqual(h.curl(proxy.url(path)).status, 200)
+            proxy.signal(signal.SIGTERM)
+            code = proxy.wait_exit(5)
+            self.assertEqual(code, 0, "round %d: SIGTERM with an access log should drain and exit 0"
+                             " (negative = killed by the signal); log:\n%s"
+                             % (round_, proxy.log_text()))
+            with open(log_path) as f:
+                text = f.read()
+            self.assertIn(path + " 200", text, "the access log should be flushed before exit; "
+                          "file holds:\n" + text)
+
 
 class LoadTest(unittest.TestCase):
     def run_wrk(self, concurrency):
