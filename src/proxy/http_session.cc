@@ -652,7 +652,11 @@ bool HttpSession::sendResponseHead(const http1::ResponseHead& h) {
   } else if (resp_body_ == BodyState::kDone && !keep_cl) {
     if (h.status >= 200 && h.status != 204 && h.status != 304) head.append("content-length: 0\r\n");
   }
-  bool keep = client_keep_alive_ && !draining_;
+  // A response that starts before the request body has fully arrived ends the connection: the
+  // rest of that body must never be read as a next request.
+  bool body_done = req_body_ == BodyState::kDone || req_body_ == BodyState::kNone;
+  bool keep = client_keep_alive_ && !draining_ && body_done;
+  if (!keep) client_keep_alive_ = false;
   if (!keep) {
     head.append("connection: close\r\n");
   } else if (!client_11) {

@@ -614,3 +614,69 @@ class HttpRobustnessTest(unittest.TestCase):
         finally:
             s.close()
         self.alive()
+
+
+class EarlyResponseTest(unittest.TestCase):
+    """An upstream that answers before the request body has arrived: the rest of that body must
+    never be read as a new request (request smuggling through a desynchronised connection)."""
+
+    def test_unread_body_ends_the_connection(self):
+        lst = socket.socket()
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(8)
+        self.addCleanup(lst.close)
+        seen = []
+
+        def serve():
+            while True:
+                try:
+                    c, _ = lst.accept()
+                except OSError:
+                    return
+                with c:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    seen.append(data.split(b"\r\n", 1)[0])
+                    # Answer at once, without reading the body, and keep reading what follows.
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    c.settimeout(2)
+                    try:
+                        while True:
+                            more = c.recv(4096)
+                            if not more:
+                                break
+                            if b"HTTP/1.1" in more:
+                                seen.append(more.split(b"\r\n", 1)[0])
+                    except OSError:
+                        pass
+
+        import threading
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        cfg = h.simple_config(lst.getsockname()[1])
+        proxy = h.Proxy(cfg, name="early")
+        self.addCleanup(proxy.stop)
+        proxy.start()
+        s = h.connect(proxy.port(), timeout=5)
+        self.addCleanup(s.close)
+        smuggled = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+        body = b"x" * 10 + smuggled
+        s.sendall(b"POST /early HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (len(body) + 50)
+                  + b"x" * 10)
+        resp = h.SockReader(s).read_response()
+        self.assertEqual(resp.status, 200)
+        self.assertEqual((resp.header("connection") or "").lower(), "close",
+                         "a response sent before the request body ended must close the "
+                         "connection; headers %r" % resp.headers)
+        try:
+            s.sendall(smuggled)
+            rest = s.recv(4096)
+        except OSError:
+            rest = b""
+        self.assertEqual(rest, b"", "nothing may follow on that connection; got %r" % rest)
+        self.assertNotIn(b"GET /smuggled HTTP/1.1", seen,
+                         "the rest of the body was forwarded as a request: %r" % seen)
