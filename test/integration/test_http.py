@@ -267,6 +267,8 @@ class HttpTest(unittest.TestCase):
         self.assertEqual(len(r.body), 20 * 1024 * 1024, "downloaded size")
         # Streaming, not buffering: peak memory grows far less than the body.
         hwm = _vm_kb(self.proxy.proc.pid, "VmHWM")
+        if os.environ.get("WEFT_SANITIZE", "") in ("address", "thread"):
+            return  # sanitizer builds hold freed memory in quarantine: RSS says nothing here
         self.assertLess(hwm - rss_before, 32 * 1024,
                         "proxy peak RSS grew by %d KiB while moving 50 MiB; expected a streaming "
                         "proxy to stay well under 32 MiB" % (hwm - rss_before))
