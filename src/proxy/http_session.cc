@@ -99,14 +99,6 @@ void makeRequestId(upstream::Random& r, std::string& out) {
   out.assign(s, 36);
 }
 
-// "<hex size>\r\n" for a chunk of n bytes.
-std::string_view chunkSizeLine(uint64_t n, char (&buf)[20]) {
-  auto r = std::to_chars(buf, buf + 16, n, 16);
-  r.ptr[0] = '\r';
-  r.ptr[1] = '\n';
-  return std::string_view(buf, static_cast<size_t>(r.ptr + 2 - buf));
-}
-
 }  // namespace
 
 HttpSession::HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
@@ -242,7 +234,7 @@ void HttpSession::processInputLoop() {
     startRequest(r.consumed);
   }
   if (state_ == State::kProxying) {
-    if (req_body_ != BodyState::kDone && req_body_ != BodyState::kNone) {
+    if (!req_body_.finished()) {
       forwardRequestBody();
     } else if (conn_->input().size() > kMaxPipelinedInput) {
       conn_->readDisable(true);  // resumed when the next request starts
@@ -270,20 +262,10 @@ void HttpSession::startRequest(size_t head_len) {
   }
   if (request_id_.empty()) makeRequestId(worker_.random(), request_id_);
 
-  // Request body framing.
-  switch (h.body_kind) {
-    case http1::BodyKind::kContentLength:
-      req_body_ = h.content_length ? BodyState::kLength : BodyState::kNone;
-      req_remaining_ = h.content_length;
-      break;
-    case http1::BodyKind::kChunked:
-      req_body_ = BodyState::kChunked;
-      req_chunks_.reset();
-      break;
-    default:
-      req_body_ = BodyState::kNone;
-  }
-  if (listener_->max_body_bytes && req_body_ == BodyState::kLength &&
+  // Request body framing: upstreams are HTTP/1.1, so a chunked body stays chunked.
+  req_body_.start(h.body_kind, h.content_length, /*chunk_output=*/true);
+  bool has_body = !req_body_.finished();
+  if (listener_->max_body_bytes && req_body_.state() == http1::BodyRelay::State::kLength &&
       h.content_length > listener_->max_body_bytes) {
     conn_->input().consume(head_len);
     listener_->stats.rq_too_large->inc();
@@ -313,21 +295,20 @@ void HttpSession::startRequest(size_t head_len) {
   if (!route_) {
     conn_->input().consume(head_len);
     li.stats.no_route->inc();
-    localReply(404, "no route matched this request", "NR", req_body_ != BodyState::kNone);
+    localReply(404, "no route matched this request", "NR", has_body);
     return;
   }
   if (route_->kind() == http::RouteEntry::Kind::kDirectResponse) {
     conn_->input().consume(head_len);
-    localReply(static_cast<int>(route_->directStatus()), route_->directBody(), "-",
-               req_body_ != BodyState::kNone, /*add_newline=*/false);
+    localReply(static_cast<int>(route_->directStatus()), route_->directBody(), "-", has_body,
+               /*add_newline=*/false);
     return;
   }
   std::string_view cluster_name = route_->pickCluster(worker_.random().next());
   cluster_rt_ = worker_.cluster(cluster_name);
   if (!cluster_rt_) {
     conn_->input().consume(head_len);
-    localReply(503, "no cluster named " + std::string(cluster_name), "NC",
-               req_body_ != BodyState::kNone);
+    localReply(503, "no cluster named " + std::string(cluster_name), "NC", has_body);
     return;
   }
   cluster_ = cluster_rt_->info;
@@ -337,7 +318,7 @@ void HttpSession::startRequest(size_t head_len) {
   host_ = cluster_rt_->lb->pick();
   if (!host_) {
     conn_->input().consume(head_len);
-    localReply(503, "no healthy upstream", "UH", req_body_ != BodyState::kNone);
+    localReply(503, "no healthy upstream", "UH", has_body);
     return;
   }
   cluster_rt_->lb->onRequestStart(*host_);
@@ -378,17 +359,17 @@ void HttpSession::startRequest(size_t head_len) {
   out.append("\r\n");
   if (!have_request_id) out.append("x-request-id: ").append(request_id_).append("\r\n");
   out.append(listener_->secure ? "x-forwarded-proto: https\r\n" : "x-forwarded-proto: http\r\n");
-  if (req_body_ == BodyState::kLength) {
+  if (req_body_.state() == http1::BodyRelay::State::kLength) {
     out.append("content-length: ");
-    appendUint(out, req_remaining_);
+    appendUint(out, req_body_.remaining());
     out.append("\r\n");
-  } else if (req_body_ == BodyState::kChunked) {
+  } else if (req_body_.state() == http1::BodyRelay::State::kChunked) {
     out.append("transfer-encoding: chunked\r\n");
   } else if (h.body_kind == http1::BodyKind::kContentLength) {
     out.append("content-length: 0\r\n");
   }
   out.append("\r\n");
-  bool expect_continue = h.expect_100_continue && req_body_ != BodyState::kNone;
+  bool expect_continue = h.expect_100_continue && has_body;
   conn_->input().consume(head_len);
 
   state_ = State::kProxying;
@@ -417,11 +398,11 @@ void HttpSession::routeRequest() {
     case upstream::ConnPool::Acquire::kOverflow:
       cluster_->stats.rq_pending_overflow->inc();
       localReply(503, "upstream connection pool overflow (max_connections/max_pending_requests)",
-                 "UO", req_body_ != BodyState::kNone);
+                 "UO", !req_body_.finished());
       return;
     case upstream::ConnPool::Acquire::kFailed:
       cluster_->stats.cx_connect_fail->inc();
-      localReply(503, "upstream connect error: " + error, "UF", req_body_ != BodyState::kNone);
+      localReply(503, "upstream connect error: " + error, "UF", !req_body_.finished());
       return;
   }
 }
@@ -435,7 +416,7 @@ void HttpSession::onUpstreamReady(upstream::PooledConnection& conn) {
   if (conn.uses() == 1 && conn.connection().peer().secure) cluster_->stats.ssl_handshake->inc();
   upstream_sent_ = worker_.loop().now();
   conn.connection().output().append(upstream_head_);
-  if (req_body_ == BodyState::kLength || req_body_ == BodyState::kChunked) {
+  if (!req_body_.finished()) {
     if (!forwardRequestBody()) return;
   }
   if (upstream_) upstream_->connection().flush();
@@ -464,8 +445,7 @@ void HttpSession::onUpstreamFailure(net::CloseReason reason, std::string_view de
     }
   }
   if (detail == "connect timeout") cluster_->stats.cx_connect_timeout->inc();
-  localReply(503, "upstream connect error: " + std::string(detail), "UF",
-             req_body_ != BodyState::kNone && req_body_ != BodyState::kDone);
+  localReply(503, "upstream connect error: " + std::string(detail), "UF", !req_body_.finished());
 }
 
 // Moves request body bytes from the client to the upstream. Returns false if the exchange ended.
@@ -478,60 +458,34 @@ bool HttpSession::forwardRequestBody() {
     return true;
   }
   net::Connection& up = upstream_->connection();
-  if (req_body_ == BodyState::kLength) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(req_remaining_, in.size()));
-    if (n) {
-      up.output().append(in.data(), n);
-      in.consume(n);
-      req_remaining_ -= n;
-      req_body_bytes_ += n;
+  http1::BodyRelay::Step step = req_body_.relay(in, up.output());
+  bool too_large = listener_->max_body_bytes && req_body_.bytes() > listener_->max_body_bytes;
+  if (step.failed() || too_large) {
+    (too_large ? listener_->stats.rq_too_large : listener_->stats.protocol_error)->inc();
+    resetUpstream();
+    if (resp_head_sent_) {
+      // The response is already on its way: no second status line, just end the connection.
+      flags_ = "DPE";
+      logAndCount(status_);
+      closeDownstream(true);
+    } else if (too_large) {
+      localReply(413, "request body too large", "-", true);
+    } else {
+      localReply(step.error.status, step.error.reason, "DPE", true);
     }
-    if (req_remaining_ == 0) req_body_ = BodyState::kDone;
-  } else if (req_body_ == BodyState::kChunked) {
-    Buffer& o = up.output();
-    auto step = req_chunks_.decode(in.view(), [&](std::string_view data) {
-      char buf[20];
-      o.append(chunkSizeLine(data.size(), buf));
-      o.append(data);
-      o.append("\r\n", 2);
-      req_body_bytes_ += data.size();
-    });
-    in.consume(step.consumed);
-    if (step.failed() ||
-        (listener_->max_body_bytes && req_body_bytes_ > listener_->max_body_bytes)) {
-      bool too_large = !step.failed();
-      (too_large ? listener_->stats.rq_too_large : listener_->stats.protocol_error)->inc();
-      resetUpstream();
-      if (resp_head_sent_) {
-        // The response is already on its way: no second status line, just end the connection.
-        flags_ = "DPE";
-        logAndCount(status_);
-        closeDownstream(true);
-      } else if (too_large) {
-        localReply(413, "request body too large", "-", true);
-      } else {
-        localReply(step.error.status ? step.error.status : 400, step.error.reason, "DPE", true);
-      }
-      return false;
-    }
-    if (step.done) {
-      o.append("0\r\n");
-      o.append(req_chunks_.trailerSection());
-      o.append("\r\n", 2);
-      req_body_ = BodyState::kDone;
-    }
+    return false;
   }
   up.flush();
   if (!upstream_) return false;
   // Backpressure: stop reading the client while the upstream socket is saturated; otherwise
   // (e.g. reading was paused while the upstream connected) read on.
-  if (req_body_ != BodyState::kDone) conn_->readDisable(up.aboveHighWatermark());
-  if (req_body_ == BodyState::kDone && in.size() > kMaxPipelinedInput) conn_->readDisable(true);
+  if (!req_body_.finished()) conn_->readDisable(up.aboveHighWatermark());
+  if (req_body_.finished() && in.size() > kMaxPipelinedInput) conn_->readDisable(true);
   return true;
 }
 
 void HttpSession::onUpstreamDrained(upstream::PooledConnection&) {
-  if (req_body_ != BodyState::kDone && state_ == State::kProxying) {
+  if (!req_body_.finished() && state_ == State::kProxying) {
     conn_->readDisable(false);
   }
 }
@@ -569,7 +523,7 @@ void HttpSession::processUpstream() {
       resetUpstream();
       localReply(502,
                  std::string("upstream sent an invalid response: ") + std::string(r.error.reason),
-                 "UPE", req_body_ != BodyState::kDone);
+                 "UPE", !req_body_.finished());
       return;
     }
     const http1::ResponseHead& h = resp_parser_.head();
@@ -594,28 +548,12 @@ bool HttpSession::sendResponseHead(const http1::ResponseHead& h) {
   status_ = h.status;
   resp_keep_alive_ = h.keep_alive;
   bool client_11 = version_ == http1::Version::kHttp11;
-  switch (h.body_kind) {
-    case http1::BodyKind::kContentLength:
-      resp_body_ = h.content_length ? BodyState::kLength : BodyState::kDone;
-      resp_remaining_ = h.content_length;
-      break;
-    case http1::BodyKind::kChunked:
-      resp_body_ = BodyState::kChunked;
-      resp_chunks_.reset();
-      break;
-    case http1::BodyKind::kUntilClose:
-      resp_body_ = BodyState::kUntilClose;
-      resp_keep_alive_ = false;
-      break;
-    case http1::BodyKind::kNone:
-      resp_body_ = BodyState::kDone;
-      break;
-  }
-  resp_chunked_out_ =
-      client_11 && (resp_body_ == BodyState::kChunked || resp_body_ == BodyState::kUntilClose);
-  // A close-delimited body to an HTTP/1.0 client, or a chunked one it cannot read, ends the
-  // connection.
-  if (!client_11 && resp_body_ != BodyState::kLength && resp_body_ != BodyState::kDone)
+  // An HTTP/1.1 client gets chunked and close-delimited bodies chunked; an HTTP/1.0 client gets
+  // them bare and the connection ends with the body.
+  resp_body_.start(h.body_kind, h.content_length, /*chunk_output=*/client_11);
+  if (h.body_kind == http1::BodyKind::kUntilClose) resp_keep_alive_ = false;
+  if (!client_11 &&
+      (h.body_kind == http1::BodyKind::kChunked || h.body_kind == http1::BodyKind::kUntilClose))
     client_keep_alive_ = false;
 
   Buffer& o = conn_->output();
@@ -643,19 +581,18 @@ bool HttpSession::sendResponseHead(const http1::ResponseHead& h) {
   head.append("x-weft-upstream-service-time: ");
   appendUint(head, static_cast<uint64_t>(service_ms.count()));
   head.append("\r\n");
-  if (resp_body_ == BodyState::kLength) {
+  if (resp_body_.state() == http1::BodyRelay::State::kLength) {
     head.append("content-length: ");
-    appendUint(head, resp_remaining_);
+    appendUint(head, resp_body_.remaining());
     head.append("\r\n");
-  } else if (resp_chunked_out_) {
+  } else if (resp_body_.chunkedOutput()) {
     head.append("transfer-encoding: chunked\r\n");
-  } else if (resp_body_ == BodyState::kDone && !keep_cl) {
+  } else if (resp_body_.finished() && !keep_cl) {
     if (h.status >= 200 && h.status != 204 && h.status != 304) head.append("content-length: 0\r\n");
   }
   // A response that starts before the request body has fully arrived ends the connection: the
   // rest of that body must never be read as a next request.
-  bool body_done = req_body_ == BodyState::kDone || req_body_ == BodyState::kNone;
-  bool keep = client_keep_alive_ && !draining_ && body_done;
+  bool keep = client_keep_alive_ && !draining_ && req_body_.finished();
   if (!keep) client_keep_alive_ = false;
   if (!keep) {
     head.append("connection: close\r\n");
@@ -673,63 +610,20 @@ bool HttpSession::sendResponseHead(const http1::ResponseHead& h) {
 
 bool HttpSession::forwardResponseBody() {
   Buffer& in = upstream_->input();
-  Buffer& o = conn_->output();
-  if (resp_body_ == BodyState::kLength) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(resp_remaining_, in.size()));
-    o.append(in.data(), n);
-    in.consume(n);
-    resp_remaining_ -= n;
-    resp_body_bytes_ += n;
-    if (resp_remaining_ == 0) resp_body_ = BodyState::kDone;
-  } else if (resp_body_ == BodyState::kChunked) {
-    auto step = resp_chunks_.decode(in.view(), [&](std::string_view data) {
-      resp_body_bytes_ += data.size();
-      if (resp_chunked_out_) {
-        char buf[20];
-        o.append(chunkSizeLine(data.size(), buf));
-        o.append(data);
-        o.append("\r\n", 2);
-      } else {
-        o.append(data);
-      }
-    });
-    in.consume(step.consumed);
-    if (step.failed()) {
-      // Mid-body: the client has the head already; all we can do is cut the connection.
-      flags_ = "UPE";
-      resetUpstream();
-      conn_->flush();
-      logAndCount(status_);
-      closeDownstream(true);
-      return false;
-    }
-    if (step.done) {
-      if (resp_chunked_out_) {
-        o.append("0\r\n");
-        o.append(resp_chunks_.trailerSection());
-        o.append("\r\n", 2);
-      }
-      resp_body_ = BodyState::kDone;
-    }
-  } else if (resp_body_ == BodyState::kUntilClose) {
-    if (!in.empty()) {
-      resp_body_bytes_ += in.size();
-      if (resp_chunked_out_) {
-        char buf[20];
-        o.append(chunkSizeLine(in.size(), buf));
-        o.append(in.view());
-        o.append("\r\n", 2);
-      } else {
-        o.append(in.view());
-      }
-      in.clear();
-    }
+  http1::BodyRelay::Step step = resp_body_.relay(in, conn_->output());
+  if (step.failed()) {
+    // Mid-body: the client has the head already; all we can do is cut the connection.
+    flags_ = "UPE";
+    resetUpstream();
+    conn_->flush();
+    logAndCount(status_);
+    closeDownstream(true);
+    return false;
   }
   conn_->flush();
   if (state_ != State::kProxying) return false;
-  if (resp_body_ == BodyState::kDone) {
-    finishExchange(resp_keep_alive_ &&
-                   (req_body_ == BodyState::kDone || req_body_ == BodyState::kNone) && in.empty());
+  if (resp_body_.finished()) {
+    finishExchange(resp_keep_alive_ && req_body_.finished() && in.empty());
     return false;
   }
   if (upstream_ && conn_->aboveHighWatermark()) upstream_->connection().readDisable(true);
@@ -740,10 +634,9 @@ void HttpSession::onUpstreamClosed(upstream::PooledConnection&, net::CloseReason
                                    std::string_view detail) {
   upstream_ = nullptr;
   if (state_ != State::kProxying) return;
-  if (resp_head_sent_ && resp_body_ == BodyState::kUntilClose &&
+  if (resp_head_sent_ && resp_body_.state() == http1::BodyRelay::State::kUntilClose &&
       reason == net::CloseReason::kRemoteClosed) {
-    if (resp_chunked_out_) conn_->output().append("0\r\n\r\n");
-    resp_body_ = BodyState::kDone;
+    resp_body_.endAtClose(conn_->output());
     conn_->flush();
     finishExchange(false);
     return;
@@ -757,7 +650,7 @@ void HttpSession::onUpstreamClosed(upstream::PooledConnection&, net::CloseReason
   }
   if (reason == net::CloseReason::kHandshakeFailed) cluster_->stats.ssl_error->inc();
   localReply(502, "upstream reset before response: " + std::string(detail), "UR",
-             req_body_ != BodyState::kDone && req_body_ != BodyState::kNone);
+             !req_body_.finished());
 }
 
 void HttpSession::finishExchange(bool upstream_reusable) {
@@ -772,8 +665,7 @@ void HttpSession::finishExchange(bool upstream_reusable) {
   logAndCount(status_);
   // A request body not read to its end leaves the connection mid-message: the next bytes are not
   // a request head, so the connection ends here.
-  bool body_done = req_body_ == BodyState::kDone || req_body_ == BodyState::kNone;
-  bool keep = client_keep_alive_ && !draining_ && body_done;
+  bool keep = client_keep_alive_ && !draining_ && req_body_.finished();
   resetRequest();
   if (!keep) {
     closeDownstream(true);
@@ -820,7 +712,7 @@ void HttpSession::localReply(int status, std::string_view body, const char* flag
   if (method_id_ != http1::Method::kHead) {
     out.append(body);
     if (add_newline) out.push_back('\n');
-    resp_body_bytes_ = body.size() + (add_newline ? 1 : 0);
+    local_body_bytes_ = body.size() + (add_newline ? 1 : 0);
   }
   conn_->write(out);
   logAndCount(status);
@@ -847,8 +739,7 @@ void HttpSession::onRequestTimeout() {
     closeDownstream(true);
     return;
   }
-  localReply(504, "upstream request timeout", "UT",
-             req_body_ != BodyState::kDone && req_body_ != BodyState::kNone);
+  localReply(504, "upstream request timeout", "UT", !req_body_.finished());
 }
 
 void HttpSession::onIdleTimeout() {
@@ -909,8 +800,8 @@ void HttpSession::logAndCount(int status) {
     e.protocol = version_ == http1::Version::kHttp10 ? "HTTP/1.0" : "HTTP/1.1";
     e.response_code = status;
     e.response_flags = std::string_view(flags_) == "-" ? std::string_view() : flags_;
-    e.bytes_received = req_body_bytes_;
-    e.bytes_sent = resp_body_bytes_;
+    e.bytes_received = req_body_.bytes();
+    e.bytes_sent = resp_head_sent_ ? resp_body_.bytes() : local_body_bytes_;
     e.upstream_host = upstream_host_;
     if (cluster_) e.upstream_cluster = cluster_->name;
     if (route_) e.route_name = route_->name();
@@ -934,11 +825,10 @@ void HttpSession::resetRequest() {
   cluster_rt_ = nullptr;
   host_set_.reset();
   host_ = nullptr;
-  req_body_ = BodyState::kNone;
-  resp_body_ = BodyState::kNone;
-  req_remaining_ = resp_remaining_ = req_body_bytes_ = resp_body_bytes_ = 0;
+  req_body_.reset();
+  resp_body_.reset();
+  local_body_bytes_ = 0;
   resp_head_sent_ = false;
-  resp_chunked_out_ = false;
   status_ = 0;
   flags_ = "-";
   request_id_.clear();

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "common/timer.h"
-#include "http/http1/chunked.h"
+#include "http/http1/body_relay.h"
 #include "http/http1/parser.h"
 #include "net/connection.h"
 #include "proxy/snapshot.h"
@@ -61,7 +61,6 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
     kLocalReplied,  // a local reply was written; waiting for it to flush
     kClosed,
   };
-  enum class BodyState { kNone, kLength, kChunked, kUntilClose, kDone };
 
   void processInput();
   void processInputLoop();
@@ -97,8 +96,6 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
 
   http1::RequestParser req_parser_;
   http1::ResponseParser resp_parser_;
-  http1::ChunkedDecoder req_chunks_;
-  http1::ChunkedDecoder resp_chunks_;
   Timer request_timer_;
   Timer idle_timer_;
   // Route idle_timeout: fires when neither direction moved a byte for that long. Activity only
@@ -121,18 +118,14 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   std::vector<std::pair<std::string_view, std::string>> logged_response_headers_;
   http1::Version version_ = http1::Version::kHttp11;
   bool client_keep_alive_ = true;
-  std::string upstream_head_;  // serialized request head for the upstream
-  std::string scratch_;        // response head being built
-  BodyState req_body_ = BodyState::kNone;
-  uint64_t req_remaining_ = 0;
-  uint64_t req_body_bytes_ = 0;
-  BodyState resp_body_ = BodyState::kNone;
-  uint64_t resp_remaining_ = 0;
-  bool resp_chunked_out_ = false;  // re-encode the body as chunked towards the client
+  std::string upstream_head_;   // serialized request head for the upstream
+  std::string scratch_;         // response head being built
+  http1::BodyRelay req_body_;   // client -> upstream
+  http1::BodyRelay resp_body_;  // upstream -> client
   bool resp_head_sent_ = false;
   bool resp_keep_alive_ = true;
   int status_ = 0;
-  uint64_t resp_body_bytes_ = 0;
+  uint64_t local_body_bytes_ = 0;             // body of a local reply (access log)
   uint64_t counted_rx_ = 0, counted_tx_ = 0;  // connection bytes already in the listener stats
   const char* flags_ = "-";
   const http::RouteEntry* route_ = nullptr;
