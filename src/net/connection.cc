@@ -207,11 +207,7 @@ void Connection::closeNow() {
   loop_.remove(fd_);
   ::close(fd_);
   fd_ = -1;
-  if (was_closing && on_flushed_) {
-    auto done = std::move(on_flushed_);
-    on_flushed_ = nullptr;
-    done();
-  }
+  if (was_closing) runOnFlushed();
 }
 
 void Connection::fail(CloseReason reason, std::string detail) {
@@ -222,11 +218,7 @@ void Connection::fail(CloseReason reason, std::string detail) {
   ::close(fd_);
   fd_ = -1;
   if (was_closing) {
-    if (on_flushed_) {
-      auto done = std::move(on_flushed_);
-      on_flushed_ = nullptr;
-      done();
-    }
+    runOnFlushed();
     return;
   }
   if (callbacks_) callbacks_->onClose(*this, reason, detail);
@@ -248,6 +240,14 @@ void Connection::failLater(CloseReason reason, std::string detail) {
   });
 }
 
+// Runs (once) what closeAfterFlush() asked for; it may destroy this connection.
+void Connection::runOnFlushed() {
+  if (!on_flushed_) return;
+  auto done = std::move(on_flushed_);
+  on_flushed_ = nullptr;
+  done();
+}
+
 void Connection::closeAfterFlush(std::function<void()> on_closed) {
   if (state_ == State::kClosed) {
     on_closed();
@@ -255,11 +255,7 @@ void Connection::closeAfterFlush(std::function<void()> on_closed) {
   }
   on_flushed_ = std::move(on_closed);
   close(true);
-  if (state_ == State::kClosed && on_flushed_) {
-    auto done = std::move(on_flushed_);
-    on_flushed_ = nullptr;
-    done();
-  }
+  if (state_ == State::kClosed) runOnFlushed();
 }
 
 }  // namespace weft::net

@@ -97,6 +97,7 @@ class Connection final : public IoHandler {
   void doRead();
   void doWrite(bool owner_call);
   void failLater(CloseReason reason, std::string detail);
+  void runOnFlushed();
   void fail(CloseReason reason, std::string detail);
   void closeNow();
 

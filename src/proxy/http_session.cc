@@ -99,6 +99,26 @@ void makeRequestId(upstream::Random& r, std::string& out) {
   out.assign(s, 36);
 }
 
+// Counts a failed TLS handshake and, by the transport's verification failure, its kind.
+void countTlsFailure(const net::Transport& t, stats::Counter& error, stats::Counter& no_cert,
+                     stats::Counter& verify_error, stats::Counter& san) {
+  error.inc();
+  switch (net::tls::verifyFailureOf(t)) {
+    case net::tls::VerifyFailure::kNoPeerCertificate:
+      no_cert.inc();
+      break;
+    case net::tls::VerifyFailure::kSanMismatch:
+      san.inc();
+      break;
+    case net::tls::VerifyFailure::kUntrusted:
+    case net::tls::VerifyFailure::kExpired:
+      verify_error.inc();
+      break;
+    default:
+      break;
+  }
+}
+
 }  // namespace
 
 HttpSession::HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
@@ -181,21 +201,8 @@ void HttpSession::teardown() {
 void HttpSession::onClose(net::Connection&, net::CloseReason reason, std::string_view detail) {
   if (state_ == State::kClosed) return;
   if (reason == net::CloseReason::kHandshakeFailed) {
-    listener_->stats.ssl_error->inc();
-    switch (net::tls::verifyFailureOf(conn_->transport())) {
-      case net::tls::VerifyFailure::kNoPeerCertificate:
-        listener_->stats.ssl_no_cert->inc();
-        break;
-      case net::tls::VerifyFailure::kSanMismatch:
-        listener_->stats.ssl_san->inc();
-        break;
-      case net::tls::VerifyFailure::kUntrusted:
-      case net::tls::VerifyFailure::kExpired:
-        listener_->stats.ssl_verify_error->inc();
-        break;
-      default:
-        break;
-    }
+    countTlsFailure(conn_->transport(), *listener_->stats.ssl_error, *listener_->stats.ssl_no_cert,
+                    *listener_->stats.ssl_verify_error, *listener_->stats.ssl_san);
     log::debug("listener", "TLS handshake failed: " + std::string(detail));
   }
   teardown();
@@ -244,6 +251,11 @@ void HttpSession::processInputLoop() {
 
 void HttpSession::startRequest(size_t head_len) {
   const http1::RequestHead& h = req_parser_.head();
+  // Reloads apply to open connections: each request takes the live listener (routes, options),
+  // which the session then holds until its next request, so route_ stays valid whatever
+  // snapshot comes meanwhile. Metrics are the same objects across versions (same names).
+  const ListenerInfo* live = worker_.snapshot().listener(listener_->name);
+  if (live && live != listener_.get()) listener_ = worker_.snapshot().listenerPtr(listener_->name);
   idle_timer_.disarm();
   has_request_ = true;
   start_ = worker_.loop().now();
@@ -279,11 +291,7 @@ void HttpSession::startRequest(size_t head_len) {
   }
 
   // Route.
-  // The live listener (reloads apply to open connections), held for the whole request so the
-  // route and its stats stay valid whatever snapshot comes next.
-  request_listener_ = worker_.snapshot().listenerPtr(listener_->name);
-  if (!request_listener_) request_listener_ = listener_;
-  const ListenerInfo& li = *request_listener_;
+  const ListenerInfo& li = *listener_;
   http::RequestView view;
   view.method = h.method;
   view.path = h.path;
@@ -428,23 +436,15 @@ void HttpSession::onUpstreamFailure(net::CloseReason reason, std::string_view de
   cluster_->stats.rq_pending_active->sub();
   cluster_->stats.cx_connect_fail->inc();
   if (reason == net::CloseReason::kHandshakeFailed) {
-    cluster_->stats.ssl_error->inc();
     if (conn) {
-      switch (net::tls::verifyFailureOf(conn->transport())) {
-        case net::tls::VerifyFailure::kSanMismatch:
-          cluster_->stats.ssl_san->inc();
-          break;
-        case net::tls::VerifyFailure::kUntrusted:
-        case net::tls::VerifyFailure::kExpired:
-        case net::tls::VerifyFailure::kNoPeerCertificate:
-          cluster_->stats.ssl_verify_error->inc();
-          break;
-        default:
-          break;
-      }
+      // An upstream without a certificate is a verification error like any other.
+      const ClusterStats& st = cluster_->stats;
+      countTlsFailure(conn->transport(), *st.ssl_error, *st.ssl_verify_error, *st.ssl_verify_error,
+                      *st.ssl_san);
+    } else {
+      cluster_->stats.ssl_error->inc();
     }
   }
-  if (detail == "connect timeout") cluster_->stats.cx_connect_timeout->inc();
   localReply(503, "upstream connect error: " + std::string(detail), "UF", !req_body_.finished());
 }
 
@@ -665,7 +665,11 @@ void HttpSession::finishExchange(bool upstream_reusable) {
   logAndCount(status_);
   // A request body not read to its end leaves the connection mid-message: the next bytes are not
   // a request head, so the connection ends here.
-  bool keep = client_keep_alive_ && !draining_ && req_body_.finished();
+  endExchange(client_keep_alive_ && !draining_ && req_body_.finished());
+}
+
+// After a response: close, or wait for (or parse an already pipelined) next request.
+void HttpSession::endExchange(bool keep) {
   resetRequest();
   if (!keep) {
     closeDownstream(true);
@@ -674,7 +678,7 @@ void HttpSession::finishExchange(bool upstream_reusable) {
   state_ = State::kReadHead;
   armIdle();
   conn_->readDisable(false);
-  if (!in_process_input_) processInput();  // a pipelined request may be waiting
+  if (!in_process_input_) processInput();  // else the caller's loop goes on
 }
 
 void HttpSession::resetUpstream() {
@@ -716,22 +720,14 @@ void HttpSession::localReply(int status, std::string_view body, const char* flag
   }
   conn_->write(out);
   logAndCount(status);
-  resetRequest();
-  if (!keep) {
-    closeDownstream(true);
-    return;
-  }
-  state_ = State::kReadHead;
-  armIdle();
-  conn_->readDisable(false);
-  if (!in_process_input_) processInput();  // else the caller's loop goes on
+  endExchange(keep);
 }
 
 void HttpSession::onRequestTimeout() {
   listener_->stats.rq_timeout->inc();
   if (cluster_) cluster_->stats.rq_timeout->inc();
-  if (route_ && request_listener_ && route_->index() < request_listener_->route_stats.size())
-    request_listener_->route_stats[route_->index()].rq_timeout->inc();
+  if (route_ && route_->index() < listener_->route_stats.size())
+    listener_->route_stats[route_->index()].rq_timeout->inc();
   if (resp_head_sent_) {
     flags_ = "UT";
     resetUpstream();
@@ -762,8 +758,8 @@ void HttpSession::logAndCount(int status) {
     cluster_->stats.rq_time->record(now - upstream_sent_);
   }
   if (cluster_) cluster_->stats.rq_active->sub();
-  if (route_ && request_listener_ && route_->index() < request_listener_->route_stats.size()) {
-    const RouteStats& rs = request_listener_->route_stats[route_->index()];
+  if (route_ && route_->index() < listener_->route_stats.size()) {
+    const RouteStats& rs = listener_->route_stats[route_->index()];
     rs.rq_total->inc();
     if (cls >= 0) rs.rq_xx[cls]->inc();
     rs.rq_time->record(elapsed);
@@ -820,7 +816,6 @@ void HttpSession::logAndCount(int status) {
 void HttpSession::resetRequest() {
   has_request_ = false;
   route_ = nullptr;
-  request_listener_.reset();
   cluster_.reset();
   cluster_rt_ = nullptr;
   host_set_.reset();

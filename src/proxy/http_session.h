@@ -72,6 +72,7 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   bool sendResponseHead(const http1::ResponseHead& head);
   bool forwardResponseBody();
   void finishExchange(bool upstream_reusable);
+  void endExchange(bool keep);
   // A response made by the proxy. Error texts get a trailing newline; direct responses are sent
   // exactly as configured.
   void localReply(int status, std::string_view body, const char* flags, bool close,
@@ -91,7 +92,6 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   std::shared_ptr<const ListenerInfo> listener_;
   State state_ = State::kReadHead;
   bool draining_ = false;
-  bool handshake_done_ = false;
   bool in_process_input_ = false;  // processInput() is on the stack: don't re-enter it
 
   http1::RequestParser req_parser_;
@@ -129,7 +129,6 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   uint64_t counted_rx_ = 0, counted_tx_ = 0;  // connection bytes already in the listener stats
   const char* flags_ = "-";
   const http::RouteEntry* route_ = nullptr;
-  std::shared_ptr<const ListenerInfo> request_listener_;  // owns route_ for this request
   std::shared_ptr<const ClusterInfo> cluster_;
   ClusterRuntime* cluster_rt_ = nullptr;
   const upstream::Host* host_ = nullptr;

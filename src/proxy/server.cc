@@ -129,7 +129,7 @@ Status Server::start() {
 
 int Server::run() {
   loop_.run();
-  return exit_code_;
+  return 0;
 }
 
 void Server::writePortsFile() {
@@ -196,16 +196,10 @@ std::string Server::certificateFingerprint(const v1::ProxyConfig& c) const {
     fp += path + ":" + std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
           std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + ";";
   };
-  for (auto& l : c.listeners()) {
-    add(l.tls().certificate().certificate_chain_file());
-    add(l.tls().certificate().private_key_file());
-    add(l.tls().validation().trust_bundle_file());
-  }
-  for (auto& cl : c.clusters()) {
-    add(cl.tls().certificate().certificate_chain_file());
-    add(cl.tls().certificate().private_key_file());
-    add(cl.tls().validation().trust_bundle_file());
-  }
+  for (auto& l : c.listeners())
+    for (const auto& f : net::tls::filesOf(l.tls())) add(f);
+  for (auto& cl : c.clusters())
+    for (const auto& f : net::tls::filesOf(cl.tls())) add(f);
   return fp;
 }
 
@@ -384,6 +378,7 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
   auto ci = std::make_shared<ClusterInfo>();
   ci->name = c.name();
   ci->config = c;
+  ci->config_key = c.SerializeAsString();
   const std::string where = "clusters[" + c.name() + "]";
   ci->lb_policy = c.lb_policy() == v1::Cluster::LEAST_REQUEST ? upstream::LbPolicy::kLeastRequest
                                                               : upstream::LbPolicy::kRoundRobin;

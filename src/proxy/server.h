@@ -70,7 +70,6 @@ class Server {
   SnapshotPtr snapshot_;
   uint64_t version_ = 0;
   bool draining_ = false;
-  int exit_code_ = 0;
   size_t workers_drained_ = 0;
   std::unique_ptr<Timer> drain_timer_;
   std::unique_ptr<Timer> cert_timer_;

@@ -115,6 +115,8 @@ struct ClusterStats {
 struct ClusterInfo {
   std::string name;
   v1::Cluster config;
+  // config, serialized once here: workers tell a changed cluster from an unchanged one by it.
+  std::string config_key;
   upstream::LbPolicy lb_policy{};
   upstream::PoolLimits limits;
   upstream::HostSetPtr hosts;

@@ -220,8 +220,7 @@ void Worker::apply(SnapshotPtr snapshot) {
   ClusterMap next;
   for (auto& [name, info] : snapshot->clusters) {
     auto it = clusters_.find(name);
-    if (it != clusters_.end() &&
-        it->second->info->config.SerializeAsString() == info->config.SerializeAsString()) {
+    if (it != clusters_.end() && it->second->info->config_key == info->config_key) {
       auto rt = std::move(it->second);
       if (rt->info->hosts != info->hosts) rt->lb->update(info->hosts);
       rt->info = info;
@@ -231,8 +230,10 @@ void Worker::apply(SnapshotPtr snapshot) {
     auto rt = std::make_unique<ClusterRuntime>();
     rt->info = info;
     rt->lb = std::make_unique<upstream::LoadBalancer>(info->lb_policy, info->hosts, random_);
-    upstream::PoolStats ps{info->stats.cx_total, info->stats.cx_active, info->stats.rx_bytes,
-                           info->stats.tx_bytes, info->stats.connect_ms};
+    upstream::PoolStats ps{info->stats.cx_total,   info->stats.cx_active,
+                           info->stats.rx_bytes,   info->stats.tx_bytes,
+                           info->stats.connect_ms, info->stats.cx_connect_timeout,
+                           info->stats.cx_overflow};
     rt->pool = std::make_unique<upstream::ConnPool>(loop_, info->limits, info->transport_factory,
                                                     std::move(ps));
     next.emplace(name, std::move(rt));

@@ -10,10 +10,10 @@ PooledConnection::PooledConnection(ConnPool& pool, const Host& host,
                                    std::unique_ptr<net::Connection> conn)
     : pool_(pool),
       conn_(std::move(conn)),
-      address_(host.address()),
       address_string_(host.addressString()),
       timer_(pool.loop_.timers(), [this] {
         if (state_ == State::kConnecting) {
+          if (pool_.stats_.cx_connect_timeout) pool_.stats_.cx_connect_timeout->inc();
           conn_->close(false);
           state_ = State::kDead;
           pool_.onConnectionClosed(*this, net::CloseReason::kConnectFailed, "connect timeout",
@@ -78,31 +78,16 @@ size_t ConnPool::idleConnections() const {
 
 ConnPool::Acquire ConnPool::acquire(const Host& host, PoolUser& user, PooledConnection*& out,
                                     std::string& error) {
-  out = nullptr;
-  auto it = idle_.find(host.addressString());
-  if (it != idle_.end() && !it->second.empty()) {
-    PooledConnection* c = it->second.back();
-    it->second.pop_back();
-    c->timer_.disarm();
-    c->state_ = PooledConnection::State::kBusy;
-    c->user_ = &user;
-    ++c->uses_;
-    out = c;
-    return Acquire::kReady;
-  }
+  out = takeIdle(host, user);
+  if (out) return Acquire::kReady;
   if (conns_.size() < limits_.max_connections) {
     return startConnect(host.address(), host, user, error) ? Acquire::kPending : Acquire::kFailed;
   }
   // At the connection cap: an idle connection to another host can be closed to make room.
-  for (auto& [addr, list] : idle_) {
-    if (!list.empty()) {
-      PooledConnection* victim = list.front();
-      list.erase(list.begin());
-      victim->conn_->close(false);
-      destroy(*victim);
-      return startConnect(host.address(), host, user, error) ? Acquire::kPending : Acquire::kFailed;
-    }
+  if (evictIdle()) {
+    return startConnect(host.address(), host, user, error) ? Acquire::kPending : Acquire::kFailed;
   }
+  if (stats_.cx_overflow) stats_.cx_overflow->inc();
   if (pending_.size() < limits_.max_pending) {
     pending_.push_back({&user, &host, host.address()});
     return Acquire::kPending;
@@ -172,6 +157,33 @@ void ConnPool::release(PooledConnection& c, bool reuse) {
   servePending();
 }
 
+// The most recently used idle connection to `host`, now held by `user`; null if none is idle.
+PooledConnection* ConnPool::takeIdle(const Host& host, PoolUser& user) {
+  auto it = idle_.find(host.addressString());
+  if (it == idle_.end() || it->second.empty()) return nullptr;
+  PooledConnection* c = it->second.back();
+  it->second.pop_back();
+  c->timer_.disarm();
+  c->state_ = PooledConnection::State::kBusy;
+  c->user_ = &user;
+  ++c->uses_;
+  return c;
+}
+
+// Closes the least recently used idle connection of some host. False if none is idle.
+bool ConnPool::evictIdle() {
+  for (auto& [addr, list] : idle_) {
+    if (!list.empty()) {
+      PooledConnection* victim = list.front();
+      list.erase(list.begin());
+      victim->conn_->close(false);
+      destroy(*victim);
+      return true;
+    }
+  }
+  return false;
+}
+
 void ConnPool::makeIdle(PooledConnection& c) {
   c.state_ = PooledConnection::State::kIdle;
   c.conn_->input().shrinkIfEmpty();
@@ -182,32 +194,13 @@ void ConnPool::makeIdle(PooledConnection& c) {
 void ConnPool::servePending() {
   while (!pending_.empty()) {
     Waiter w = pending_.front();
-    auto it = idle_.find(w.host->addressString());
-    if (it != idle_.end() && !it->second.empty()) {
+    if (PooledConnection* c = takeIdle(*w.host, *w.user)) {
       pending_.pop_front();
-      PooledConnection* c = it->second.back();
-      it->second.pop_back();
-      c->timer_.disarm();
-      c->state_ = PooledConnection::State::kBusy;
-      c->user_ = w.user;
-      ++c->uses_;
       w.user->onUpstreamReady(*c);
       continue;
     }
     if (conns_.size() >= limits_.max_connections) {
-      // Make room by closing an idle connection to another host, if any.
-      bool freed = false;
-      for (auto& [addr, list] : idle_) {
-        if (!list.empty()) {
-          PooledConnection* victim = list.front();
-          list.erase(list.begin());
-          victim->conn_->close(false);
-          destroy(*victim);
-          freed = true;
-          break;
-        }
-      }
-      if (!freed) return;
+      if (!evictIdle()) return;  // nothing idle to make room with
     }
     pending_.pop_front();
     std::string error;

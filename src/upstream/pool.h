@@ -61,6 +61,8 @@ struct PoolStats {
   std::shared_ptr<stats::Counter> rx_bytes;      // bytes read, counted per request and at close
   std::shared_ptr<stats::Counter> tx_bytes;      // bytes written, counted per request and at close
   std::shared_ptr<stats::Histogram> connect_ms;  // TCP (+TLS) connect time
+  std::shared_ptr<stats::Counter> cx_connect_timeout;  // connects abandoned at connect_timeout
+  std::shared_ptr<stats::Counter> cx_overflow;         // requests queued at max_connections
 };
 
 // Makes the transport for a new upstream socket (plaintext or TLS origination).
@@ -76,7 +78,6 @@ class PooledConnection final : public net::ConnectionCallbacks {
   net::Connection& connection() { return *conn_; }
   Buffer& input() { return conn_->input(); }
   void write(std::string_view data) { conn_->write(data); }
-  const net::Address& hostAddress() const { return address_; }
   const std::string& hostAddressString() const { return address_string_; }
   // How many requests this connection has carried (1 = fresh).
   uint32_t uses() const { return uses_; }
@@ -91,7 +92,6 @@ class PooledConnection final : public net::ConnectionCallbacks {
   enum class State { kConnecting, kIdle, kBusy, kDead };
   ConnPool& pool_;
   std::unique_ptr<net::Connection> conn_;
-  net::Address address_;
   std::string address_string_;
   State state_ = State::kConnecting;
   PoolUser* user_ = nullptr;
@@ -139,6 +139,8 @@ class ConnPool {
   void destroy(PooledConnection& c);
   void servePending();
   void countBytes(PooledConnection& c);
+  bool evictIdle();
+  PooledConnection* takeIdle(const Host& host, PoolUser& user);
 
   net::EventLoop& loop_;
   PoolLimits limits_;

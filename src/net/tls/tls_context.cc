@@ -529,7 +529,10 @@ std::unique_ptr<Transport> ClientContext::newTransport(int fd, std::string_view 
   return std::make_unique<TlsTransport>(fd, std::move(self), ssl, std::move(setup));
 }
 
-std::vector<std::string> filesOf(const v1::ListenerTls& cfg) {
+namespace {
+// Listener and upstream TLS name their files with the same fields.
+template <class TlsConfig>
+std::vector<std::string> tlsFiles(const TlsConfig& cfg) {
   std::vector<std::string> files;
   if (cfg.has_certificate()) {
     files.push_back(cfg.certificate().certificate_chain_file());
@@ -539,16 +542,9 @@ std::vector<std::string> filesOf(const v1::ListenerTls& cfg) {
   std::erase(files, std::string());
   return files;
 }
+}  // namespace
 
-std::vector<std::string> filesOf(const v1::UpstreamTls& cfg) {
-  std::vector<std::string> files;
-  if (cfg.has_certificate()) {
-    files.push_back(cfg.certificate().certificate_chain_file());
-    files.push_back(cfg.certificate().private_key_file());
-  }
-  if (cfg.has_validation()) files.push_back(cfg.validation().trust_bundle_file());
-  std::erase(files, std::string());
-  return files;
-}
+std::vector<std::string> filesOf(const v1::ListenerTls& cfg) { return tlsFiles(cfg); }
+std::vector<std::string> filesOf(const v1::UpstreamTls& cfg) { return tlsFiles(cfg); }
 
 }  // namespace weft::net::tls
