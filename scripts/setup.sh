@@ -7,10 +7,11 @@ PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config git
   libprotobuf-dev protobuf-compiler libyaml-cpp-dev libssl-dev libc-ares-dev zlib1g-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libre2-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libre2-dev libnghttp2-dev libsqlite3-dev
   clang-format clang-tidy
   # tests: real clients and peers
-  python3 curl openssl wrk iproute2 procps
+  python3 curl openssl wrk iproute2 procps iptables nghttp2-client sqlite3
+  awscli python3-boto3 python3-grpcio python3-websockets
   # fuzzing for real (see docs/fuzzing.md); the corpus replay under ctest needs only g++
   clang-14 libclang-rt-14-dev
   # side-by-side benchmark peers

@@ -291,6 +291,9 @@ inline constexpr std::string_view kListenerDownstreamRqTooLarge =
     "weft_listener_downstream_rq_too_large_total";
 inline constexpr std::string_view kListenerDownstreamRqTime = "weft_listener_downstream_rq_time";
 inline constexpr std::string_view kListenerNoRoute = "weft_listener_no_route_total";
+// Interception listeners: connections refused (egress filter DROP_ALL, or not redirected).
+inline constexpr std::string_view kListenerEgressRefused =
+    "weft_listener_downstream_cx_refused_total";
 inline constexpr std::string_view kListenerSslHandshake = "weft_listener_ssl_handshake_total";
 inline constexpr std::string_view kListenerSslConnectionError =
     "weft_listener_ssl_connection_error_total";

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6/ip6_tables.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
 
@@ -94,6 +96,73 @@ Address peerAddress(int fd) {
   Address a;
   a.len = sizeof a.storage;
   ::getpeername(fd, reinterpret_cast<sockaddr*>(&a.storage), &a.len);
+  return a;
+}
+
+Result<Cidr> parseCidr(std::string_view text) {
+  std::string_view ip = text;
+  int len = -1;
+  if (size_t slash = text.find('/'); slash != std::string_view::npos) {
+    ip = text.substr(0, slash);
+    std::string_view n = text.substr(slash + 1);
+    if (n.empty() || n.size() > 3)
+      return makeError("bad prefix length in \"" + std::string(text) + "\"");
+    len = 0;
+    for (char c : n) {
+      if (c < '0' || c > '9')
+        return makeError("bad prefix length in \"" + std::string(text) + "\"");
+      len = len * 10 + (c - '0');
+    }
+  }
+  Cidr c;
+  std::string ips(ip);
+  if (::inet_pton(AF_INET, ips.c_str(), c.bytes) == 1) {
+    c.family = AF_INET;
+    if (len < 0) len = 32;
+    if (len > 32) return makeError("prefix length over 32 in \"" + std::string(text) + "\"");
+  } else if (::inet_pton(AF_INET6, ips.c_str(), c.bytes) == 1) {
+    c.family = AF_INET6;
+    if (len < 0) len = 128;
+    if (len > 128) return makeError("prefix length over 128 in \"" + std::string(text) + "\"");
+  } else {
+    return makeError("\"" + std::string(text) + "\" is not an IP prefix");
+  }
+  c.prefix_len = len;
+  return c;
+}
+
+bool Cidr::contains(const Address& a) const {
+  if (a.family() != family) return false;
+  const unsigned char* ip =
+      family == AF_INET ? reinterpret_cast<const unsigned char*>(
+                              &reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_addr)
+                        : reinterpret_cast<const unsigned char*>(
+                              &reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_addr);
+  int full = prefix_len / 8, rest = prefix_len % 8;
+  if (std::memcmp(ip, bytes, static_cast<size_t>(full)) != 0) return false;
+  if (rest == 0) return true;
+  unsigned char mask = static_cast<unsigned char>(0xff << (8 - rest));
+  return (ip[full] & mask) == (bytes[full] & mask);
+}
+
+Result<Address> originalDestination(int fd) {
+  Address local = localAddress(fd);
+  Address a;
+  a.len = sizeof a.storage;
+  int rc = -1;
+  if (local.family() == AF_INET) {
+    a.len = sizeof(sockaddr_in);
+    rc = ::getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &a.storage, &a.len);
+  } else if (local.family() == AF_INET6) {
+    a.len = sizeof(sockaddr_in6);
+    rc = ::getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &a.storage, &a.len);
+  } else {
+    return makeError("original destination: not an IP socket");
+  }
+  if (rc != 0) {
+    return makeError(std::string("original destination: ") + std::strerror(errno) +
+                     " (was the connection redirected by iptables REDIRECT/DNAT?)");
+  }
   return a;
 }
 

@@ -34,6 +34,10 @@ inline constexpr std::chrono::milliseconds kDefaultDrainTime{10'000};
 inline constexpr char kDefaultAlpn[] = "http/1.1";
 inline constexpr std::chrono::milliseconds kDefaultDnsMinRefresh{5'000};
 inline constexpr uint32_t kDefaultSingleTargetWeight = 1;
+inline constexpr std::chrono::milliseconds kDefaultTcpIdleTimeout{300'000};
+// The cluster an interception listener relays unmatched (ALLOW_ALL / INBOUND) connections
+// through; the server adds it to every config that has an interception listener.
+inline constexpr char kPassthroughCluster[] = "passthrough";
 
 // Converts a Duration to milliseconds, rounding up and clamping negatives to 0.
 inline std::chrono::milliseconds toMillis(const google::protobuf::Duration& d) {
@@ -57,6 +61,10 @@ inline uint32_t adminPort(const v1::Admin& a) {
 }
 
 // ---- Listener ----
+
+inline std::chrono::milliseconds tcpIdleTimeout(const v1::TcpProxy& t) {
+  return t.has_idle_timeout() ? toMillis(t.idle_timeout()) : kDefaultTcpIdleTimeout;
+}
 
 inline std::string listenerAddress(const v1::Listener& l) {
   return l.address().empty() ? std::string(kDefaultListenerAddress) : l.address();

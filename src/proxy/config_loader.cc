@@ -19,6 +19,7 @@
 #include <set>
 
 #include "common/json.h"
+#include "net/socket.h"
 
 namespace weft::proxy {
 namespace {
@@ -1042,11 +1043,44 @@ class Validator {
 
     if (l.has_tls()) checkListenerTls(l.tls(), lp + ".tls");
     if (l.has_http()) checkHttp(l.http(), lp + ".http");
-    std::map<std::string, std::string> domains;  // lower-cased domain -> virtual host path
-    const v1::RouteConfig& rc = l.route_config();
-    for (int v = 0; v < rc.virtual_hosts_size(); ++v) {
-      checkVirtualHost(rc.virtual_hosts(v), indexPath(lp + ".route_config.virtual_hosts", v),
-                       domains);
+    checkProtocol(l.route_config(), l.has_tcp_proxy(), l.tcp_proxy(), lp);
+    if (!l.has_interception() && l.filter_chains_size() > 0) {
+      add(lp + ".filter_chains",
+          "only interception listeners have filter chains; set interception (direction OUTBOUND "
+          "or INBOUND) or move the chain's route_config/tcp_proxy onto the listener");
+    }
+    if (l.has_interception() && (l.route_config().virtual_hosts_size() > 0 || l.has_tcp_proxy())) {
+      add(lp + ".interception",
+          "an interception listener dispatches by original destination to its filter_chains; "
+          "move route_config/tcp_proxy into a filter chain");
+    }
+    std::map<std::string, int> chain_names;
+    for (int i = 0; i < l.filter_chains_size(); ++i) {
+      const v1::FilterChain& fc = l.filter_chains(i);
+      const std::string fp = indexPath(lp + ".filter_chains", i);
+      if (fc.name().empty()) {
+        add(fp + ".name",
+            "required; it labels the chain's metrics as listener=\"<listener>/<name>\"");
+      } else if (auto [it, fresh] = chain_names.emplace(fc.name(), i); !fresh) {
+        add(fp + ".name", "duplicate chain name " + quote(fc.name()));
+      }
+      for (int p = 0; p < fc.destination_ports_size(); ++p) {
+        if (fc.destination_ports(p) == 0 || fc.destination_ports(p) > 65535) {
+          add(indexPath(fp + ".destination_ports", p),
+              std::to_string(fc.destination_ports(p)) + " is out of range; use 1-65535");
+        }
+      }
+      for (int c = 0; c < fc.destination_cidrs_size(); ++c) {
+        if (!net::parseCidr(fc.destination_cidrs(c))) {
+          add(indexPath(fp + ".destination_cidrs", c),
+              quote(fc.destination_cidrs(c)) +
+                  " is not a CIDR prefix; write e.g. \"10.0.0.0/16\" or \"fd00::/8\"");
+        }
+      }
+      if (fc.route_config().virtual_hosts_size() == 0 && !fc.has_tcp_proxy()) {
+        add(fp, "set route_config (HTTP) or tcp_proxy (TCP)");
+      }
+      checkProtocol(fc.route_config(), fc.has_tcp_proxy(), fc.tcp_proxy(), fp);
     }
     for (int a = 0; a < l.access_logs_size(); ++a) {
       const v1::AccessLog& log = l.access_logs(a);
@@ -1058,6 +1092,31 @@ class Validator {
             "\"%RESPONSE_CODE%\"}");
       }
     }
+  }
+
+  // A listener or chain carries HTTP (route_config) or TCP (tcp_proxy), not both.
+  void checkProtocol(const v1::RouteConfig& rc, bool has_tcp, const v1::TcpProxy& tcp,
+                     const std::string& path) {
+    std::map<std::string, std::string> domains;  // lower-cased domain -> virtual host path
+    for (int v = 0; v < rc.virtual_hosts_size(); ++v) {
+      checkVirtualHost(rc.virtual_hosts(v), indexPath(path + ".route_config.virtual_hosts", v),
+                       domains);
+    }
+    if (!has_tcp) return;
+    if (rc.virtual_hosts_size() > 0) {
+      add(path + ".tcp_proxy",
+          "a listener relays TCP (tcp_proxy) or routes HTTP (route_config), not both; use two "
+          "listeners or two filter chains");
+    }
+    const std::string tp = path + ".tcp_proxy";
+    if (tcp.cluster().empty()) {
+      add(tp + ".cluster", "required; the name of a cluster defined under clusters");
+    } else if (!cluster_names_.count(tcp.cluster())) {
+      add(tp + ".cluster", "no cluster named " + quote(tcp.cluster()) + " is defined" +
+                               (cluster_names_.empty() ? std::string("; define it under clusters")
+                                                       : "; defined clusters: " + clusterList()));
+    }
+    checkDuration(tcp.has_idle_timeout(), tcp.idle_timeout(), tp + ".idle_timeout");
   }
 
   void checkTlsCommon(const v1::TlsValidation* validation, const std::string& validation_path,

@@ -230,7 +230,8 @@ TEST(ParseConfig, UnknownFieldIsNamedWithItsPathAndLocation) {
   std::string e = parseError("listeners:\n  - name: a\n    foo: 1\n", Format::kYaml);
   EXPECT_EQ(e,
             "config.yaml:3:5: listeners[0]: unknown field \"foo\" in weft.v1.Listener; valid "
-            "fields: name, address, port, tls, route_config, http, access_logs");
+            "fields: name, address, port, tls, route_config, http, access_logs, tcp_proxy, "
+            "interception, filter_chains");
 
   e = parseError("listeners:\n  - name: a\n    prot: 1\n", Format::kYaml);
   EXPECT_THAT(e, HasSubstr("listeners[0]: unknown field \"prot\" in weft.v1.Listener; did you "
@@ -627,6 +628,66 @@ TEST(ValidateConfig, EachRuleReportsItsFieldAndFix) {
        "admin.port: 70000 is out of range"},
       {"admin address", [](auto& c) { c.mutable_admin()->set_address("my-host"); },
        "admin.address: \"my-host\" is not an IPv4 or IPv6 address"},
+  };
+  for (const RuleCase& rc : cases) {
+    v1::ProxyConfig c = baseConfig();
+    rc.mutate(c);
+    std::string e = validationError(c);
+    EXPECT_THAT(e, HasSubstr(rc.expected)) << "rule: " << rc.name;
+  }
+}
+
+TEST(ValidateConfig, L4AndInterceptionRules) {
+  auto intercepting = [](v1::ProxyConfig& c) {
+    v1::Listener* l = c.add_listeners();
+    l->set_name("outbound");
+    l->set_port(15001);
+    l->mutable_interception()->set_direction(v1::Interception::OUTBOUND);
+    v1::FilterChain* fc = l->add_filter_chains();
+    fc->set_name("svc");
+    fc->add_destination_ports(8080);
+    fc->add_destination_cidrs("10.0.0.0/16");
+    fc->mutable_tcp_proxy()->set_cluster("backend");
+    return l;
+  };
+  {
+    v1::ProxyConfig c = baseConfig();
+    intercepting(c);
+    Status s = validateConfig(c);
+    EXPECT_TRUE(s.has_value()) << s.error().message;
+  }
+  std::vector<RuleCase> cases = {
+      {"tcp proxy unknown cluster",
+       [](auto& c) {
+         c.mutable_listeners(0)->clear_route_config();
+         c.mutable_listeners(0)->mutable_tcp_proxy()->set_cluster("nope");
+       },
+       "listeners[0].tcp_proxy.cluster: no cluster named \"nope\" is defined"},
+      {"tcp and http on one listener",
+       [](auto& c) { c.mutable_listeners(0)->mutable_tcp_proxy()->set_cluster("backend"); },
+       "listeners[0].tcp_proxy: a listener relays TCP (tcp_proxy) or routes HTTP "
+       "(route_config), not both"},
+      {"chains without interception",
+       [](auto& c) { c.mutable_listeners(0)->add_filter_chains()->set_name("x"); },
+       "listeners[0].filter_chains: only interception listeners have filter chains"},
+      {"interception with its own routes",
+       [](auto& c) { c.mutable_listeners(0)->mutable_interception(); },
+       "listeners[0].interception: an interception listener dispatches by original destination"},
+      {"chain port range",
+       [&](auto& c) { intercepting(c)->mutable_filter_chains(0)->add_destination_ports(0); },
+       "listeners[1].filter_chains[0].destination_ports[1]: 0 is out of range; use 1-65535"},
+      {"chain cidr",
+       [&](auto& c) { intercepting(c)->mutable_filter_chains(0)->add_destination_cidrs("10.1/8"); },
+       "listeners[1].filter_chains[0].destination_cidrs[1]: \"10.1/8\" is not a CIDR prefix"},
+      {"chain without protocol",
+       [&](auto& c) { intercepting(c)->mutable_filter_chains(0)->clear_tcp_proxy(); },
+       "listeners[1].filter_chains[0]: set route_config (HTTP) or tcp_proxy (TCP)"},
+      {"chain name duplicate",
+       [&](auto& c) {
+         v1::Listener* l = intercepting(c);
+         *l->add_filter_chains() = l->filter_chains(0);
+       },
+       "listeners[1].filter_chains[1].name: duplicate chain name \"svc\""},
   };
   for (const RuleCase& rc : cases) {
     v1::ProxyConfig c = baseConfig();

@@ -19,6 +19,7 @@
 #include "http/http1/body_relay.h"
 #include "http/http1/parser.h"
 #include "net/connection.h"
+#include "proxy/session.h"
 #include "proxy/snapshot.h"
 #include "upstream/pool.h"
 
@@ -27,15 +28,17 @@ namespace weft::proxy {
 class Worker;
 struct ClusterRuntime;
 
-class HttpSession final : public net::ConnectionCallbacks, public upstream::PoolUser {
+class HttpSession final : public Session,
+                          public net::ConnectionCallbacks,
+                          public upstream::PoolUser {
  public:
   HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
               std::shared_ptr<const ListenerInfo> listener);
   ~HttpSession();
 
   // Worker drain: close now if idle, else after the current response.
-  void drain();
-  bool idle() const { return state_ == State::kReadHead && !has_request_; }
+  void drain() override;
+  bool idle() const override { return state_ == State::kReadHead && !has_request_; }
 
   // net::ConnectionCallbacks (downstream)
   void onConnected(net::Connection&) override;
@@ -51,8 +54,6 @@ class HttpSession final : public net::ConnectionCallbacks, public upstream::Pool
   void onUpstreamDrained(upstream::PooledConnection& conn) override;
   void onUpstreamClosed(upstream::PooledConnection& conn, net::CloseReason reason,
                         std::string_view detail) override;
-
-  std::list<std::unique_ptr<HttpSession>>::iterator self;
 
  private:
   enum class State {

@@ -235,8 +235,22 @@ Result<SnapshotPtr> Server::build(const v1::ProxyConfig& config) {
     s->clusters.emplace(c.name(), *ci);
   }
   if (!errors.empty()) return makeError(errors);
+  bool need_passthrough = false;
   for (const auto& l : config.listeners()) {
-    auto li = buildListener(l, *s);
+    need_passthrough |=
+        l.has_interception() && (l.interception().direction() == v1::Interception::INBOUND ||
+                                 l.interception().egress_filter() == v1::Interception::ALLOW_ALL);
+  }
+  if (need_passthrough && !s->clusters.count(kPassthroughCluster)) {
+    // Relays to each connection's own destination; its pool gives limits, timeouts and counters.
+    v1::Cluster pc;
+    pc.set_name(kPassthroughCluster);
+    auto ci = buildCluster(pc);
+    if (!ci) return makeError(ci.error().message);
+    s->clusters.emplace(kPassthroughCluster, *ci);
+  }
+  for (const auto& l : config.listeners()) {
+    auto li = buildListener(l, *s, nullptr);
     if (!li) {
       errors += li.error().message + "\n";
       continue;
@@ -247,16 +261,17 @@ Result<SnapshotPtr> Server::build(const v1::ProxyConfig& config) {
   return SnapshotPtr(std::move(s));
 }
 
-Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(const v1::Listener& l,
-                                                                  const Snapshot& building) {
+Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
+    const v1::Listener& l, const Snapshot& building, std::shared_ptr<ListenSocket> shared_socket) {
   auto li = std::make_shared<ListenerInfo>();
   li->name = l.name();
   li->config = l;
   const std::string where = "listeners[" + l.name() + "]";
+  li->socket = std::move(shared_socket);  // a filter chain shares its listener's socket
 
   // Reuse the socket of a running listener with the same name, address and port (port 0 keeps
   // the port it got), so reloads never drop the listening socket.
-  if (snapshot_) {
+  if (snapshot_ && !li->socket) {
     for (auto& old : snapshot_->listeners) {
       if (old->name == l.name() && old->config.address() == l.address() &&
           old->config.port() == l.port()) {
@@ -278,6 +293,52 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(const v1::List
       where + ".route_config");
   if (!router) return makeError(router.error().message);
   li->router = std::move(*router);
+
+  if (l.has_tcp_proxy()) {
+    li->tcp_cluster = l.tcp_proxy().cluster();
+    li->tcp_idle_timeout = tcpIdleTimeout(l.tcp_proxy());
+  }
+  if (l.has_interception()) {
+    const v1::Interception& ic = l.interception();
+    li->interception = ic.direction() == v1::Interception::INBOUND
+                           ? ListenerInfo::Interception::kInbound
+                           : ListenerInfo::Interception::kOutbound;
+    li->allow_all_egress = ic.egress_filter() == v1::Interception::ALLOW_ALL;
+    // Chains and the passthrough are listeners of their own (stats labelled
+    // "<listener>/<chain>") that share this socket; only this listener is accepted on.
+    auto child = [&](const std::string& suffix) {
+      v1::Listener c = l;
+      c.clear_interception();
+      c.clear_filter_chains();
+      c.clear_route_config();
+      c.clear_tcp_proxy();
+      c.set_name(l.name() + "/" + suffix);
+      return c;
+    };
+    for (const v1::FilterChain& fc : l.filter_chains()) {
+      v1::Listener c = child(fc.name());
+      *c.mutable_route_config() = fc.route_config();
+      if (fc.has_tcp_proxy()) *c.mutable_tcp_proxy() = fc.tcp_proxy();
+      auto ci = buildListener(c, building, li->socket);
+      if (!ci) return makeError(ci.error().message);
+      FilterChainInfo chain;
+      for (uint32_t p : fc.destination_ports()) chain.ports.push_back(static_cast<uint16_t>(p));
+      for (const std::string& cidr : fc.destination_cidrs()) {
+        auto parsed = net::parseCidr(cidr);
+        if (!parsed) return makeError(where + ".filter_chains: " + parsed.error().message);
+        chain.cidrs.push_back(*parsed);
+      }
+      chain.listener = *ci;
+      li->chains.push_back(std::move(chain));
+    }
+    if (li->interception == ListenerInfo::Interception::kInbound || li->allow_all_egress) {
+      v1::Listener c = child("passthrough");
+      c.mutable_tcp_proxy()->set_cluster(kPassthroughCluster);
+      auto ci = buildListener(c, building, li->socket);
+      if (!ci) return makeError(ci.error().message);
+      li->passthrough = *ci;
+    }
+  }
 
   const v1::HttpOptions& h = l.http();
   li->request_timeout = requestTimeout(h);
@@ -345,6 +406,7 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(const v1::List
   st.rq_too_large = r.counter(sn::kListenerDownstreamRqTooLarge, lb);
   st.rq_time = r.histogram(sn::kListenerDownstreamRqTime, lb);
   st.no_route = r.counter(sn::kListenerNoRoute, lb);
+  li->cx_refused = r.counter(sn::kListenerEgressRefused, lb);
   st.ssl_handshake = r.counter(sn::kListenerSslHandshake, lb);
   st.ssl_error = r.counter(sn::kListenerSslConnectionError, lb);
   st.ssl_no_cert = r.counter(sn::kListenerSslFailVerifyNoCert, lb);

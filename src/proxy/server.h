@@ -52,8 +52,9 @@ class Server {
  private:
   class Signals;
   Result<SnapshotPtr> build(const v1::ProxyConfig& config);
-  Result<std::shared_ptr<const ListenerInfo>> buildListener(const v1::Listener& l,
-                                                            const Snapshot& building);
+  // `shared_socket`: listen on this socket (a filter chain's parent's) instead of opening one.
+  Result<std::shared_ptr<const ListenerInfo>> buildListener(
+      const v1::Listener& l, const Snapshot& building, std::shared_ptr<ListenSocket> shared_socket);
   Result<std::shared_ptr<const ClusterInfo>> buildCluster(const v1::Cluster& c);
   void publish(SnapshotPtr s);
   void writePortsFile();

@@ -79,6 +79,17 @@ struct RouteStats {
   std::shared_ptr<stats::Histogram> rq_time;
 };
 
+struct ListenerInfo;
+
+// One filter chain of an interception listener: which original destinations it takes, and the
+// listener (HTTP router or TCP relay, sharing the parent's socket) that serves them.
+struct FilterChainInfo {
+  std::vector<uint16_t> ports;   // empty: any
+  std::vector<net::Cidr> cidrs;  // empty: any
+  std::shared_ptr<const ListenerInfo> listener;
+  bool matches(const net::Address& dst) const;
+};
+
 struct ListenerInfo {
   std::string name;
   v1::Listener config;
@@ -101,6 +112,17 @@ struct ListenerInfo {
   std::vector<std::string> log_request_headers;
   std::vector<std::string> log_response_headers;
   ListenerStats stats;
+  std::shared_ptr<stats::Counter> cx_refused;  // interception: destination refused
+  // TCP relay (tcp_proxy set): the cluster and the idle timeout (0 = none). Empty: HTTP.
+  std::string tcp_cluster;
+  Duration tcp_idle_timeout{};
+  // Interception (iptables-redirected connections).
+  enum class Interception { kNone, kOutbound, kInbound } interception = Interception::kNone;
+  bool allow_all_egress = false;  // OUTBOUND: relay unmatched destinations (else refuse)
+  std::vector<FilterChainInfo> chains;
+  // For unmatched destinations that are relayed: a TCP relay listener through the passthrough
+  // cluster, sharing this listener's socket and stats. Null when they are refused.
+  std::shared_ptr<const ListenerInfo> passthrough;
 };
 
 struct ClusterStats {

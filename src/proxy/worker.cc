@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -10,6 +11,8 @@
 #include "common/stats.h"
 #include "net/tls/sniff.h"
 #include "proxy/http_session.h"
+#include "proxy/tcp_session.h"
+#include "upstream/host_set.h"
 
 namespace weft::proxy {
 
@@ -49,16 +52,57 @@ class Worker::Acceptor final : public net::IoHandler {
         return;
       }
       net::setNoDelay(fd);
-      if (listener_->tls.mode == ListenerTlsSeam::Mode::kPermissive) {
-        // Decide from the first bytes; the client speaks first in both TLS and HTTP/1.
-        new PermissiveSniffer(worker_, listener_, fd);
+      std::shared_ptr<const ListenerInfo> l = listener_;
+      std::optional<net::Address> target;
+      if (l->interception != ListenerInfo::Interception::kNone && !dispatch(fd, l, target)) {
+        l->cx_refused->inc();
+        ::close(fd);
         continue;
       }
-      std::unique_ptr<net::Transport> t = listener_->tls.mode == ListenerTlsSeam::Mode::kStrict
-                                              ? listener_->tls.make_tls(fd)
+      if (l->tls.mode == ListenerTlsSeam::Mode::kPermissive) {
+        // Decide from the first bytes; the client speaks first in both TLS and HTTP/1.
+        new PermissiveSniffer(worker_, std::move(l), fd, target);
+        continue;
+      }
+      std::unique_ptr<net::Transport> t = l->tls.mode == ListenerTlsSeam::Mode::kStrict
+                                              ? l->tls.make_tls(fd)
                                               : net::makePlainTransport(fd);
-      worker_.addSession(fd, std::move(t), listener_);
+      worker_.addSession(fd, std::move(t), std::move(l), target);
     }
+  }
+
+  // An iptables-redirected connection: picks the filter chain for its original destination, or
+  // the passthrough relay (`target` = where to relay). False: refuse it.
+  static bool dispatch(int fd, std::shared_ptr<const ListenerInfo>& l,
+                       std::optional<net::Address>& target) {
+    auto dst = net::originalDestination(fd);
+    if (!dst) {
+      log::debug("listener", l->name + ": " + dst.error().message);
+      return false;
+    }
+    if (upstream::addressEqual(*dst, net::localAddress(fd))) {
+      // Not redirected (someone connected to the interception port itself): relaying it to its
+      // "original" destination would loop back here.
+      log::debug("listener", l->name + ": connection was not redirected; refused");
+      return false;
+    }
+    for (const FilterChainInfo& chain : l->chains) {
+      if (chain.matches(*dst)) {
+        l = chain.listener;
+        return true;
+      }
+    }
+    if (!l->passthrough) return false;  // OUTBOUND with egress filter DROP_ALL
+    if (l->interception == ListenerInfo::Interception::kInbound) {
+      // To the app on this host: same port, loopback.
+      auto lo = net::parseAddress(dst->family() == AF_INET6 ? "::1" : "127.0.0.1", dst->port());
+      if (!lo) return false;
+      target = *lo;
+    } else {
+      target = *dst;
+    }
+    l = l->passthrough;
+    return true;
   }
 
  private:
@@ -66,8 +110,13 @@ class Worker::Acceptor final : public net::IoHandler {
   // the socket to a session with the right transport. Owns itself until it decides.
   class PermissiveSniffer final : public net::IoHandler {
    public:
-    PermissiveSniffer(Worker& w, std::shared_ptr<const ListenerInfo> l, int fd)
-        : worker_(w), listener_(std::move(l)), fd_(fd), timer_(w.loop_.timers(), [this] {
+    PermissiveSniffer(Worker& w, std::shared_ptr<const ListenerInfo> l, int fd,
+                      std::optional<net::Address> target)
+        : worker_(w),
+          listener_(std::move(l)),
+          fd_(fd),
+          target_(target),
+          timer_(w.loop_.timers(), [this] {
             ::close(fd_);
             finish();
           }) {
@@ -87,7 +136,7 @@ class Worker::Acceptor final : public net::IoHandler {
       std::unique_ptr<net::Transport> t = sniff == net::tls::Sniff::kTls
                                               ? listener_->tls.make_tls(fd_)
                                               : net::makePlainTransport(fd_);
-      worker_.addSession(fd_, std::move(t), listener_);
+      worker_.addSession(fd_, std::move(t), listener_, target_);
       finish();
     }
 
@@ -104,6 +153,7 @@ class Worker::Acceptor final : public net::IoHandler {
     Worker& worker_;
     std::shared_ptr<const ListenerInfo> listener_;
     int fd_;
+    std::optional<net::Address> target_;
     Timer timer_;
   };
 
@@ -144,9 +194,9 @@ void Worker::drain(std::function<void()> done) {
     drained_ = std::move(done);
     acceptors_.clear();
     // Copy: drain() may close sessions, which unlinks them.
-    std::vector<HttpSession*> all;
+    std::vector<Session*> all;
     for (auto& s : sessions_) all.push_back(s.get());
-    for (HttpSession* s : all) s->drain();
+    for (Session* s : all) s->drain();
     checkDrained();
   });
 }
@@ -163,12 +213,30 @@ ClusterRuntime* Worker::cluster(std::string_view name) {
 }
 
 void Worker::addSession(int fd, std::unique_ptr<net::Transport> transport,
-                        std::shared_ptr<const ListenerInfo> listener) {
+                        std::shared_ptr<const ListenerInfo> listener,
+                        std::optional<net::Address> target) {
   auto conn = std::make_unique<net::Connection>(loop_, fd, std::move(transport), nullptr, false);
+  if (!listener->tcp_cluster.empty()) {
+    auto s = std::make_unique<TcpSession>(*this, std::move(conn), std::move(listener));
+    TcpSession* raw = s.get();
+    sessions_.push_back(std::move(s));
+    sessions_.back()->self = std::prev(sessions_.end());
+    raw->start(target);  // may end the session at once
+    return;
+  }
   auto s = std::make_unique<HttpSession>(*this, std::move(conn), std::move(listener));
   sessions_.push_back(std::move(s));
   sessions_.back()->self = std::prev(sessions_.end());
   if (draining_) sessions_.back()->drain();  // accepted (sniffed) just before the drain began
+}
+
+bool FilterChainInfo::matches(const net::Address& dst) const {
+  if (!ports.empty() && std::find(ports.begin(), ports.end(), dst.port()) == ports.end())
+    return false;
+  if (cidrs.empty()) return true;
+  for (const net::Cidr& c : cidrs)
+    if (c.contains(dst)) return true;
+  return false;
 }
 
 void Worker::linger(std::unique_ptr<net::Connection> conn) {
@@ -194,9 +262,9 @@ void Worker::linger(std::unique_ptr<net::Connection> conn) {
   it->conn->closeAfterFlush(forget);
 }
 
-void Worker::sessionClosed(HttpSession& s) {
+void Worker::sessionClosed(Session& s) {
   struct Holder : net::Deferrable {
-    std::unique_ptr<HttpSession> p;
+    std::unique_ptr<Session> p;
   };
   auto h = std::make_unique<Holder>();
   h->p = std::move(*s.self);

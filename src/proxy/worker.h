@@ -5,6 +5,7 @@
 
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -16,7 +17,7 @@
 
 namespace weft::proxy {
 
-class HttpSession;
+class Session;
 
 // A cluster's per-worker runtime: its balancer and pool. Rebuilt when the cluster's config
 // changes; the balancer follows host set changes.
@@ -49,9 +50,11 @@ class Worker {
   ClusterRuntime* cluster(std::string_view name);
   upstream::Random& random() { return random_; }
   bool draining() const { return draining_; }
-  void sessionClosed(HttpSession& s);
+  void sessionClosed(Session& s);
+  // `target`: for a relay (TCP) listener, the address to relay to instead of a balanced host.
   void addSession(int fd, std::unique_ptr<net::Transport> transport,
-                  std::shared_ptr<const ListenerInfo> listener);
+                  std::shared_ptr<const ListenerInfo> listener,
+                  std::optional<net::Address> target = std::nullopt);
   // Keeps a closing connection whose owner is gone until its last bytes are written (bounded by
   // kLingerTime), so "close after this response" never truncates the response.
   void linger(std::unique_ptr<net::Connection> conn);
@@ -75,7 +78,7 @@ class Worker {
       std::unordered_map<std::string, std::unique_ptr<ClusterRuntime>, NameHash, std::equal_to<>>;
   ClusterMap clusters_;
   std::list<std::unique_ptr<Acceptor>> acceptors_;
-  std::list<std::unique_ptr<HttpSession>> sessions_;
+  std::list<std::unique_ptr<Session>> sessions_;
   std::vector<std::unique_ptr<net::Deferrable>> retired_;  // see pruneRetired()
   struct Lingering {
     std::unique_ptr<net::Connection> conn;
@@ -85,7 +88,6 @@ class Worker {
   static constexpr auto kLingerTime = seconds(30);
   bool draining_ = false;
   std::function<void()> drained_;
-  friend class HttpSession;
 };
 
 }  // namespace weft::proxy

@@ -30,8 +30,12 @@ uint64_t FastRandom::seedFromEntropy() {
   }
 }
 
-LoadBalancer::LoadBalancer(LbPolicy policy, HostSetPtr hosts, Random& random)
-    : policy_(policy), random_(random), hosts_(std::move(hosts)) {
+LoadBalancer::LoadBalancer(LbPolicy policy, HostSetPtr hosts, Random& random,
+                           uint32_t panic_threshold_percent)
+    : policy_(policy),
+      random_(random),
+      hosts_(std::move(hosts)),
+      panic_threshold_percent_(panic_threshold_percent) {
   WEFT_CHECK(hosts_ != nullptr, "LoadBalancer needs a HostSet (an empty one is fine)");
   active_.assign(hosts_->size(), 0);
   excluded_.assign(hosts_->size(), 0);
@@ -46,8 +50,10 @@ void LoadBalancer::rebuildCandidates() {
   for (size_t i = 0; i < set.size(); ++i) {
     if (set[i].healthy() && !excluded_[i]) candidates_.push_back(static_cast<uint32_t>(i));
   }
-  if (candidates_.empty()) {
-    // Panic mode: nothing is eligible, so balance over everything.
+  panicking_ = shouldPanic(candidates_.size(), set.size(), panic_threshold_percent_);
+  if (panicking_) {
+    // Panic mode: too few hosts are eligible, so balance over everything.
+    candidates_.clear();
     for (size_t i = 0; i < set.size(); ++i) candidates_.push_back(static_cast<uint32_t>(i));
   }
 }
@@ -141,6 +147,12 @@ void LoadBalancer::setExcluded(const Host& host, bool excluded) {
   size_t i = hosts_->indexOf(host);
   if (i == HostSet::kNpos || static_cast<bool>(excluded_[i]) == excluded) return;
   excluded_[i] = excluded ? 1 : 0;
+  rebuildCandidates();
+}
+
+void LoadBalancer::setPanicThreshold(uint32_t percent) {
+  if (percent == panic_threshold_percent_) return;
+  panic_threshold_percent_ = percent;
   rebuildCandidates();
 }
 

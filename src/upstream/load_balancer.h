@@ -12,8 +12,9 @@
 //   kLeastRequest power of two choices: two distinct eligible hosts drawn at random, the one with
 //                 fewer active requests (this worker's count) wins; a tie goes to the first draw.
 // Eligible = healthy (Host::healthy()) and not excluded on this worker (setExcluded, for outlier
-// detection). If no host is eligible the balancer uses every host ("panic mode": failing open
-// beats refusing all traffic when health information is wrong).
+// detection). If fewer than panic_threshold_percent % of the hosts are eligible (or none is), the
+// balancer uses every host ("panic mode": failing open beats refusing all traffic when health
+// information is wrong). Default 50 % (Envoy's); 0 panics only when no host is eligible.
 
 #include <cstdint>
 #include <memory>
@@ -48,10 +49,21 @@ class FastRandom final : public Random {
 
 enum class LbPolicy { kRoundRobin, kLeastRequest };
 
+// Panic rule: with `eligible` of `total` hosts eligible (healthy and not ejected), balance over
+// ALL hosts when fewer than `panic_threshold_percent` % are eligible, or none is. Threshold 0
+// panics only when none is eligible. Envoy's default is 50 %.
+inline constexpr uint32_t kDefaultPanicThresholdPercent = 50;
+inline bool shouldPanic(size_t eligible, size_t total, uint32_t panic_threshold_percent) {
+  if (total == 0) return false;
+  if (eligible == 0) return true;
+  return uint64_t(eligible) * 100 < uint64_t(panic_threshold_percent) * total;
+}
+
 class LoadBalancer {
  public:
   // `random` must outlive the balancer. `hosts` must not be null (it may be empty).
-  LoadBalancer(LbPolicy policy, HostSetPtr hosts, Random& random);
+  LoadBalancer(LbPolicy policy, HostSetPtr hosts, Random& random,
+               uint32_t panic_threshold_percent = kDefaultPanicThresholdPercent);
   LoadBalancer(const LoadBalancer&) = delete;
   LoadBalancer& operator=(const LoadBalancer&) = delete;
 
@@ -76,6 +88,9 @@ class LoadBalancer {
 
   // Active requests on this worker for the host's address (0 if not in the current set).
   uint32_t activeRequests(const Host& host) const;
+  // True while the balancer ignores health and exclusion (too few eligible hosts).
+  bool panicking() const { return panicking_; }
+  void setPanicThreshold(uint32_t percent);
   const HostSet& hosts() const { return *hosts_; }
   LbPolicy policy() const { return policy_; }
 
@@ -95,8 +110,10 @@ class LoadBalancer {
   std::vector<uint8_t> excluded_;     // by position in hosts_
   std::vector<uint32_t> candidates_;  // positions pick() chooses from; empty iff hosts_ is empty
   size_t rr_cursor_ = 0;              // index into candidates_
-  uint64_t in_flight_ = 0;            // requests started on hosts of the current snapshot
-  std::vector<Retired> retired_;      // older snapshots with requests still in flight
+  uint32_t panic_threshold_percent_;
+  bool panicking_ = false;
+  uint64_t in_flight_ = 0;        // requests started on hosts of the current snapshot
+  std::vector<Retired> retired_;  // older snapshots with requests still in flight
 };
 
 }  // namespace weft::upstream

@@ -6,6 +6,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -267,6 +268,26 @@ TEST(FastRandomTest, UniformStaysInBoundsAndCoversRange) {
   FastRandom a(5), b(5), c(6);
   EXPECT_EQ(a.next(), b.next()) << "same seed, same sequence";
   EXPECT_NE(FastRandom(5).next(), c.next());
+}
+
+TEST(LoadBalancerPanicTest, ThresholdUsesAllHostsWhenTooFewAreEligible) {
+  std::vector<Host> hosts;
+  for (uint16_t p = 1; p <= 4; ++p)
+    hosts.emplace_back(*net::parseAddress("10.9.0.1", p), "", p != 1);  // 3 of 4 healthy
+  auto set = std::make_shared<const HostSet>(std::move(hosts));
+  FastRandom r(11);
+  LoadBalancer lb(LbPolicy::kRoundRobin, set, r);  // default 50 %
+  EXPECT_FALSE(lb.panicking()) << "75% eligible";
+  lb.setExcluded((*set)[1], true);
+  EXPECT_FALSE(lb.panicking()) << "50% eligible is not below 50%";
+  lb.setExcluded((*set)[2], true);
+  EXPECT_TRUE(lb.panicking()) << "25% eligible";
+  std::set<int> seen;
+  for (int i = 0; i < 8; ++i) seen.insert(lb.pick()->address().port());
+  EXPECT_EQ(seen.size(), 4u) << "panic balances over every host";
+  lb.setPanicThreshold(0);
+  EXPECT_FALSE(lb.panicking()) << "threshold 0: panic only when none is eligible";
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(lb.pick()->address().port(), 4);
 }
 
 }  // namespace

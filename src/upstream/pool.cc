@@ -22,6 +22,8 @@ PooledConnection::PooledConnection(ConnPool& pool, const Host& host,
           conn_->close(false);
           state_ = State::kDead;
           pool_.onConnectionClosed(*this, net::CloseReason::kRemoteClosed, "idle timeout", false);
+        } else if (state_ == State::kFlushing) {
+          conn_->close(false);  // runs the flushed-close callback, which frees it
         }
       }) {
   conn_->setCallbacks(this);
@@ -40,6 +42,10 @@ void PooledConnection::onData(net::Connection&) {
     user_->onUpstreamData(*this);
     return;
   }
+  if (state_ == State::kFlushing) {
+    conn_->input().clear();
+    return;
+  }
   // Bytes on an idle connection are a protocol error (HTTP/1 has no unsolicited responses).
   conn_->close(false);
   state_ = State::kDead;
@@ -52,6 +58,7 @@ void PooledConnection::onWriteDrained(net::Connection&) {
 }
 
 void PooledConnection::onClose(net::Connection&, net::CloseReason reason, std::string_view detail) {
+  if (state_ == State::kFlushing) return;  // the flushed-close callback frees it
   bool connecting = state_ == State::kConnecting;
   state_ = State::kDead;
   pool_.onConnectionClosed(*this, reason, detail, connecting);
@@ -155,6 +162,21 @@ void ConnPool::release(PooledConnection& c, bool reuse) {
   }
   makeIdle(c);
   servePending();
+}
+
+void ConnPool::releaseAfterFlush(PooledConnection& c) {
+  c.user_ = nullptr;
+  if (c.state_ == PooledConnection::State::kDead || !c.conn_->connected()) {
+    release(c, false);
+    return;
+  }
+  c.state_ = PooledConnection::State::kFlushing;
+  c.timer_.arm(limits_.idle_timeout);  // an upstream that never reads is cut off
+  c.conn_->closeAfterFlush([this, &c] {
+    c.timer_.disarm();
+    c.state_ = PooledConnection::State::kBusy;
+    release(c, false);
+  });
 }
 
 // The most recently used idle connection to `host`, now held by `user`; null if none is idle.

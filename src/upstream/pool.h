@@ -89,7 +89,7 @@ class PooledConnection final : public net::ConnectionCallbacks {
 
  private:
   friend class ConnPool;
-  enum class State { kConnecting, kIdle, kBusy, kDead };
+  enum class State { kConnecting, kIdle, kBusy, kFlushing, kDead };
   ConnPool& pool_;
   std::unique_ptr<net::Connection> conn_;
   std::string address_string_;
@@ -118,6 +118,10 @@ class ConnPool {
   void cancel(PoolUser& user);
   // Returns a held connection. reuse=false closes it (e.g. response not fully read).
   void release(PooledConnection& conn, bool reuse);
+  // Returns a held connection that is not reused, closing it once its queued output is written
+  // (bounded by the idle timeout). Bytes arriving meanwhile are dropped. For relays (TCP) whose
+  // last bytes must reach the upstream after the downstream side has gone.
+  void releaseAfterFlush(PooledConnection& conn);
 
   size_t openConnections() const { return conns_.size(); }
   size_t idleConnections() const;
