@@ -329,6 +329,11 @@ inline constexpr std::string_view kClusterUpstreamRqXx = "weft_cluster_upstream_
 inline constexpr std::string_view kClusterUpstreamRqTimeout =
     "weft_cluster_upstream_rq_timeout_total";
 inline constexpr std::string_view kClusterUpstreamRqRetry = "weft_cluster_upstream_rq_retry_total";
+inline constexpr std::string_view kClusterUpstreamRqRetrySuccess =
+    "weft_cluster_upstream_rq_retry_success_total";
+inline constexpr std::string_view kClusterUpstreamRqRetryOverflow =
+    "weft_cluster_upstream_rq_retry_overflow_total";
+inline constexpr std::string_view kClusterUpstreamRqOverflow = "weft_cluster_upstream_rq_overflow_total";
 inline constexpr std::string_view kClusterUpstreamRqTime = "weft_cluster_upstream_rq_time";
 inline constexpr std::string_view kClusterSslHandshake = "weft_cluster_ssl_handshake_total";
 inline constexpr std::string_view kClusterSslConnectionError =
@@ -347,6 +352,8 @@ inline constexpr std::string_view kClusterOutlierEjectionsActive =
     "weft_cluster_outlier_detection_ejections_active";
 inline constexpr std::string_view kClusterOutlierEjectionsEnforced =
     "weft_cluster_outlier_detection_ejections_enforced_total";
+inline constexpr std::string_view kClusterOutlierEjectionsOverflow =
+    "weft_cluster_outlier_detection_ejections_overflow_total";
 inline constexpr std::string_view kClusterUpdateAttempt = "weft_cluster_update_attempt_total";
 inline constexpr std::string_view kClusterUpdateFailure = "weft_cluster_update_failure_total";
 

@@ -15,6 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "upstream/circuit_breaker.h"
+#include "upstream/health_checker.h"
+#include "upstream/outlier_detector.h"
+#include "upstream/retry.h"
 #include "weft/v1/config.pb.h"
 
 namespace weft::proxy {
@@ -141,5 +145,51 @@ inline std::string upstreamSni(const v1::Cluster& c, const v1::Endpoint& endpoin
 // Listener TLS ALPN is filled only for listeners whose tls.mode is not DISABLED, and HttpOptions
 // are created for every listener.
 v1::ProxyConfig withDefaults(v1::ProxyConfig config);
+
+// ---- Resilience (docs/resilience.md) ----
+
+inline upstream::RetryPolicyConfig retryConfig(const v1::RetryPolicy& r) {
+  upstream::RetryPolicyConfig c;
+  c.max_retries = r.max_retries();
+  if (r.has_per_try_timeout()) c.per_try_timeout = toMillis(r.per_try_timeout());
+  c.http_retry_events.assign(r.http_retry_events().begin(), r.http_retry_events().end());
+  c.tcp_retry_events.assign(r.tcp_retry_events().begin(), r.tcp_retry_events().end());
+  c.grpc_retry_events.assign(r.grpc_retry_events().begin(), r.grpc_retry_events().end());
+  return c;
+}
+
+inline upstream::HealthCheckConfig healthCheckConfig(const v1::HealthCheck& h) {
+  upstream::HealthCheckConfig c;
+  if (h.has_interval()) c.interval = toMillis(h.interval());
+  if (h.has_timeout()) c.timeout = toMillis(h.timeout());
+  if (h.healthy_threshold()) c.healthy_threshold = h.healthy_threshold();
+  if (h.unhealthy_threshold()) c.unhealthy_threshold = h.unhealthy_threshold();
+  return c;
+}
+
+inline upstream::OutlierConfig outlierConfig(const v1::OutlierDetection& o) {
+  upstream::OutlierConfig c;
+  if (o.max_server_errors()) {
+    c.consecutive_5xx = o.max_server_errors();
+    c.consecutive_gateway_failure = o.max_server_errors();
+  }
+  if (o.has_interval()) c.interval = toMillis(o.interval());
+  if (o.has_base_ejection_duration()) c.base_ejection_time = toMillis(o.base_ejection_duration());
+  if (o.max_ejection_percent()) c.max_ejection_percent = o.max_ejection_percent();
+  return c;
+}
+
+inline upstream::CircuitBreakerLimits breakerLimits(const v1::Cluster& c) {
+  upstream::CircuitBreakerLimits l;
+  if (c.max_connections()) l.max_connections = c.max_connections();
+  if (c.max_pending_requests()) l.max_pending_requests = c.max_pending_requests();
+  if (c.max_requests()) l.max_requests = c.max_requests();
+  l.retry_budget = upstream::RetryBudget{};
+  return l;
+}
+
+inline uint32_t panicThresholdPercent(const v1::Cluster& c) {
+  return c.has_panic_threshold_percent() ? c.panic_threshold_percent() : 50;
+}
 
 }  // namespace weft::proxy

@@ -20,6 +20,7 @@
 
 #include "common/json.h"
 #include "net/socket.h"
+#include "proxy/config_defaults.h"
 
 namespace weft::proxy {
 namespace {
@@ -1342,6 +1343,13 @@ class Validator {
     }
     checkDuration(a.has_timeout(), a.timeout(), ap + ".timeout");
     checkDuration(a.has_idle_timeout(), a.idle_timeout(), ap + ".idle_timeout");
+    if (a.has_retry_policy()) {
+      const std::string rp = ap + ".retry_policy";
+      checkDuration(a.retry_policy().has_per_try_timeout(), a.retry_policy().per_try_timeout(),
+                    rp + ".per_try_timeout");
+      auto compiled = upstream::RetryPolicy::compile(retryConfig(a.retry_policy()));
+      if (!compiled) add(rp, compiled.error().message);
+    }
   }
 
   std::string clusterList() const {
@@ -1407,6 +1415,38 @@ class Validator {
                      t.max_version(), tp,
                      "required when tls is set: weft does not originate unverified TLS; set it "
                      "to the PEM bundle of the CAs that sign the upstream's certificate");
+    }
+    if (c.has_health_check()) {
+      const v1::HealthCheck& h = c.health_check();
+      const std::string hp = cp + ".health_check";
+      checkDuration(h.has_interval(), h.interval(), hp + ".interval");
+      checkDuration(h.has_timeout(), h.timeout(), hp + ".timeout");
+      // The checker's message is "<where>.<field> must be ...": keep our path format.
+      Status ok = upstream::validateHealthCheck(healthCheckConfig(h), hp);
+      if (!ok) {
+        const std::string& m = ok.error().message;
+        size_t sp = m.find(' ');
+        add(m.substr(0, sp), sp == std::string::npos ? m : m.substr(sp + 1));
+      }
+      if (h.protocol() == v1::HealthCheck::HTTP && (h.path().empty() || h.path()[0] != '/')) {
+        add(hp + ".path", "required for HTTP health checks; an absolute path such as \"/ping\"");
+      }
+      if (h.port() > 65535) add(hp + ".port", std::to_string(h.port()) + " is out of range");
+    }
+    if (c.has_outlier_detection()) {
+      const v1::OutlierDetection& o = c.outlier_detection();
+      const std::string op = cp + ".outlier_detection";
+      checkDuration(o.has_interval(), o.interval(), op + ".interval");
+      checkDuration(o.has_base_ejection_duration(), o.base_ejection_duration(),
+                    op + ".base_ejection_duration");
+      if (o.max_ejection_percent() > 100) {
+        add(op + ".max_ejection_percent",
+            std::to_string(o.max_ejection_percent()) + " is out of range; use 0-100");
+      }
+    }
+    if (c.has_panic_threshold_percent() && c.panic_threshold_percent() > 100) {
+      add(cp + ".panic_threshold_percent",
+          std::to_string(c.panic_threshold_percent()) + " is out of range; use 0-100 (0: never)");
     }
   }
 

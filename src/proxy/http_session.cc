@@ -130,7 +130,9 @@ HttpSession::HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
       resp_parser_(http1::ParseLimits{64 << 10, 200}),
       request_timer_(worker.loop().timers(), [this] { onRequestTimeout(); }),
       idle_timer_(worker.loop().timers(), [this] { onIdleTimeout(); }),
-      stream_idle_timer_(worker.loop().timers(), [this] { onStreamIdleTimeout(); }) {
+      stream_idle_timer_(worker.loop().timers(), [this] { onStreamIdleTimeout(); }),
+      per_try_timer_(worker.loop().timers(), [this] { onPerTryTimeout(); }),
+      backoff_timer_(worker.loop().timers(), [this] { onBackoffDone(); }) {
   conn_->setCallbacks(this);
   listener_->stats.cx_total->inc();
   listener_->stats.cx_active->add();
@@ -183,6 +185,8 @@ void HttpSession::teardown() {
   request_timer_.disarm();
   stream_idle_timer_.disarm();
   idle_timer_.disarm();
+  per_try_timer_.disarm();
+  backoff_timer_.disarm();
   if (waiting_pool_) {
     cluster_rt_->pool->cancel(*this);
     waiting_pool_ = false;
@@ -323,6 +327,15 @@ void HttpSession::startRequest(size_t head_len) {
   host_set_ = cluster_->hosts;
   cluster_->stats.rq_total->inc();
   cluster_->stats.rq_active->add();
+  rq_guard_ = cluster_rt_->breaker->acquire(upstream::Resource::kRequests);
+  if (!rq_guard_) {
+    conn_->input().consume(head_len);
+    localReply(503, upstream::CircuitBreaker::overflowMessage(upstream::Resource::kRequests),
+               upstream::CircuitBreaker::kOverflowFlag.data(), has_body);
+    return;
+  }
+  if (route_->index() < li.retry_policies.size() && li.retry_policies[route_->index()].enabled())
+    retry_policy_ = &li.retry_policies[route_->index()];
   host_ = cluster_rt_->lb->pick();
   if (!host_) {
     conn_->input().consume(head_len);
@@ -395,6 +408,8 @@ void HttpSession::startRequest(size_t head_len) {
 void HttpSession::routeRequest() {
   upstream::PooledConnection* ready = nullptr;
   std::string error;
+  if (retry_policy_ && retry_policy_->perTryTimeout().count() > 0)
+    per_try_timer_.arm(retry_policy_->perTryTimeout());
   switch (cluster_rt_->pool->acquire(*host_, *this, ready, error)) {
     case upstream::ConnPool::Acquire::kReady:
       onUpstreamReady(*ready);
@@ -405,11 +420,16 @@ void HttpSession::routeRequest() {
       return;
     case upstream::ConnPool::Acquire::kOverflow:
       cluster_->stats.rq_pending_overflow->inc();
-      localReply(503, "upstream connection pool overflow (max_connections/max_pending_requests)",
-                 "UO", !req_body_.finished());
+      localReply(503,
+                 upstream::CircuitBreaker::overflowMessage(upstream::Resource::kPendingRequests),
+                 upstream::CircuitBreaker::kOverflowFlag.data(), !req_body_.finished());
       return;
     case upstream::ConnPool::Acquire::kFailed:
       cluster_->stats.cx_connect_fail->inc();
+      noteLocalFailure();
+      if (retryOn(
+              upstream::AttemptOutcome::failure(upstream::AttemptOutcome::Kind::kConnectFailure)))
+        return;
       localReply(503, "upstream connect error: " + error, "UF", !req_body_.finished());
       return;
   }
@@ -426,6 +446,8 @@ void HttpSession::onUpstreamReady(upstream::PooledConnection& conn) {
   conn.connection().output().append(upstream_head_);
   if (!req_body_.finished()) {
     if (!forwardRequestBody()) return;
+  } else if (retries_done_ > 0) {
+    conn.connection().output().append(retry_body_);  // a retry re-sends the whole body
   }
   if (upstream_) upstream_->connection().flush();
 }
@@ -445,6 +467,9 @@ void HttpSession::onUpstreamFailure(net::CloseReason reason, std::string_view de
       cluster_->stats.ssl_error->inc();
     }
   }
+  noteLocalFailure();
+  if (retryOn(upstream::AttemptOutcome::failure(upstream::AttemptOutcome::Kind::kConnectFailure)))
+    return;
   localReply(503, "upstream connect error: " + std::string(detail), "UF", !req_body_.finished());
 }
 
@@ -458,7 +483,18 @@ bool HttpSession::forwardRequestBody() {
     return true;
   }
   net::Connection& up = upstream_->connection();
+  size_t before = up.output().size();
   http1::BodyRelay::Step step = req_body_.relay(in, up.output());
+  if (retry_policy_ && retry_body_ok_) {
+    // Keep what was sent, for a retry, up to the bound; past it the request is not retried.
+    std::string_view sent = up.output().view().substr(before);
+    if (retry_body_.size() + sent.size() > upstream::kMaxRetryBodyBytes) {
+      retry_body_ok_ = false;
+      std::string().swap(retry_body_);
+    } else {
+      retry_body_.append(sent);
+    }
+  }
   bool too_large = listener_->max_body_bytes && req_body_.bytes() > listener_->max_body_bytes;
   if (step.failed() || too_large) {
     (too_large ? listener_->stats.rq_too_large : listener_->stats.protocol_error)->inc();
@@ -538,6 +574,18 @@ void HttpSession::processUpstream() {
                  true);
       return;
     }
+    if (cluster_rt_->outlier) cluster_rt_->outlier->onResponse(*host_, h.status);
+    if (retry_policy_) {
+      int grpc_status = -1;
+      if (const http::HeaderField* g = h.find(http::HeaderToken::kGrpcStatus)) {
+        int v = 0;
+        auto [p, ec] = std::from_chars(g->value.data(), g->value.data() + g->value.size(), v);
+        if (ec == std::errc() && p == g->value.data() + g->value.size()) grpc_status = v;
+      }
+      if (retryOn(upstream::AttemptOutcome::response(h.status, grpc_status))) return;
+    }
+    if (retries_done_ > 0 && h.status < 500) cluster_->stats.rq_retry_success->inc();
+    per_try_timer_.disarm();  // from here the request timeout bounds the response
     if (!sendResponseHead(h)) return;
     in.consume(r.consumed);
   }
@@ -649,13 +697,73 @@ void HttpSession::onUpstreamClosed(upstream::PooledConnection&, net::CloseReason
     return;
   }
   if (reason == net::CloseReason::kHandshakeFailed) cluster_->stats.ssl_error->inc();
+  noteLocalFailure();
+  if (retryOn(upstream::AttemptOutcome::failure(upstream::AttemptOutcome::Kind::kReset))) return;
   localReply(502, "upstream reset before response: " + std::string(detail), "UR",
              !req_body_.finished());
+}
+
+void HttpSession::noteLocalFailure() {
+  if (cluster_rt_ && cluster_rt_->outlier && host_) cluster_rt_->outlier->onLocalFailure(*host_);
+}
+
+bool HttpSession::retryOn(const upstream::AttemptOutcome& outcome) {
+  if (!retry_policy_ || resp_head_sent_ || state_ != State::kProxying) return false;
+  // The body must be replayable: nothing of it sent yet (a connect failure), or all of it sent
+  // and kept.
+  bool nothing_sent =
+      outcome.kind == upstream::AttemptOutcome::Kind::kConnectFailure && req_body_.bytes() == 0;
+  if (!nothing_sent && !(req_body_.finished() && retry_body_ok_)) return false;
+  if (retry_policy_->decide(outcome, retries_done_) != upstream::RetryDecision::kRetry)
+    return false;
+  if (!retry_guard_) {
+    retry_guard_ = cluster_rt_->breaker->acquire(upstream::Resource::kRetries);
+    if (!retry_guard_) return false;  // the retry budget is spent (counted)
+  }
+  resetUpstream();
+  per_try_timer_.disarm();
+  if (host_) {
+    cluster_rt_->lb->onRequestEnd(*host_);
+    tried_.push_back(host_->address());
+    host_ = nullptr;
+  }
+  ++retries_done_;
+  cluster_->stats.rq_retry->inc();
+  resp_parser_.reset();
+  backoff_timer_.arm(retry_policy_->backoff(retries_done_, worker_.random()));
+  return true;
+}
+
+void HttpSession::onBackoffDone() {
+  if (state_ != State::kProxying) return;
+  host_set_ = cluster_rt_->info->hosts;
+  host_ = upstream::pickForRetry(*cluster_rt_->lb, tried_);
+  if (!host_) {
+    localReply(503, "no healthy upstream", "UH", !req_body_.finished());
+    return;
+  }
+  cluster_rt_->lb->onRequestStart(*host_);
+  upstream_host_ = host_->addressString();
+  routeRequest();
+}
+
+void HttpSession::onPerTryTimeout() {
+  if (state_ != State::kProxying || resp_head_sent_) return;
+  if (cluster_) cluster_->stats.rq_timeout->inc();
+  if (waiting_pool_) {
+    cluster_rt_->pool->cancel(*this);
+    waiting_pool_ = false;
+    cluster_->stats.rq_pending_active->sub();
+  }
+  if (retryOn(upstream::AttemptOutcome::failure(upstream::AttemptOutcome::Kind::kPerTryTimeout)))
+    return;
+  localReply(504, "upstream per-try timeout", "UT", !req_body_.finished());
 }
 
 void HttpSession::finishExchange(bool upstream_reusable) {
   request_timer_.disarm();
   stream_idle_timer_.disarm();
+  per_try_timer_.disarm();
   if (upstream_) {
     upstream::PooledConnection* up = upstream_;
     upstream_ = nullptr;
@@ -693,6 +801,8 @@ void HttpSession::localReply(int status, std::string_view body, const char* flag
                              bool add_newline) {
   request_timer_.disarm();
   stream_idle_timer_.disarm();
+  per_try_timer_.disarm();
+  backoff_timer_.disarm();
   if (waiting_pool_) {
     cluster_rt_->pool->cancel(*this);
     waiting_pool_ = false;
@@ -833,6 +943,13 @@ void HttpSession::resetRequest() {
   upstream_sent_ = MonoTime{};
   req_parser_.reset();
   resp_parser_.reset();
+  rq_guard_.reset();
+  retry_guard_.reset();
+  retry_policy_ = nullptr;
+  retries_done_ = 0;
+  retry_body_.clear();
+  retry_body_ok_ = true;
+  tried_.clear();
 }
 
 }  // namespace weft::proxy

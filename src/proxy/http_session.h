@@ -21,7 +21,9 @@
 #include "net/connection.h"
 #include "proxy/session.h"
 #include "proxy/snapshot.h"
+#include "upstream/circuit_breaker.h"
 #include "upstream/pool.h"
+#include "upstream/retry.h"
 
 namespace weft::proxy {
 
@@ -81,6 +83,13 @@ class HttpSession final : public Session,
   void resetUpstream();
   void closeDownstream(bool flush);
   void onRequestTimeout();
+  // Retries (docs/resilience.md): true when `outcome` is retried (the attempt is abandoned and
+  // the next one starts after the back-off); false when the caller answers as usual.
+  bool retryOn(const upstream::AttemptOutcome& outcome);
+  void onBackoffDone();
+  void onPerTryTimeout();
+  // Passive health: a connect failure, reset or timeout of the current attempt.
+  void noteLocalFailure();
   void onIdleTimeout();
   void onStreamIdleTimeout();
   void armIdle();
@@ -136,6 +145,16 @@ class HttpSession final : public Session,
   upstream::HostSetPtr host_set_;  // keeps host_ alive
   upstream::PooledConnection* upstream_ = nullptr;
   bool waiting_pool_ = false;
+  // Circuit breaking and retries (per request).
+  upstream::CircuitBreaker::Guard rq_guard_;
+  upstream::CircuitBreaker::Guard retry_guard_;
+  const upstream::RetryPolicy* retry_policy_ = nullptr;  // null: no retries
+  uint32_t retries_done_ = 0;
+  std::string retry_body_;     // the framed request body as sent upstream, for a retry
+  bool retry_body_ok_ = true;  // false once the body outgrew upstream::kMaxRetryBodyBytes
+  std::vector<net::Address> tried_;
+  Timer per_try_timer_;
+  Timer backoff_timer_;
   std::string upstream_host_;
   Duration stream_idle_timeout_{};
 };

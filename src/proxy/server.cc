@@ -178,6 +178,16 @@ Status Server::reload() {
 }
 
 void Server::publish(SnapshotPtr s) {
+  // Health checkers of clusters that are gone (or no longer checked) stop. Never called from a
+  // checker callback for that checker's own cluster (it is still in the snapshot then).
+  for (auto it = health_.begin(); it != health_.end();) {
+    const ClusterInfo* ci = s->cluster(it->first);
+    if (!ci || !ci->config.has_health_check()) {
+      it = health_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   snapshot_ = std::move(s);
   for (auto& w : workers_) w->post(snapshot_);
   registry_->prune();
@@ -293,6 +303,18 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
       where + ".route_config");
   if (!router) return makeError(router.error().message);
   li->router = std::move(*router);
+  // Retry policies in RouteEntry::index() order: virtual_hosts[0]'s routes first, then [1]...
+  for (const auto& vh : l.route_config().virtual_hosts()) {
+    for (const auto& route : vh.routes()) {
+      upstream::RetryPolicy policy;
+      if (route.has_route() && route.route().has_retry_policy()) {
+        auto compiled = upstream::RetryPolicy::compile(retryConfig(route.route().retry_policy()));
+        if (!compiled) return makeError(where + ".route_config: " + compiled.error().message);
+        policy = std::move(*compiled);
+      }
+      li->retry_policies.push_back(std::move(policy));
+    }
+  }
 
   if (l.has_tcp_proxy()) {
     li->tcp_cluster = l.tcp_proxy().cluster();
@@ -465,6 +487,10 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
     ci->hosts = std::make_shared<const upstream::HostSet>(std::move(hosts));
   }
 
+  ci->breaker_limits = breakerLimits(c);
+  if (c.has_outlier_detection()) ci->outlier = outlierConfig(c.outlier_detection());
+  ci->panic_threshold_percent = panicThresholdPercent(c);
+
   if (c.has_tls()) {
     auto ctx = net::tls::ClientContext::create(c.tls(), where + ".tls");
     if (!ctx) return makeError(ctx.error().message);
@@ -499,8 +525,25 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
   st.ssl_error = r.counter(sn::kClusterSslConnectionError, lb);
   st.ssl_verify_error = r.counter(sn::kClusterSslFailVerifyError, lb);
   st.ssl_san = r.counter(sn::kClusterSslFailVerifySan, lb);
+  st.rq_retry = r.counter(sn::kClusterUpstreamRqRetry, lb);
+  st.rq_retry_success = r.counter(sn::kClusterUpstreamRqRetrySuccess, lb);
+  st.breaker.cx_overflow = st.cx_overflow;
+  st.breaker.rq_pending_overflow = st.rq_pending_overflow;
+  st.breaker.rq_overflow = r.counter(sn::kClusterUpstreamRqOverflow, lb);
+  st.breaker.rq_retry_overflow = r.counter(sn::kClusterUpstreamRqRetryOverflow, lb);
+  st.outlier.ejections_active = r.gauge(sn::kClusterOutlierEjectionsActive, lb);
+  st.outlier.ejections_enforced = r.counter(sn::kClusterOutlierEjectionsEnforced, lb);
+  st.outlier.ejections_overflow = r.counter(sn::kClusterOutlierEjectionsOverflow, lb);
   st.membership = r.gauge(sn::kClusterMembershipEndpoints, lb);
   st.membership->set(static_cast<int64_t>(ci->hosts->size()));
+  if (c.has_health_check()) {
+    // Probed on this (the main) thread; workers see the result as Host::healthy() in the
+    // published set.
+    HealthCluster& hc = ensureHealth(c, *ci, lb);
+    hc.base = ci->hosts;
+    hc.checker->update(*hc.base);
+    ci->hosts = hc.checker->withHealth(*hc.base);
+  }
   for (int i = 0; i < 5; ++i) {
     stats::Labels lc = lb;
     lc.emplace_back(std::string(sn::kLabelResponseCodeClass), std::to_string(i + 1) + "xx");
@@ -544,16 +587,65 @@ void Server::ensureDns(const v1::Cluster& c) {
 void Server::onDnsUpdate(const std::string& cluster, upstream::HostSetPtr hosts) {
   dns_[cluster].hosts = hosts;
   if (!snapshot_) return;  // the first build picks it up
-  const ClusterInfo* old = snapshot_->cluster(cluster);
-  if (!old) return;
+  if (!snapshot_->cluster(cluster)) return;
   log::info("dns", "cluster " + cluster + ": " + std::to_string(hosts->size()) + " endpoint(s)");
+  auto hc = health_.find(cluster);
+  if (hc != health_.end()) {
+    hc->second.base = hosts;
+    hc->second.checker->update(*hosts);
+    hosts = hc->second.checker->withHealth(*hosts);
+  }
+  republishHosts(cluster, std::move(hosts));
+}
+
+void Server::republishHosts(const std::string& cluster, upstream::HostSetPtr hosts) {
+  const ClusterInfo* old = snapshot_ ? snapshot_->cluster(cluster) : nullptr;
+  if (!old) return;
   auto ci = std::make_shared<ClusterInfo>(*old);
-  ci->hosts = hosts;
-  ci->stats.membership->set(static_cast<int64_t>(hosts->size()));
+  ci->hosts = std::move(hosts);
+  ci->stats.membership->set(static_cast<int64_t>(ci->hosts->size()));
   auto s = std::make_shared<Snapshot>(*snapshot_);
   s->version = ++version_;
   s->clusters[cluster] = std::move(ci);
   publish(std::move(s));
+}
+
+Server::HealthCluster& Server::ensureHealth(const v1::Cluster& c, const ClusterInfo& ci,
+                                            const stats::Labels& labels) {
+  const v1::HealthCheck& h = c.health_check();
+  // A new probe setup (or TLS setting) restarts checking; anything else keeps the state.
+  std::string key = h.SerializeAsString() + (c.has_tls() ? c.tls().SerializeAsString() : "");
+  HealthCluster& hc = health_[c.name()];
+  if (hc.checker && hc.key == key) return hc;
+  hc.key = key;
+  hc.checker.reset();
+  auto port = static_cast<uint16_t>(h.port());
+  if (h.protocol() == v1::HealthCheck::HTTP) {
+    upstream::HttpProbeConfig pc;
+    pc.path = h.path();
+    pc.port = port;
+    hc.factory = std::make_unique<upstream::HttpProbeFactory>(loop_, pc, ci.transport_factory);
+  } else {
+    hc.factory = std::make_unique<upstream::TcpProbeFactory>(loop_, ci.transport_factory, port);
+  }
+  auto& r = *registry_;
+  upstream::HealthCheckStats st{r.counter(sn::kClusterHealthCheckAttempt, labels),
+                                r.counter(sn::kClusterHealthCheckFailure, labels),
+                                r.gauge(sn::kClusterMembershipHealthy, labels)};
+  std::string name = c.name();
+  upstream::HealthCheckCallbacks cb;
+  cb.on_host_changed = [name](const net::Address& a, bool healthy, std::string_view detail) {
+    log::info("health", "cluster " + name + ": " + a.toString() +
+                            (healthy ? " is healthy" : " is unhealthy: " + std::string(detail)));
+  };
+  cb.on_set_changed = [this, name] {
+    auto it = health_.find(name);
+    if (it == health_.end() || !it->second.base) return;
+    republishHosts(name, it->second.checker->withHealth(*it->second.base));
+  };
+  hc.checker = std::make_unique<upstream::HealthChecker>(healthCheckConfig(h), *hc.factory,
+                                                         loop_.timers(), std::move(cb), st);
+  return hc;
 }
 
 void Server::beginDrain() {

@@ -15,6 +15,8 @@
 #include "proxy/snapshot.h"
 #include "upstream/dns_refresher.h"
 #include "upstream/dns_resolver.h"
+#include "upstream/health_checker.h"
+#include "upstream/health_probe.h"
 #include "weft/v1/config.pb.h"
 
 namespace weft::proxy {
@@ -81,6 +83,15 @@ class Server {
 
   // DNS clusters: one refresher per cluster (keyed by name; replaced when its endpoints change),
   // and the latest host set each has published.
+  struct HealthCluster {
+    std::string key;  // what the checker was built from
+    std::unique_ptr<upstream::ProbeFactory> factory;
+    std::unique_ptr<upstream::HealthChecker> checker;  // after factory: it uses it
+    upstream::HostSetPtr base;                         // the hosts before health is applied
+  };
+  HealthCluster& ensureHealth(const v1::Cluster& c, const ClusterInfo& ci,
+                              const stats::Labels& labels);
+  void republishHosts(const std::string& cluster, upstream::HostSetPtr hosts);
   struct DnsCluster {
     std::string endpoints_key;
     std::unique_ptr<upstream::DnsRefresher> refresher;
@@ -90,6 +101,7 @@ class Server {
   void onDnsUpdate(const std::string& cluster, upstream::HostSetPtr hosts);
   std::unique_ptr<upstream::DnsResolver> resolver_;
   std::unordered_map<std::string, DnsCluster> dns_;
+  std::unordered_map<std::string, HealthCluster> health_;
 };
 
 }  // namespace weft::proxy

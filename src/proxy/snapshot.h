@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -17,9 +18,12 @@
 #include "net/tls/tls_context.h"
 #include "net/transport.h"
 #include "proxy/access_log.h"
+#include "upstream/circuit_breaker.h"
 #include "upstream/host_set.h"
 #include "upstream/load_balancer.h"
+#include "upstream/outlier_detector.h"
 #include "upstream/pool.h"
+#include "upstream/retry.h"
 #include "weft/v1/config.pb.h"
 
 namespace weft::proxy {
@@ -96,6 +100,8 @@ struct ListenerInfo {
   std::shared_ptr<ListenSocket> socket;
   std::unique_ptr<const http::Router> router;
   std::vector<RouteStats> route_stats;  // indexed by RouteEntry::index()
+  // Indexed by RouteEntry::index(); a default policy never retries.
+  std::vector<upstream::RetryPolicy> retry_policies;
   ListenerTlsSeam tls;
   std::shared_ptr<const net::tls::ServerContext> tls_context;  // null when TLS is off
   // Effective options (defaults applied).
@@ -128,7 +134,9 @@ struct ListenerInfo {
 struct ClusterStats {
   std::shared_ptr<stats::Counter> cx_total, cx_connect_fail, cx_connect_timeout, cx_overflow,
       rx_bytes, tx_bytes, rq_total, rq_pending_overflow, rq_timeout, ssl_handshake, ssl_error,
-      ssl_verify_error, ssl_san;
+      ssl_verify_error, ssl_san, rq_retry, rq_retry_success;
+  upstream::CircuitBreakerStats breaker;
+  upstream::OutlierStats outlier;
   std::shared_ptr<stats::Gauge> cx_active, rq_active, rq_pending_active, membership;
   std::shared_ptr<stats::Counter> rq_xx[5];
   std::shared_ptr<stats::Histogram> rq_time, connect_ms;
@@ -143,6 +151,9 @@ struct ClusterInfo {
   upstream::PoolLimits limits;
   upstream::HostSetPtr hosts;
   upstream::TransportFactory transport_factory;  // plaintext or TLS origination
+  upstream::CircuitBreakerLimits breaker_limits;
+  std::optional<upstream::OutlierConfig> outlier;  // outlier detection on when set
+  uint32_t panic_threshold_percent = 50;
   ClusterStats stats;
 };
 

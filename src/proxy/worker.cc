@@ -290,14 +290,25 @@ void Worker::apply(SnapshotPtr snapshot) {
     auto it = clusters_.find(name);
     if (it != clusters_.end() && it->second->info->config_key == info->config_key) {
       auto rt = std::move(it->second);
-      if (rt->info->hosts != info->hosts) rt->lb->update(info->hosts);
+      if (rt->info->hosts != info->hosts) {
+        rt->lb->update(info->hosts);
+        if (rt->outlier) rt->outlier->update(info->hosts);
+      }
       rt->info = info;
       next.emplace(name, std::move(rt));
       continue;
     }
     auto rt = std::make_unique<ClusterRuntime>();
     rt->info = info;
-    rt->lb = std::make_unique<upstream::LoadBalancer>(info->lb_policy, info->hosts, random_);
+    rt->lb = std::make_unique<upstream::LoadBalancer>(info->lb_policy, info->hosts, random_,
+                                                      info->panic_threshold_percent);
+    rt->breaker =
+        std::make_unique<upstream::CircuitBreaker>(info->breaker_limits, info->stats.breaker);
+    if (info->outlier) {
+      rt->outlier = std::make_unique<upstream::OutlierDetector>(
+          *info->outlier, info->hosts, loop_.timers(),
+          upstream::OutlierDetector::excludeIn(*rt->lb), info->stats.outlier);
+    }
     upstream::PoolStats ps{info->stats.cx_total,   info->stats.cx_active,
                            info->stats.rx_bytes,   info->stats.tx_bytes,
                            info->stats.connect_ms, info->stats.cx_connect_timeout,

@@ -25,6 +25,8 @@ struct ClusterRuntime {
   std::shared_ptr<const ClusterInfo> info;
   std::unique_ptr<upstream::LoadBalancer> lb;
   std::unique_ptr<upstream::ConnPool> pool;
+  std::unique_ptr<upstream::CircuitBreaker> breaker;
+  std::unique_ptr<upstream::OutlierDetector> outlier;  // after lb: it excludes hosts in lb
 };
 
 class Worker {
