@@ -7,8 +7,8 @@
 //   HTTP/1 GET <path> with `connection: close`: healthy if the status is in the expected range
 //          (default 200 only, like Envoy, which App Mesh configures). Only the status line is
 //          read; the connection is closed right after it.
-//   gRPC   grpc.health.v1.Health/Check over HTTP/2: needs the HTTP/2 codec (src/http/http2);
-//          not implemented yet, plugs in as another ProbeFactory (see docs/resilience.md).
+//   gRPC   grpc.health.v1.Health/Check over HTTP/2: GrpcHealthProbeFactory in
+//          grpc_health_probe.h.
 // Timeouts belong to the checker (it cancel()s a probe that takes too long), not to probes.
 //
 // Threading: a probe lives on one EventLoop (the thread that runs health checks) and is used only
