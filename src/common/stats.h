@@ -303,6 +303,22 @@ inline constexpr std::string_view kListenerSslFailVerifyError =
     "weft_listener_ssl_fail_verify_error_total";
 inline constexpr std::string_view kListenerSslFailVerifySan =
     "weft_listener_ssl_fail_verify_san_total";
+// HTTP/2 downstream (http2::makeStats registers <prefix>_<name>_total). Labels: listener.
+inline constexpr std::string_view kListenerHttp2Prefix = "weft_listener_http2";
+inline constexpr std::string_view kListenerHttp2RapidReset = "weft_listener_http2_rapid_reset_total";
+inline constexpr std::string_view kListenerHttp2PingFlood = "weft_listener_http2_ping_flood_total";
+inline constexpr std::string_view kListenerHttp2SettingsFlood =
+    "weft_listener_http2_settings_flood_total";
+inline constexpr std::string_view kListenerHttp2ContinuationFlood =
+    "weft_listener_http2_continuation_flood_total";
+inline constexpr std::string_view kListenerHttp2EmptyFrameFlood =
+    "weft_listener_http2_empty_frame_flood_total";
+inline constexpr std::string_view kListenerHttp2HeaderOverflow =
+    "weft_listener_http2_header_overflow_total";
+inline constexpr std::string_view kListenerHttp2InvalidFrame =
+    "weft_listener_http2_invalid_frame_total";
+inline constexpr std::string_view kListenerHttp2ProtocolError =
+    "weft_listener_http2_protocol_error_total";
 
 // Cluster. Labels: cluster (+ response_code_class for the _xx_ counter).
 inline constexpr std::string_view kClusterUpstreamCxTotal = "weft_cluster_upstream_cx_total";

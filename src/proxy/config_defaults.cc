@@ -28,7 +28,7 @@ v1::ProxyConfig withDefaults(v1::ProxyConfig config) {
     if (!h->has_idle_timeout()) *h->mutable_idle_timeout() = toDuration(kDefaultIdleTimeout);
     h->set_server_name(serverName(*h));
     if (l.has_tls() && l.tls().mode() != v1::ListenerTls::DISABLED && l.tls().alpn().empty()) {
-      for (const std::string& p : listenerAlpn(l.tls())) l.mutable_tls()->add_alpn(p);
+      for (const std::string& p : listenerAlpn(l)) l.mutable_tls()->add_alpn(p);
     }
     for (v1::VirtualHost& vh : *l.mutable_route_config()->mutable_virtual_hosts()) {
       for (v1::Route& r : *vh.mutable_routes()) {

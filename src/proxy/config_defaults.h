@@ -36,6 +36,7 @@ inline constexpr uint32_t kDefaultMaxConnections = 1024;
 inline constexpr uint32_t kDefaultMaxPendingRequests = 1024;
 inline constexpr std::chrono::milliseconds kDefaultDrainTime{10'000};
 inline constexpr char kDefaultAlpn[] = "http/1.1";
+inline constexpr char kDefaultHttp2Alpn[] = "h2";
 inline constexpr std::chrono::milliseconds kDefaultDnsMinRefresh{5'000};
 inline constexpr uint32_t kDefaultSingleTargetWeight = 1;
 inline constexpr std::chrono::milliseconds kDefaultTcpIdleTimeout{300'000};
@@ -74,10 +75,13 @@ inline std::string listenerAddress(const v1::Listener& l) {
   return l.address().empty() ? std::string(kDefaultListenerAddress) : l.address();
 }
 
-// Listener ALPN list offered in TLS handshakes.
-inline std::vector<std::string> listenerAlpn(const v1::ListenerTls& t) {
-  if (t.alpn().empty()) return {kDefaultAlpn};
-  return {t.alpn().begin(), t.alpn().end()};
+// Listener ALPN list offered in TLS handshakes: HTTP listeners offer h2 first, then http/1.1;
+// TCP relay listeners keep http/1.1 (they do not speak HTTP/2 themselves).
+inline std::vector<std::string> listenerAlpn(const v1::Listener& l) {
+  const v1::ListenerTls& t = l.tls();
+  if (!t.alpn().empty()) return {t.alpn().begin(), t.alpn().end()};
+  if (l.has_tcp_proxy()) return {kDefaultAlpn};
+  return {kDefaultHttp2Alpn, kDefaultAlpn};
 }
 
 inline std::chrono::milliseconds requestTimeout(const v1::HttpOptions& h) {

@@ -801,7 +801,11 @@ TEST(ConfigDefaults, AccessorsReturnDocumentedDefaults) {
   EXPECT_EQ(serverName(l.http()), "weft");
   EXPECT_EQ(maxRequestHeadersKb(l.http()), 60u);
   EXPECT_EQ(maxRequestHeadersBytes(l.http()), 60u * 1024);
-  EXPECT_EQ(listenerAlpn(l.tls()), std::vector<std::string>{"http/1.1"});
+  EXPECT_EQ(listenerAlpn(l), (std::vector<std::string>{"h2", "http/1.1"}))
+      << "HTTP listeners offer h2 first";
+  v1::Listener relay;
+  relay.mutable_tcp_proxy()->set_cluster("c");
+  EXPECT_EQ(listenerAlpn(relay), std::vector<std::string>{"http/1.1"}) << "TCP relays do not";
   v1::Cluster cl;
   EXPECT_EQ(connectTimeout(cl), milliseconds(5'000));
   EXPECT_EQ(clusterIdleTimeout(cl), milliseconds(300'000));
@@ -836,7 +840,7 @@ clusters:
   EXPECT_EQ(idleTimeout(h), milliseconds(1)) << "sub-millisecond values round up, never to 0";
   EXPECT_EQ(serverName(h), "edge");
   EXPECT_EQ(maxRequestHeadersBytes(h), 8u * 1024);
-  EXPECT_EQ(listenerAlpn(c.listeners(0).tls()), std::vector<std::string>{"h2"});
+  EXPECT_EQ(listenerAlpn(c.listeners(0)), std::vector<std::string>{"h2"});
   EXPECT_EQ(connectTimeout(c.clusters(0)), milliseconds(1'500));
   EXPECT_EQ(maxConnections(c.clusters(0)), 7u);
   v1::RouteAction a;
@@ -871,8 +875,9 @@ TEST(ConfigDefaults, WithDefaultsFillsEveryDefault) {
   EXPECT_EQ(l.http().idle_timeout().seconds(), 300);
   EXPECT_EQ(l.http().server_name(), "weft");
   EXPECT_EQ(l.http().max_request_headers_kb(), 60u);
-  ASSERT_EQ(l.tls().alpn_size(), 1);
-  EXPECT_EQ(l.tls().alpn(0), "http/1.1");
+  ASSERT_EQ(l.tls().alpn_size(), 2);
+  EXPECT_EQ(l.tls().alpn(0), "h2") << "HTTP listeners offer HTTP/2 first";
+  EXPECT_EQ(l.tls().alpn(1), "http/1.1");
   EXPECT_EQ(l.route_config().virtual_hosts(0).routes(0).route().clusters(0).weight(), 1u);
   const v1::Cluster& cl = d.clusters(0);
   EXPECT_EQ(cl.connect_timeout().seconds(), 5);

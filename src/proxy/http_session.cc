@@ -5,8 +5,10 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "http/http2/codec.h"
 #include "net/tls/tls_transport.h"
 #include "proxy/access_log.h"
+#include "proxy/http2_session.h"
 #include "proxy/worker.h"
 
 namespace weft::proxy {
@@ -17,86 +19,10 @@ namespace {
 
 constexpr size_t kMaxPipelinedInput = 64 << 10;  // stop reading ahead of the current exchange
 
-const char* reasonPhrase(int status) {
-  switch (status) {
-    case 100:
-      return "Continue";
-    case 200:
-      return "OK";
-    case 201:
-      return "Created";
-    case 204:
-      return "No Content";
-    case 301:
-      return "Moved Permanently";
-    case 302:
-      return "Found";
-    case 304:
-      return "Not Modified";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 408:
-      return "Request Timeout";
-    case 413:
-      return "Content Too Large";
-    case 414:
-      return "URI Too Long";
-    case 417:
-      return "Expectation Failed";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 501:
-      return "Not Implemented";
-    case 502:
-      return "Bad Gateway";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-    case 505:
-      return "HTTP Version Not Supported";
-    default:
-      return "Unknown";
-  }
-}
-
 void appendUint(std::string& out, uint64_t v) {
   char buf[24];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, r.ptr);
-}
-
-int statusClass(int status) { return status >= 100 && status < 600 ? status / 100 - 1 : -1; }
-
-// Writes a version-4 UUID from the worker's generator into `out` (x-request-id). No formatting
-// library on the request path: 36 characters from two random words.
-void makeRequestId(upstream::Random& r, std::string& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  uint64_t a = r.next(), b = r.next();
-  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
-  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
-  char s[36];
-  int k = 0;
-  for (int i = 15; i >= 0; --i) {
-    s[k++] = kHex[(a >> (i * 4)) & 0xf];
-    if (k == 8 || k == 13) s[k++] = '-';
-  }
-  s[k++] = '-';
-  for (int i = 15; i >= 0; --i) {
-    s[k++] = kHex[(b >> (i * 4)) & 0xf];
-    if (k == 23) s[k++] = '-';
-  }
-  out.assign(s, 36);
 }
 
 // Counts a failed TLS handshake and, by the transport's verification failure, its kind.
@@ -131,6 +57,7 @@ HttpSession::HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
       request_timer_(worker.loop().timers(), [this] { onRequestTimeout(); }),
       idle_timer_(worker.loop().timers(), [this] { onIdleTimeout(); }),
       stream_idle_timer_(worker.loop().timers(), [this] { onStreamIdleTimeout(); }),
+      ex_(worker),
       per_try_timer_(worker.loop().timers(), [this] { onPerTryTimeout(); }),
       backoff_timer_(worker.loop().timers(), [this] { onBackoffDone(); }) {
   conn_->setCallbacks(this);
@@ -140,9 +67,10 @@ HttpSession::HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
 }
 
 HttpSession::~HttpSession() {
-  if (waiting_pool_ && cluster_rt_) cluster_rt_->pool->cancel(*this);
-  if (upstream_ && cluster_rt_) cluster_rt_->pool->release(*upstream_, false);
-  if (host_ && cluster_rt_ && cluster_rt_->lb) cluster_rt_->lb->onRequestEnd(*host_);
+  if (handed_over_) return;  // the connection and its counts belong to the Http2Session now
+  if (waiting_pool_ && ex_.cluster_rt) ex_.cluster_rt->pool->cancel(*this);
+  if (upstream_ && ex_.cluster_rt) ex_.cluster_rt->pool->release(*upstream_, false);
+  if (ex_.host && ex_.cluster_rt && ex_.cluster_rt->lb) ex_.cluster_rt->lb->onRequestEnd(*ex_.host);
   listener_->stats.cx_active->sub();
   countBytes();
   // A response still being written ("connection: close" after it) outlives the session.
@@ -165,6 +93,20 @@ void HttpSession::armIdle() {
 
 void HttpSession::onConnected(net::Connection& c) {
   if (c.peer().secure) listener_->stats.ssl_handshake->inc();
+  if (c.peer().alpn == "h2") switchToHttp2();
+}
+
+void HttpSession::switchToHttp2() {
+  handed_over_ = true;
+  state_ = State::kClosed;
+  request_timer_.disarm();
+  idle_timer_.disarm();
+  auto next = std::make_unique<Http2Session>(worker_, std::move(conn_), listener_, counted_rx_,
+                                             counted_tx_);
+  Http2Session* h2 = next.get();
+  worker_.replaceSession(*this, std::move(next));  // this session is deleted later
+  h2->start();
+  if (draining_ || worker_.draining()) h2->drain();
 }
 
 void HttpSession::drain() {
@@ -188,17 +130,17 @@ void HttpSession::teardown() {
   per_try_timer_.disarm();
   backoff_timer_.disarm();
   if (waiting_pool_) {
-    cluster_rt_->pool->cancel(*this);
+    ex_.cluster_rt->pool->cancel(*this);
     waiting_pool_ = false;
-    cluster_->stats.rq_pending_active->sub();
+    ex_.cluster->stats.rq_pending_active->sub();
   }
   resetUpstream();
-  if (has_request_) {
+  if (ex_.active) {
     // The client went away mid-exchange: logged as Envoy does (DC, status so far or 0).
-    flags_ = "DC";
-    logAndCount(status_);
+    ex_.flags = "DC";
+    logAndCount(ex_.status);
   }
-  cluster_rt_ = nullptr;
+  ex_.cluster_rt = nullptr;
   worker_.sessionClosed(*this);
 }
 
@@ -229,16 +171,25 @@ void HttpSession::processInputLoop() {
       conn_->readDisable(true);
       return;
     }
+    if (!preface_checked_) {
+      // h2c by prior knowledge: the first bytes of the connection are the HTTP/2 preface.
+      switch (http2::matchPreface(in.view())) {
+        case http2::PrefaceMatch::kPartial:
+          return;
+        case http2::PrefaceMatch::kYes:
+          switchToHttp2();
+          return;
+        case http2::PrefaceMatch::kNo:
+          preface_checked_ = true;
+          break;
+      }
+    }
     http1::ParseResult r = req_parser_.parse(in.view());
     if (r.needMore()) return;
     if (r.failed()) {
       listener_->stats.protocol_error->inc();
       if (r.error.status == 431) listener_->stats.rq_too_large->inc();
-      has_request_ = true;
-      start_ = worker_.loop().now();
-      start_wall_ = worker_.loop().time().systemNow();
-      listener_->stats.rq_total->inc();
-      listener_->stats.rq_active->add();
+      ex_.begin(*listener_, nullptr, "HTTP/1.1");
       localReply(r.error.status, r.error.reason, "DPE", true);
       return;
     }
@@ -256,27 +207,14 @@ void HttpSession::processInputLoop() {
 void HttpSession::startRequest(size_t head_len) {
   const http1::RequestHead& h = req_parser_.head();
   // Reloads apply to open connections: each request takes the live listener (routes, options),
-  // which the session then holds until its next request, so route_ stays valid whatever
+  // which the session then holds until its next request, so the route stays valid whatever
   // snapshot comes meanwhile. Metrics are the same objects across versions (same names).
   const ListenerInfo* live = worker_.snapshot().listener(listener_->name);
   if (live && live != listener_.get()) listener_ = worker_.snapshot().listenerPtr(listener_->name);
   idle_timer_.disarm();
-  has_request_ = true;
-  start_ = worker_.loop().now();
-  start_wall_ = worker_.loop().time().systemNow();
-  listener_->stats.rq_total->inc();
-  listener_->stats.rq_active->add();
-  method_.assign(h.method);
-  method_id_ = h.method_id;
-  path_.assign(h.target);
-  authority_.assign(h.host);
+  ex_.begin(*listener_, &h, h.version == http1::Version::kHttp10 ? "HTTP/1.0" : "HTTP/1.1");
   version_ = h.version;
   client_keep_alive_ = h.keep_alive && !draining_;
-  if (auto* f = h.find(http::HeaderToken::kXRequestId)) request_id_.assign(f->value);
-  for (const std::string& name : listener_->log_request_headers) {
-    if (auto* f = h.find(name)) logged_request_headers_.emplace_back(name, std::string(f->value));
-  }
-  if (request_id_.empty()) makeRequestId(worker_.random(), request_id_);
 
   // Request body framing: upstreams are HTTP/1.1, so a chunked body stays chunked.
   req_body_.start(h.body_kind, h.content_length, /*chunk_output=*/true);
@@ -293,110 +231,29 @@ void HttpSession::startRequest(size_t head_len) {
     localReply(501, "upgrade and CONNECT are not supported on this listener", "-", true);
     return;
   }
-
-  // Route.
-  const ListenerInfo& li = *listener_;
-  http::RequestView view;
-  view.method = h.method;
-  view.path = h.path;
-  view.query = h.query;
-  view.host = h.host;
-  std::span<const http::HeaderField> fields(h.headers.data(), h.headers.size());
-  view.headers = http::HeaderLookup(fields);
-  route_ = li.router ? li.router->route(view) : nullptr;
-  if (!route_) {
+  if (std::optional<LocalReply> reply = ex_.route(*listener_, h)) {
     conn_->input().consume(head_len);
-    li.stats.no_route->inc();
-    localReply(404, "no route matched this request", "NR", has_body);
+    localReply(reply->status, reply->body, reply->flags, has_body, reply->add_newline);
     return;
   }
-  if (route_->kind() == http::RouteEntry::Kind::kDirectResponse) {
-    conn_->input().consume(head_len);
-    localReply(static_cast<int>(route_->directStatus()), route_->directBody(), "-", has_body,
-               /*add_newline=*/false);
-    return;
-  }
-  std::string_view cluster_name = route_->pickCluster(worker_.random().next());
-  cluster_rt_ = worker_.cluster(cluster_name);
-  if (!cluster_rt_) {
-    conn_->input().consume(head_len);
-    localReply(503, "no cluster named " + std::string(cluster_name), "NC", has_body);
-    return;
-  }
-  cluster_ = cluster_rt_->info;
-  host_set_ = cluster_->hosts;
-  cluster_->stats.rq_total->inc();
-  cluster_->stats.rq_active->add();
-  rq_guard_ = cluster_rt_->breaker->acquire(upstream::Resource::kRequests);
-  if (!rq_guard_) {
-    conn_->input().consume(head_len);
-    localReply(503, upstream::CircuitBreaker::overflowMessage(upstream::Resource::kRequests),
-               upstream::CircuitBreaker::kOverflowFlag.data(), has_body);
-    return;
-  }
-  if (route_->index() < li.retry_policies.size() && li.retry_policies[route_->index()].enabled())
-    retry_policy_ = &li.retry_policies[route_->index()];
-  host_ = cluster_rt_->lb->pick();
-  if (!host_) {
-    conn_->input().consume(head_len);
-    localReply(503, "no healthy upstream", "UH", has_body);
-    return;
-  }
-  cluster_rt_->lb->onRequestStart(*host_);
-  upstream_host_ = host_->addressString();
 
   // Serialize the upstream request head now: the views into the input buffer die with it.
-  std::string& out = upstream_head_;
-  out.clear();
-  out.append(h.method).push_back(' ');
-  std::string_view pq = h.pathAndQuery();
-  std::string rewritten;
-  if (!route_->prefixRewrite().empty()) {
-    rewritten = route_->rewritePath(pq);
-    pq = rewritten;
-  }
-  if (pq.empty() || pq[0] == '?') out.push_back('/');
-  out.append(pq).append(" HTTP/1.1\r\n");
-  bool have_request_id = false;
-  for (const http::HeaderField& f : h.headers) {
-    if (h.isHopByHop(f)) continue;
-    switch (f.token) {
-      case http::HeaderToken::kHost:
-      case http::HeaderToken::kContentLength:
-      case http::HeaderToken::kExpect:
-      case http::HeaderToken::kXForwardedProto:
-        continue;
-      case http::HeaderToken::kXRequestId:
-        have_request_id = true;
-        break;
-      default:
-        break;
-    }
-    out.append(f.name).append(": ").append(f.value).append("\r\n");
-  }
-  out.append("host: ");
-  out.append(route_->hostRewrite().empty() ? std::string_view(h.host)
-                                           : std::string_view(route_->hostRewrite()));
-  out.append("\r\n");
-  if (!have_request_id) out.append("x-request-id: ").append(request_id_).append("\r\n");
-  out.append(listener_->secure ? "x-forwarded-proto: https\r\n" : "x-forwarded-proto: http\r\n");
+  UpstreamBody framing = UpstreamBody::kNone;
   if (req_body_.state() == http1::BodyRelay::State::kLength) {
-    out.append("content-length: ");
-    appendUint(out, req_body_.remaining());
-    out.append("\r\n");
+    framing = UpstreamBody::kLength;
   } else if (req_body_.state() == http1::BodyRelay::State::kChunked) {
-    out.append("transfer-encoding: chunked\r\n");
+    framing = UpstreamBody::kChunked;
   } else if (h.body_kind == http1::BodyKind::kContentLength) {
-    out.append("content-length: 0\r\n");
+    framing = UpstreamBody::kEmptyLength;
   }
-  out.append("\r\n");
+  upstream_head_.clear();
+  ex_.appendUpstreamHead(upstream_head_, *listener_, h, framing, req_body_.remaining());
   bool expect_continue = h.expect_100_continue && has_body;
   conn_->input().consume(head_len);
 
   state_ = State::kProxying;
-  Duration timeout = route_->timeout().value_or(listener_->request_timeout);
-  stream_idle_timeout_ = route_->idleTimeout().value_or(Duration(0));
-  if (timeout.count() > 0) request_timer_.arm(timeout);
+  stream_idle_timeout_ = ex_.stream_idle_timeout;
+  if (ex_.timeout.count() > 0) request_timer_.arm(ex_.timeout);
   if (stream_idle_timeout_.count() > 0) {
     last_activity_ = worker_.loop().now();
     stream_idle_timer_.arm(stream_idle_timeout_);
@@ -408,25 +265,25 @@ void HttpSession::startRequest(size_t head_len) {
 void HttpSession::routeRequest() {
   upstream::PooledConnection* ready = nullptr;
   std::string error;
-  if (retry_policy_ && retry_policy_->perTryTimeout().count() > 0)
-    per_try_timer_.arm(retry_policy_->perTryTimeout());
-  switch (cluster_rt_->pool->acquire(*host_, *this, ready, error)) {
+  if (ex_.retry_policy && ex_.retry_policy->perTryTimeout().count() > 0)
+    per_try_timer_.arm(ex_.retry_policy->perTryTimeout());
+  switch (ex_.cluster_rt->pool->acquire(*ex_.host, *this, ready, error)) {
     case upstream::ConnPool::Acquire::kReady:
       onUpstreamReady(*ready);
       return;
     case upstream::ConnPool::Acquire::kPending:
       waiting_pool_ = true;
-      cluster_->stats.rq_pending_active->add();
+      ex_.cluster->stats.rq_pending_active->add();
       return;
     case upstream::ConnPool::Acquire::kOverflow:
-      cluster_->stats.rq_pending_overflow->inc();
+      ex_.cluster->stats.rq_pending_overflow->inc();
       localReply(503,
                  upstream::CircuitBreaker::overflowMessage(upstream::Resource::kPendingRequests),
                  upstream::CircuitBreaker::kOverflowFlag.data(), !req_body_.finished());
       return;
     case upstream::ConnPool::Acquire::kFailed:
-      cluster_->stats.cx_connect_fail->inc();
-      noteLocalFailure();
+      ex_.cluster->stats.cx_connect_fail->inc();
+      ex_.noteLocalFailure();
       if (retryOn(
               upstream::AttemptOutcome::failure(upstream::AttemptOutcome::Kind::kConnectFailure)))
         return;
@@ -438,15 +295,15 @@ void HttpSession::routeRequest() {
 void HttpSession::onUpstreamReady(upstream::PooledConnection& conn) {
   if (waiting_pool_) {
     waiting_pool_ = false;
-    cluster_->stats.rq_pending_active->sub();
+    ex_.cluster->stats.rq_pending_active->sub();
   }
   upstream_ = &conn;
-  if (conn.uses() == 1 && conn.connection().peer().secure) cluster_->stats.ssl_handshake->inc();
-  upstream_sent_ = worker_.loop().now();
+  if (conn.uses() == 1 && conn.connection().peer().secure) ex_.cluster->stats.ssl_handshake->inc();
+  ex_.upstream_sent = worker_.loop().now();
   conn.connection().output().append(upstream_head_);
   if (!req_body_.finished()) {
     if (!forwardRequestBody()) return;
-  } else if (retries_done_ > 0) {
+  } else if (ex_.retries_done > 0) {
     conn.connection().output().append(retry_body_);  // a retry re-sends the whole body
   }
   if (upstream_) upstream_->connection().flush();
@@ -455,19 +312,19 @@ void HttpSession::onUpstreamReady(upstream::PooledConnection& conn) {
 void HttpSession::onUpstreamFailure(net::CloseReason reason, std::string_view detail,
                                     const net::Connection* conn) {
   waiting_pool_ = false;
-  cluster_->stats.rq_pending_active->sub();
-  cluster_->stats.cx_connect_fail->inc();
+  ex_.cluster->stats.rq_pending_active->sub();
+  ex_.cluster->stats.cx_connect_fail->inc();
   if (reason == net::CloseReason::kHandshakeFailed) {
     if (conn) {
       // An upstream without a certificate is a verification error like any other.
-      const ClusterStats& st = cluster_->stats;
+      const ClusterStats& st = ex_.cluster->stats;
       countTlsFailure(conn->transport(), *st.ssl_error, *st.ssl_verify_error, *st.ssl_verify_error,
                       *st.ssl_san);
     } else {
-      cluster_->stats.ssl_error->inc();
+      ex_.cluster->stats.ssl_error->inc();
     }
   }
-  noteLocalFailure();
+  ex_.noteLocalFailure();
   if (retryOn(upstream::AttemptOutcome::failure(upstream::AttemptOutcome::Kind::kConnectFailure)))
     return;
   localReply(503, "upstream connect error: " + std::string(detail), "UF", !req_body_.finished());
@@ -485,7 +342,7 @@ bool HttpSession::forwardRequestBody() {
   net::Connection& up = upstream_->connection();
   size_t before = up.output().size();
   http1::BodyRelay::Step step = req_body_.relay(in, up.output());
-  if (retry_policy_ && retry_body_ok_) {
+  if (ex_.retry_policy && retry_body_ok_) {
     // Keep what was sent, for a retry, up to the bound; past it the request is not retried.
     std::string_view sent = up.output().view().substr(before);
     if (retry_body_.size() + sent.size() > upstream::kMaxRetryBodyBytes) {
@@ -501,8 +358,8 @@ bool HttpSession::forwardRequestBody() {
     resetUpstream();
     if (resp_head_sent_) {
       // The response is already on its way: no second status line, just end the connection.
-      flags_ = "DPE";
-      logAndCount(status_);
+      ex_.flags = "DPE";
+      logAndCount(ex_.status);
       closeDownstream(true);
     } else if (too_large) {
       localReply(413, "request body too large", "-", true);
@@ -553,7 +410,7 @@ void HttpSession::processUpstream() {
   while (upstream_ && state_ == State::kProxying && !resp_head_sent_) {
     Buffer& in = upstream_->input();
     if (in.empty()) return;
-    http1::ParseResult r = resp_parser_.parse(in.view(), method_id_);
+    http1::ParseResult r = resp_parser_.parse(in.view(), ex_.method_id);
     if (r.needMore()) return;
     if (r.failed()) {
       resetUpstream();
@@ -574,17 +431,13 @@ void HttpSession::processUpstream() {
                  true);
       return;
     }
-    if (cluster_rt_->outlier) cluster_rt_->outlier->onResponse(*host_, h.status);
-    if (retry_policy_) {
-      int grpc_status = -1;
-      if (const http::HeaderField* g = h.find(http::HeaderToken::kGrpcStatus)) {
-        int v = 0;
-        auto [p, ec] = std::from_chars(g->value.data(), g->value.data() + g->value.size(), v);
-        if (ec == std::errc() && p == g->value.data() + g->value.size()) grpc_status = v;
-      }
+    ex_.noteResponse(h.status);
+    if (ex_.retry_policy) {
+      const http::HeaderField* g = h.find(http::HeaderToken::kGrpcStatus);
+      int grpc_status = g ? parseGrpcStatus(g->value) : -1;
       if (retryOn(upstream::AttemptOutcome::response(h.status, grpc_status))) return;
     }
-    if (retries_done_ > 0 && h.status < 500) cluster_->stats.rq_retry_success->inc();
+    if (ex_.retries_done > 0 && h.status < 500) ex_.cluster->stats.rq_retry_success->inc();
     per_try_timer_.disarm();  // from here the request timeout bounds the response
     if (!sendResponseHead(h)) return;
     in.consume(r.consumed);
@@ -593,7 +446,7 @@ void HttpSession::processUpstream() {
 }
 
 bool HttpSession::sendResponseHead(const http1::ResponseHead& h) {
-  status_ = h.status;
+  ex_.status = h.status;
   resp_keep_alive_ = h.keep_alive;
   bool client_11 = version_ == http1::Version::kHttp11;
   // An HTTP/1.1 client gets chunked and close-delimited bodies chunked; an HTTP/1.0 client gets
@@ -613,22 +466,12 @@ bool HttpSession::sendResponseHead(const http1::ResponseHead& h) {
   head.append(h.reason.empty() ? std::string_view(reasonPhrase(h.status)) : h.reason);
   head.append("\r\n");
   bool keep_cl = h.body_kind == http1::BodyKind::kNone;  // HEAD / 304 keep their Content-Length
-  for (const http::HeaderField& f : h.headers) {
-    if (h.isHopByHop(f)) continue;
-    if (f.token == http::HeaderToken::kContentLength && !keep_cl) continue;
-    if (f.token == http::HeaderToken::kServer && !listener_->preserve_upstream_server) continue;
-    if (f.name.size() == 28 && http::equalsIgnoreCase(f.name, "x-weft-upstream-service-time"))
-      continue;
-    head.append(f.name).append(": ").append(f.value).append("\r\n");
-  }
-  if (!listener_->preserve_upstream_server || !h.find(http::HeaderToken::kServer)) {
-    head.append("server: ").append(listener_->server_name).append("\r\n");
-  }
-  auto service_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(worker_.loop().now() - upstream_sent_);
-  head.append("x-weft-upstream-service-time: ");
-  appendUint(head, static_cast<uint64_t>(service_ms.count()));
-  head.append("\r\n");
+  auto service_ms = std::chrono::duration_cast<std::chrono::milliseconds>(worker_.loop().now() -
+                                                                          ex_.upstream_sent);
+  forEachResponseField(h, *listener_, keep_cl, static_cast<uint64_t>(service_ms.count()),
+                       number_scratch_, [&](std::string_view name, std::string_view value) {
+                         head.append(name).append(": ").append(value).append("\r\n");
+                       });
   if (resp_body_.state() == http1::BodyRelay::State::kLength) {
     head.append("content-length: ");
     appendUint(head, resp_body_.remaining());
@@ -650,9 +493,7 @@ bool HttpSession::sendResponseHead(const http1::ResponseHead& h) {
   head.append("\r\n");
   o.append(head);
   resp_head_sent_ = true;
-  for (const std::string& name : listener_->log_response_headers) {
-    if (auto* f = h.find(name)) logged_response_headers_.emplace_back(name, std::string(f->value));
-  }
+  ex_.keepResponseHeaders(*listener_, h);
   return true;
 }
 
@@ -661,10 +502,10 @@ bool HttpSession::forwardResponseBody() {
   http1::BodyRelay::Step step = resp_body_.relay(in, conn_->output());
   if (step.failed()) {
     // Mid-body: the client has the head already; all we can do is cut the connection.
-    flags_ = "UPE";
+    ex_.flags = "UPE";
     resetUpstream();
     conn_->flush();
-    logAndCount(status_);
+    logAndCount(ex_.status);
     closeDownstream(true);
     return false;
   }
@@ -690,70 +531,50 @@ void HttpSession::onUpstreamClosed(upstream::PooledConnection&, net::CloseReason
     return;
   }
   if (resp_head_sent_) {
-    flags_ = "UR";
+    ex_.flags = "UR";
     conn_->flush();
-    logAndCount(status_);
+    logAndCount(ex_.status);
     closeDownstream(true);
     return;
   }
-  if (reason == net::CloseReason::kHandshakeFailed) cluster_->stats.ssl_error->inc();
-  noteLocalFailure();
+  if (reason == net::CloseReason::kHandshakeFailed) ex_.cluster->stats.ssl_error->inc();
+  ex_.noteLocalFailure();
   if (retryOn(upstream::AttemptOutcome::failure(upstream::AttemptOutcome::Kind::kReset))) return;
   localReply(502, "upstream reset before response: " + std::string(detail), "UR",
              !req_body_.finished());
 }
 
-void HttpSession::noteLocalFailure() {
-  if (cluster_rt_ && cluster_rt_->outlier && host_) cluster_rt_->outlier->onLocalFailure(*host_);
-}
-
 bool HttpSession::retryOn(const upstream::AttemptOutcome& outcome) {
-  if (!retry_policy_ || resp_head_sent_ || state_ != State::kProxying) return false;
+  if (!ex_.retry_policy || resp_head_sent_ || state_ != State::kProxying) return false;
   // The body must be replayable: nothing of it sent yet (a connect failure), or all of it sent
   // and kept.
   bool nothing_sent =
       outcome.kind == upstream::AttemptOutcome::Kind::kConnectFailure && req_body_.bytes() == 0;
-  if (!nothing_sent && !(req_body_.finished() && retry_body_ok_)) return false;
-  if (retry_policy_->decide(outcome, retries_done_) != upstream::RetryDecision::kRetry)
+  if (!ex_.startRetry(outcome, nothing_sent || (req_body_.finished() && retry_body_ok_)))
     return false;
-  if (!retry_guard_) {
-    retry_guard_ = cluster_rt_->breaker->acquire(upstream::Resource::kRetries);
-    if (!retry_guard_) return false;  // the retry budget is spent (counted)
-  }
   resetUpstream();
   per_try_timer_.disarm();
-  if (host_) {
-    cluster_rt_->lb->onRequestEnd(*host_);
-    tried_.push_back(host_->address());
-    host_ = nullptr;
-  }
-  ++retries_done_;
-  cluster_->stats.rq_retry->inc();
   resp_parser_.reset();
-  backoff_timer_.arm(retry_policy_->backoff(retries_done_, worker_.random()));
+  backoff_timer_.arm(ex_.backoff());
   return true;
 }
 
 void HttpSession::onBackoffDone() {
   if (state_ != State::kProxying) return;
-  host_set_ = cluster_rt_->info->hosts;
-  host_ = upstream::pickForRetry(*cluster_rt_->lb, tried_);
-  if (!host_) {
+  if (!ex_.pickRetryHost()) {
     localReply(503, "no healthy upstream", "UH", !req_body_.finished());
     return;
   }
-  cluster_rt_->lb->onRequestStart(*host_);
-  upstream_host_ = host_->addressString();
   routeRequest();
 }
 
 void HttpSession::onPerTryTimeout() {
   if (state_ != State::kProxying || resp_head_sent_) return;
-  if (cluster_) cluster_->stats.rq_timeout->inc();
+  if (ex_.cluster) ex_.cluster->stats.rq_timeout->inc();
   if (waiting_pool_) {
-    cluster_rt_->pool->cancel(*this);
+    ex_.cluster_rt->pool->cancel(*this);
     waiting_pool_ = false;
-    cluster_->stats.rq_pending_active->sub();
+    ex_.cluster->stats.rq_pending_active->sub();
   }
   if (retryOn(upstream::AttemptOutcome::failure(upstream::AttemptOutcome::Kind::kPerTryTimeout)))
     return;
@@ -768,9 +589,9 @@ void HttpSession::finishExchange(bool upstream_reusable) {
     upstream::PooledConnection* up = upstream_;
     upstream_ = nullptr;
     up->connection().readDisable(false);
-    cluster_rt_->pool->release(*up, upstream_reusable);
+    ex_.cluster_rt->pool->release(*up, upstream_reusable);
   }
-  logAndCount(status_);
+  logAndCount(ex_.status);
   // A request body not read to its end leaves the connection mid-message: the next bytes are not
   // a request head, so the connection ends here.
   endExchange(client_keep_alive_ && !draining_ && req_body_.finished());
@@ -793,7 +614,7 @@ void HttpSession::resetUpstream() {
   if (upstream_) {
     upstream::PooledConnection* up = upstream_;
     upstream_ = nullptr;
-    cluster_rt_->pool->release(*up, false);
+    ex_.cluster_rt->pool->release(*up, false);
   }
 }
 
@@ -804,13 +625,13 @@ void HttpSession::localReply(int status, std::string_view body, const char* flag
   per_try_timer_.disarm();
   backoff_timer_.disarm();
   if (waiting_pool_) {
-    cluster_rt_->pool->cancel(*this);
+    ex_.cluster_rt->pool->cancel(*this);
     waiting_pool_ = false;
-    cluster_->stats.rq_pending_active->sub();
+    ex_.cluster->stats.rq_pending_active->sub();
   }
   resetUpstream();
-  status_ = status;
-  flags_ = flags;
+  ex_.status = status;
+  ex_.flags = flags;
   bool keep = !close && client_keep_alive_ && !draining_;
   std::string out;
   out.reserve(160 + body.size());
@@ -823,7 +644,7 @@ void HttpSession::localReply(int status, std::string_view body, const char* flag
   out.append("\r\ncontent-length: ");
   appendUint(out, body.size() + (add_newline ? 1 : 0));
   out.append(keep ? "\r\n\r\n" : "\r\nconnection: close\r\n\r\n");
-  if (method_id_ != http1::Method::kHead) {
+  if (ex_.method_id != http1::Method::kHead) {
     out.append(body);
     if (add_newline) out.push_back('\n');
     local_body_bytes_ = body.size() + (add_newline ? 1 : 0);
@@ -835,13 +656,13 @@ void HttpSession::localReply(int status, std::string_view body, const char* flag
 
 void HttpSession::onRequestTimeout() {
   listener_->stats.rq_timeout->inc();
-  if (cluster_) cluster_->stats.rq_timeout->inc();
-  if (route_ && route_->index() < listener_->route_stats.size())
-    listener_->route_stats[route_->index()].rq_timeout->inc();
+  if (ex_.cluster) ex_.cluster->stats.rq_timeout->inc();
+  if (ex_.route_entry && ex_.route_entry->index() < listener_->route_stats.size())
+    listener_->route_stats[ex_.route_entry->index()].rq_timeout->inc();
   if (resp_head_sent_) {
-    flags_ = "UT";
+    ex_.flags = "UT";
     resetUpstream();
-    logAndCount(status_);
+    logAndCount(ex_.status);
     closeDownstream(true);
     return;
   }
@@ -849,107 +670,29 @@ void HttpSession::onRequestTimeout() {
 }
 
 void HttpSession::onIdleTimeout() {
-  if (state_ != State::kReadHead || has_request_) return;
+  if (state_ != State::kReadHead || ex_.active) return;
   listener_->stats.idle_timeout->inc();
   closeDownstream(true);
 }
 
 void HttpSession::logAndCount(int status) {
-  if (!has_request_) return;
+  if (!ex_.active) return;
   countBytes();
-  MonoTime now = worker_.loop().now();
-  Duration elapsed = now - start_;
-  int cls = statusClass(status);
-  listener_->stats.rq_active->sub();
-  if (cls >= 0) listener_->stats.rq_xx[cls]->inc();
-  listener_->stats.rq_time->record(elapsed);
-  if (cluster_ && (upstream_sent_ >= start_)) {
-    if (cls >= 0) cluster_->stats.rq_xx[cls]->inc();
-    cluster_->stats.rq_time->record(now - upstream_sent_);
-  }
-  if (cluster_) cluster_->stats.rq_active->sub();
-  if (route_ && route_->index() < listener_->route_stats.size()) {
-    const RouteStats& rs = listener_->route_stats[route_->index()];
-    rs.rq_total->inc();
-    if (cls >= 0) rs.rq_xx[cls]->inc();
-    rs.rq_time->record(elapsed);
-  }
-  if (host_ && cluster_rt_) {
-    cluster_rt_->lb->onRequestEnd(*host_);
-    host_ = nullptr;
-  }
-  if (!listener_->access_logs.empty()) {
-    // The headers an access log may ask for, from the copies kept for it.
-    struct Kept final : AccessLogHeaders {
-      const std::vector<std::pair<std::string_view, std::string>>& list;
-      const std::string* request_id;  // the id we generated counts as a request header
-      Kept(const std::vector<std::pair<std::string_view, std::string>>& l, const std::string* id)
-          : list(l), request_id(id) {}
-      std::optional<std::string_view> get(std::string_view name) const override {
-        for (const auto& [n, v] : list)
-          if (n == name) return std::string_view(v);
-        if (request_id && name == "x-request-id" && !request_id->empty())
-          return std::string_view(*request_id);
-        return std::nullopt;
-      }
-    } kept_request(logged_request_headers_, &request_id_),
-        kept_response(logged_response_headers_, nullptr);
-    std::string remote = conn_->remoteAddress().toString();
-    std::string local = conn_->localAddr().toString();
-    AccessLogEntry e;
-    e.start_time = start_wall_;
-    e.duration = elapsed;
-    e.method = method_;
-    e.path = path_;
-    e.authority = authority_;
-    e.scheme = listener_->secure ? "https" : "http";
-    e.protocol = version_ == http1::Version::kHttp10 ? "HTTP/1.0" : "HTTP/1.1";
-    e.response_code = status;
-    e.response_flags = std::string_view(flags_) == "-" ? std::string_view() : flags_;
-    e.bytes_received = req_body_.bytes();
-    e.bytes_sent = resp_head_sent_ ? resp_body_.bytes() : local_body_bytes_;
-    e.upstream_host = upstream_host_;
-    if (cluster_) e.upstream_cluster = cluster_->name;
-    if (route_) e.route_name = route_->name();
-    e.downstream_remote_address = remote;
-    e.downstream_local_address = local;
-    e.requested_server_name = conn_->peer().sni;
-    if (upstream_sent_ >= start_ && upstream_sent_ != MonoTime{})
-      e.upstream_service_time = now - upstream_sent_;
-    e.request_headers = &kept_request;
-    e.response_headers = &kept_response;
-    for (auto& sink : listener_->access_logs) sink->log(e);
-  }
-  has_request_ = false;
+  ex_.status = status;
+  ex_.logAndCount(*listener_, *conn_, req_body_.bytes(),
+                  resp_head_sent_ ? resp_body_.bytes() : local_body_bytes_);
 }
 
 void HttpSession::resetRequest() {
-  has_request_ = false;
-  route_ = nullptr;
-  cluster_.reset();
-  cluster_rt_ = nullptr;
-  host_set_.reset();
-  host_ = nullptr;
+  ex_.reset();
   req_body_.reset();
   resp_body_.reset();
   local_body_bytes_ = 0;
   resp_head_sent_ = false;
-  status_ = 0;
-  flags_ = "-";
-  request_id_.clear();
-  logged_request_headers_.clear();
-  logged_response_headers_.clear();
-  upstream_host_.clear();
-  upstream_sent_ = MonoTime{};
   req_parser_.reset();
   resp_parser_.reset();
-  rq_guard_.reset();
-  retry_guard_.reset();
-  retry_policy_ = nullptr;
-  retries_done_ = 0;
   retry_body_.clear();
   retry_body_ok_ = true;
-  tried_.clear();
 }
 
 }  // namespace weft::proxy

@@ -19,6 +19,7 @@
 #include "http/http1/body_relay.h"
 #include "http/http1/parser.h"
 #include "net/connection.h"
+#include "proxy/exchange.h"
 #include "proxy/session.h"
 #include "proxy/snapshot.h"
 #include "upstream/circuit_breaker.h"
@@ -40,7 +41,7 @@ class HttpSession final : public Session,
 
   // Worker drain: close now if idle, else after the current response.
   void drain() override;
-  bool idle() const override { return state_ == State::kReadHead && !has_request_; }
+  bool idle() const override { return state_ == State::kReadHead && !ex_.active; }
 
   // net::ConnectionCallbacks (downstream)
   void onConnected(net::Connection&) override;
@@ -88,14 +89,14 @@ class HttpSession final : public Session,
   bool retryOn(const upstream::AttemptOutcome& outcome);
   void onBackoffDone();
   void onPerTryTimeout();
-  // Passive health: a connect failure, reset or timeout of the current attempt.
-  void noteLocalFailure();
   void onIdleTimeout();
   void onStreamIdleTimeout();
   void armIdle();
   void logAndCount(int status);
   void resetRequest();
   void countBytes();
+  // HTTP/2 on this connection: hands the connection (and what was read) to an Http2Session.
+  void switchToHttp2();
 
   Worker& worker_;
   std::unique_ptr<net::Connection> conn_;
@@ -113,50 +114,30 @@ class HttpSession final : public Session,
   Timer stream_idle_timer_;
   MonoTime last_activity_{};
 
-  // Per request (reset by resetRequest()).
-  bool has_request_ = false;
-  MonoTime start_;
-  std::chrono::system_clock::time_point start_wall_;
-  MonoTime upstream_sent_;
-  std::string method_;
-  http1::Method method_id_ = http1::Method::kOther;
-  std::string path_;  // target as received
-  std::string authority_;
-  std::string request_id_;
-  // Copies of the headers the access logs print (ListenerInfo::log_*_headers); empty without logs.
-  std::vector<std::pair<std::string_view, std::string>> logged_request_headers_;
-  std::vector<std::pair<std::string_view, std::string>> logged_response_headers_;
+  // Per request (reset by resetRequest()): routing, retries, stats and the access log.
+  ExchangeCore ex_;
   http1::Version version_ = http1::Version::kHttp11;
   bool client_keep_alive_ = true;
   std::string upstream_head_;   // serialized request head for the upstream
   std::string scratch_;         // response head being built
+  std::string number_scratch_;  // a formatted number of the response head
   http1::BodyRelay req_body_;   // client -> upstream
   http1::BodyRelay resp_body_;  // upstream -> client
   bool resp_head_sent_ = false;
   bool resp_keep_alive_ = true;
-  int status_ = 0;
   uint64_t local_body_bytes_ = 0;             // body of a local reply (access log)
   uint64_t counted_rx_ = 0, counted_tx_ = 0;  // connection bytes already in the listener stats
-  const char* flags_ = "-";
-  const http::RouteEntry* route_ = nullptr;
-  std::shared_ptr<const ClusterInfo> cluster_;
-  ClusterRuntime* cluster_rt_ = nullptr;
-  const upstream::Host* host_ = nullptr;
-  upstream::HostSetPtr host_set_;  // keeps host_ alive
   upstream::PooledConnection* upstream_ = nullptr;
   bool waiting_pool_ = false;
-  // Circuit breaking and retries (per request).
-  upstream::CircuitBreaker::Guard rq_guard_;
-  upstream::CircuitBreaker::Guard retry_guard_;
-  const upstream::RetryPolicy* retry_policy_ = nullptr;  // null: no retries
-  uint32_t retries_done_ = 0;
   std::string retry_body_;     // the framed request body as sent upstream, for a retry
   bool retry_body_ok_ = true;  // false once the body outgrew upstream::kMaxRetryBodyBytes
-  std::vector<net::Address> tried_;
   Timer per_try_timer_;
   Timer backoff_timer_;
-  std::string upstream_host_;
   Duration stream_idle_timeout_{};
+  // The connection turned out to speak HTTP/2 (ALPN h2 or the h2c preface): it now belongs to an
+  // Http2Session and this session is gone without closing or counting it.
+  bool handed_over_ = false;
+  bool preface_checked_ = false;  // the first bytes were not the h2c preface
 };
 
 }  // namespace weft::proxy

@@ -377,7 +377,11 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
       if (const ListenerInfo* old = snapshot_->listener(l.name()))
         previous = old->tls_context.get();
     }
-    auto ctx = net::tls::ServerContext::create(l.tls(), where + ".tls", previous);
+    v1::ListenerTls tls_cfg = l.tls();
+    if (tls_cfg.alpn().empty()) {
+      for (const std::string& p : listenerAlpn(l)) tls_cfg.add_alpn(p);  // h2, http/1.1
+    }
+    auto ctx = net::tls::ServerContext::create(tls_cfg, where + ".tls", previous);
     if (!ctx) return makeError(ctx.error().message);
     std::shared_ptr<const net::tls::ServerContext> sc = *ctx;
     li->tls_context = sc;
@@ -434,6 +438,7 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
   st.ssl_no_cert = r.counter(sn::kListenerSslFailVerifyNoCert, lb);
   st.ssl_verify_error = r.counter(sn::kListenerSslFailVerifyError, lb);
   st.ssl_san = r.counter(sn::kListenerSslFailVerifySan, lb);
+  li->http2_stats = http2::makeStats(r, sn::kListenerHttp2Prefix, lb);
   for (int i = 0; i < 5; ++i) {
     stats::Labels lc = lb;
     lc.emplace_back(std::string(sn::kLabelResponseCodeClass), std::to_string(i + 1) + "xx");

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/stats.h"
+#include "http/http2/codec.h"
 #include "http/router.h"
 #include "net/tls/tls_context.h"
 #include "net/transport.h"
@@ -118,6 +119,7 @@ struct ListenerInfo {
   std::vector<std::string> log_request_headers;
   std::vector<std::string> log_response_headers;
   ListenerStats stats;
+  http2::Stats http2_stats;  // HTTP/2 flood and protocol counters (weft_listener_http2_*)
   std::shared_ptr<stats::Counter> cx_refused;  // interception: destination refused
   // TCP relay (tcp_proxy set): the cluster and the idle timeout (0 = none). Empty: HTTP.
   std::string tcp_cluster;

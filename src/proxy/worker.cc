@@ -274,6 +274,18 @@ void Worker::sessionClosed(Session& s) {
   checkDrained();
 }
 
+void Worker::replaceSession(Session& old, std::unique_ptr<Session> next) {
+  struct Holder : net::Deferrable {
+    std::unique_ptr<Session> p;
+  };
+  auto h = std::make_unique<Holder>();
+  auto it = old.self;
+  h->p = std::move(*it);
+  *it = std::move(next);
+  (*it)->self = it;
+  loop_.deferDelete(std::move(h));
+}
+
 void Worker::checkDrained() {
   if (draining_ && sessions_.empty() && lingering_.empty() && drained_) {
     auto done = std::move(drained_);

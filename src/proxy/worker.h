@@ -53,6 +53,9 @@ class Worker {
   upstream::Random& random() { return random_; }
   bool draining() const { return draining_; }
   void sessionClosed(Session& s);
+  // `next` takes the place of `old` (which is deleted after the current event): a connection
+  // changing hands, e.g. HTTP/1 to HTTP/2.
+  void replaceSession(Session& old, std::unique_ptr<Session> next);
   // `target`: for a relay (TCP) listener, the address to relay to instead of a balanced host.
   void addSession(int fd, std::unique_ptr<net::Transport> transport,
                   std::shared_ptr<const ListenerInfo> listener,

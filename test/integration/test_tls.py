@@ -87,16 +87,19 @@ class ListenerTlsTest(unittest.TestCase):
                          "x-forwarded-proto over TLS should be https")
         self.assertEqual(r.headers.get("server"), "weft")
 
-    def test_strict_alpn_http11(self):
+    def test_strict_alpn_prefers_h2_and_keeps_http11(self):
         rc, out, err = h.s_client(self.p("strict"), ca=CERTS.pem("ca"), alpn="h2,http/1.1")
         self.assertEqual(rc, 0, "s_client failed: %s" % err[-500:])
-        self.assertIn("ALPN protocol: http/1.1", out,
-                      "expected ALPN http/1.1 to be selected (h2 not offered by default); "
+        self.assertIn("ALPN protocol: h2", out,
+                      "expected ALPN h2 to be selected (offered by default); "
                       "s_client said: %s" % re.findall(r".*ALPN.*", out))
         self.assertIn("Verify return code: 0 (ok)", out)
-        r = https(self.p("strict"), "/alpn", "-v")
+        rc, out, err = h.s_client(self.p("strict"), ca=CERTS.pem("ca"), alpn="http/1.1")
+        self.assertEqual(rc, 0, "s_client failed: %s" % err[-500:])
+        self.assertIn("ALPN protocol: http/1.1", out, "a client offering only http/1.1 gets it")
+        r = https(self.p("strict"), "/alpn", "-v", "--http1.1")
         self.assertIn("ALPN: server accepted http/1.1", r.stderr,
-                      "curl -v should report ALPN http/1.1; stderr: %s" % r.stderr[-800:])
+                      "curl -v --http1.1 should report ALPN http/1.1; stderr: %s" % r.stderr[-800:])
 
     def test_strict_verify_fails_with_wrong_name(self):
         r = https(self.p("strict"), "/", host="www.other.test")

@@ -1,0 +1,61 @@
+#include "proxy/exchange.h"
+
+#include <gtest/gtest.h>
+
+namespace weft::proxy {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+TEST(GrpcStatusForHttp, EnvoyMapping) {
+  EXPECT_EQ(grpcStatusForHttp(400), 13) << "400 -> INTERNAL";
+  EXPECT_EQ(grpcStatusForHttp(401), 16) << "401 -> UNAUTHENTICATED";
+  EXPECT_EQ(grpcStatusForHttp(403), 7) << "403 -> PERMISSION_DENIED";
+  EXPECT_EQ(grpcStatusForHttp(404), 12) << "404 -> UNIMPLEMENTED";
+  EXPECT_EQ(grpcStatusForHttp(429), 14) << "429 -> UNAVAILABLE";
+  EXPECT_EQ(grpcStatusForHttp(502), 14) << "502 -> UNAVAILABLE";
+  EXPECT_EQ(grpcStatusForHttp(503), 14) << "503 -> UNAVAILABLE";
+  EXPECT_EQ(grpcStatusForHttp(504), 4) << "504 -> DEADLINE_EXCEEDED";
+  EXPECT_EQ(grpcStatusForHttp(500), 2) << "others -> UNKNOWN";
+  EXPECT_EQ(grpcStatusForHttp(413), 2);
+}
+
+TEST(ParseGrpcTimeout, Units) {
+  EXPECT_EQ(parseGrpcTimeout("1H"), Duration(std::chrono::hours(1)));
+  EXPECT_EQ(parseGrpcTimeout("2M"), Duration(std::chrono::minutes(2)));
+  EXPECT_EQ(parseGrpcTimeout("3S"), Duration(seconds(3)));
+  EXPECT_EQ(parseGrpcTimeout("250m"), Duration(milliseconds(250)));
+  EXPECT_EQ(parseGrpcTimeout("99999999u"), Duration(std::chrono::microseconds(99999999)));
+  EXPECT_EQ(parseGrpcTimeout("5n"), Duration(5));
+}
+
+TEST(ParseGrpcTimeout, Malformed) {
+  EXPECT_FALSE(parseGrpcTimeout("")) << "empty";
+  EXPECT_FALSE(parseGrpcTimeout("S")) << "no digits";
+  EXPECT_FALSE(parseGrpcTimeout("10")) << "no unit";
+  EXPECT_FALSE(parseGrpcTimeout("10s")) << "lower-case s is not a unit";
+  EXPECT_FALSE(parseGrpcTimeout("123456789S")) << "more than 8 digits";
+  EXPECT_FALSE(parseGrpcTimeout("-1S")) << "sign";
+  EXPECT_FALSE(parseGrpcTimeout("1 S")) << "space";
+}
+
+TEST(ParseGrpcStatus, Values) {
+  EXPECT_EQ(parseGrpcStatus("0"), 0);
+  EXPECT_EQ(parseGrpcStatus("14"), 14);
+  EXPECT_EQ(parseGrpcStatus(""), -1);
+  EXPECT_EQ(parseGrpcStatus("1x"), -1);
+  EXPECT_EQ(parseGrpcStatus("-1"), -1);
+}
+
+TEST(IsGrpcContentType, Variants) {
+  EXPECT_TRUE(isGrpcContentType("application/grpc"));
+  EXPECT_TRUE(isGrpcContentType("application/grpc+proto"));
+  EXPECT_TRUE(isGrpcContentType("Application/GRPC;charset=utf-8"));
+  EXPECT_FALSE(isGrpcContentType("application/grpc-web"));
+  EXPECT_FALSE(isGrpcContentType("application/json"));
+  EXPECT_FALSE(isGrpcContentType("application/grp"));
+}
+
+}  // namespace
+}  // namespace weft::proxy
