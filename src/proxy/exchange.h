@@ -126,9 +126,6 @@ struct ExchangeCore {
 // Writes a version-4 UUID (x-request-id) from the worker's generator.
 void makeRequestId(upstream::Random& r, std::string& out);
 
-// The standard reason phrase ("Unknown" for codes without one).
-const char* reasonPhrase(int status);
-
 // Calls emit(name, value) for every field of an upstream response head that goes to the client:
 // hop-by-hop fields, framing (content-length unless `keep_content_length`), the upstream's server
 // (unless preserved) and x-weft-upstream-service-time are dropped; the proxy's server and

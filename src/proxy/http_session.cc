@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "http/http2/codec.h"
+#include "http/status.h"
 #include "net/tls/tls_transport.h"
 #include "proxy/access_log.h"
 #include "proxy/http2_session.h"
@@ -463,7 +464,7 @@ bool HttpSession::sendResponseHead(const http1::ResponseHead& h) {
   head.append(client_11 ? "HTTP/1.1 " : "HTTP/1.0 ");
   appendUint(head, static_cast<uint64_t>(h.status));
   head.push_back(' ');
-  head.append(h.reason.empty() ? std::string_view(reasonPhrase(h.status)) : h.reason);
+  head.append(h.reason.empty() ? http::reasonPhrase(h.status) : h.reason);
   head.append("\r\n");
   bool keep_cl = h.body_kind == http1::BodyKind::kNone;  // HEAD / 304 keep their Content-Length
   auto service_ms = std::chrono::duration_cast<std::chrono::milliseconds>(worker_.loop().now() -
@@ -638,7 +639,7 @@ void HttpSession::localReply(int status, std::string_view body, const char* flag
   out.append(version_ == http1::Version::kHttp10 ? "HTTP/1.0 " : "HTTP/1.1 ");
   appendUint(out, static_cast<uint64_t>(status));
   out.push_back(' ');
-  out.append(reasonPhrase(status));
+  out.append(http::reasonPhrase(status));
   out.append("\r\ncontent-type: text/plain\r\nserver: ");
   out.append(listener_->server_name);
   out.append("\r\ncontent-length: ");

@@ -3,6 +3,7 @@
 // One canonicalization serves both, so a request the CLI signs is one the server accepts, and so
 // are the AWS CLI's and boto3's. Reference: the AWS "Signature Version 4 signing process" docs.
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -74,6 +75,17 @@ struct Authorization {
   std::vector<std::string> signed_headers;  // lower-case, as listed (sorted by the signer)
   std::string signature;                    // 64 lower-case hex digits
 };
+// The largest difference between x-amz-date and the server's clock that verify() accepts.
+inline constexpr int64_t kMaxClockSkewSeconds = 15 * 60;
+
+// "YYYYMMDDTHHMMSSZ" -> UNIX seconds; nullopt when malformed.
+std::optional<int64_t> parseAmzDate(std::string_view amz_date);
+
+// Checks an x-amz-date header value against the server's clock `now_amz_date`: error code
+// kIncompleteSignature when malformed, kClockSkew when more than kMaxClockSkewSeconds off.
+// verify() does the same; the server also calls it on a request head before reading its body.
+Status checkRequestDate(std::string_view amz_date, std::string_view now_amz_date);
+
 // Parses an Authorization header value. Error code kIncompleteSignature on malformed input.
 Result<Authorization> parseAuthorization(std::string_view value);
 

@@ -75,7 +75,9 @@ class Store {
                                              size_t limit) = 0;
 
   // Applies every op atomically if every precondition holds; answers the new store revision.
-  // A failed precondition answers an error with code kStoreConflict.
+  // A batch of only kCheck ops (or an empty one) writes nothing and does not advance the
+  // revision: it answers the current one. A failed precondition answers an error with code
+  // kStoreConflict.
   virtual Result<int64_t> commit(const std::vector<StoreOp>& ops) = 0;
 };
 

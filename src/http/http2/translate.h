@@ -77,7 +77,4 @@ TranslatedResponse responseFromHttp1(const http1::ResponseHead& head);
 // body_kind as for requestToHttp1 (the caller knows HEAD/204/304 need no body framing).
 http1::ResponseHead responseToHttp1(const HeaderBlock& block);
 
-// The RFC 9110 reason phrase of a status code ("" for unknown codes).
-std::string_view reasonPhrase(int status);
-
 }  // namespace weft::http2

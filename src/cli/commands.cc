@@ -1,0 +1,806 @@
+#include "cli/commands.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/manifest.h"
+#include "cli/resources.h"
+#include "cli/stack_deploy.h"
+
+namespace weft::cli {
+
+namespace {
+
+constexpr const char* kGlobalFlagsHelp =
+    "Global flags:\n"
+    "  --endpoint URL   weft server API (default $WEFT_ENDPOINT, else http://127.0.0.1:7080)\n"
+    "  --profile P      credentials profile (default $AWS_PROFILE; the shared credentials\n"
+    "                   file is $AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials)\n"
+    "  --region R       SigV4 region (default $AWS_REGION, $AWS_DEFAULT_REGION, us-west-2)\n"
+    "  -h, --help       this help\n";
+
+constexpr const char* kTopHelp =
+    "weft: a self-hosted service mesh with an App Mesh-compatible control plane.\n"
+    "\n"
+    "Usage: weft <command> [flags]\n"
+    "\n"
+    "Commands:\n"
+    "  server        run the control plane (weft server --help)\n"
+    "  apply         create or update resources from manifests (-f FILE|DIR)\n"
+    "  get           list resources or show one, as a table, JSON or YAML\n"
+    "  describe      show one resource in full\n"
+    "  delete        delete resources (-f FILE|DIR, or KIND NAME --mesh M)\n"
+    "  stack         deploy CloudFormation templates (deploy, delete, describe, list)\n"
+    "  credentials   manage API access keys (create, list, delete)\n"
+    "  version       print the version\n"
+    "\n"
+    "Kinds: mesh, virtualnode (vn), virtualservice (vs), virtualrouter (vr), route (rt),\n"
+    "       virtualgateway (vg), gatewayroute (gr); plurals work too.\n"
+    "\n"
+    "Run `weft <command> --help` for a command's flags.\n";
+
+struct FlagSpec {
+  std::string_view name;   // "--mesh"
+  std::string_view alias;  // "-o" or ""
+  bool takes_value = true;
+  bool greedy = false;  // takes every following argument up to the next flag
+};
+
+const std::vector<FlagSpec>& globalFlags() {
+  static const std::vector<FlagSpec> f = {
+      {"--endpoint", ""}, {"--profile", ""}, {"--region", ""}, {"--help", "-h", false}};
+  return f;
+}
+
+struct ParsedArgs {
+  std::vector<std::string> positional;
+  std::map<std::string, std::vector<std::string>> flags;  // by canonical name
+
+  bool has(std::string_view name) const { return flags.count(std::string(name)) > 0; }
+  std::string get(std::string_view name) const {
+    auto it = flags.find(std::string(name));
+    return it == flags.end() || it->second.empty() ? "" : it->second.back();
+  }
+  const std::vector<std::string>& all(std::string_view name) const {
+    static const std::vector<std::string> kEmpty;
+    auto it = flags.find(std::string(name));
+    return it == flags.end() ? kEmpty : it->second;
+  }
+};
+
+// A usage error (exit 2) rather than a failed command (exit 1).
+constexpr int kUsage = 2;
+
+Result<ParsedArgs> parseArgs(const std::vector<std::string>& args,
+                             const std::vector<FlagSpec>& command_flags,
+                             const std::string& command) {
+  std::vector<FlagSpec> specs = globalFlags();
+  specs.insert(specs.end(), command_flags.begin(), command_flags.end());
+  ParsedArgs out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.size() < 2 || a[0] != '-' || a == "--") {
+      out.positional.push_back(a);
+      continue;
+    }
+    std::string name = a;
+    std::optional<std::string> inline_value;
+    if (size_t eq = a.find('='); eq != std::string::npos && a.rfind("--", 0) == 0) {
+      name = a.substr(0, eq);
+      inline_value = a.substr(eq + 1);
+    }
+    const FlagSpec* spec = nullptr;
+    for (const FlagSpec& s : specs)
+      if (s.name == name || (!s.alias.empty() && s.alias == name)) spec = &s;
+    if (spec == nullptr)
+      return makeError(
+          "unknown flag " + name + " for `" + command + "` (see `" + command + " --help`)", kUsage);
+    std::string canonical(spec->name);
+    auto& values = out.flags[canonical];
+    if (!spec->takes_value) {
+      if (inline_value) return makeError(name + " takes no value", kUsage);
+      values.push_back("true");
+      continue;
+    }
+    if (inline_value) {
+      values.push_back(*inline_value);
+      if (!spec->greedy) continue;
+    } else if (!spec->greedy) {
+      if (i + 1 >= args.size()) return makeError(name + " needs a value", kUsage);
+      values.push_back(args[++i]);
+      continue;
+    }
+    while (i + 1 < args.size() && !(args[i + 1].size() > 1 && args[i + 1][0] == '-'))
+      values.push_back(args[++i]);
+    if (values.empty()) return makeError(name + " needs a value", kUsage);
+  }
+  return out;
+}
+
+std::string oneLine(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  return s;
+}
+
+struct Command {
+  CliEnv& env;
+  ParsedArgs args;
+  std::string name;  // "weft get"
+  std::unique_ptr<Transport> transport;
+  std::unique_ptr<ApiClient> api;
+  ClientConfig config;
+
+  Status connect() {
+    GlobalOptions g{args.get("--endpoint"), args.get("--profile"), args.get("--region")};
+    auto cfg = resolveConfig(g, env.env);
+    if (!cfg) return Unexpected<Error>{cfg.error()};
+    config = *cfg;
+    transport = env.transport(config);
+    api = std::make_unique<ApiClient>(*transport);
+    return {};
+  }
+};
+
+// ---- output ----
+
+std::string formatAge(const Value* created) {
+  if (created == nullptr || !created->isNumber()) return "-";
+  double t = std::strtod(created->text().c_str(), nullptr);
+  double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  auto s = static_cast<int64_t>(std::max(0.0, now - t));
+  if (s < 120) return std::to_string(s) + "s";
+  if (s < 7200) return std::to_string(s / 60) + "m";
+  if (s < 172800) return std::to_string(s / 3600) + "h";
+  return std::to_string(s / 86400) + "d";
+}
+
+void printTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
+  if (rows.empty()) return;
+  std::vector<size_t> width(rows[0].size(), 0);
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size() && i < width.size(); ++i)
+      width[i] = std::max(width[i], r[i].size());
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line.append(width[i] - r[i].size() + 3, ' ');
+    }
+    out << line << "\n";
+  }
+}
+
+Result<std::string> outputFormat(const ParsedArgs& args, std::string_view fallback, bool table_ok) {
+  std::string o = args.get("--output");
+  if (o.empty()) o = std::string(fallback);
+  if (o == "json" || o == "yaml" || (table_ok && o == "table")) return o;
+  return makeError(std::string("-o must be ") +
+                       (table_ok ? "table, json or yaml" : "json or yaml") + ", not '" + o + "'",
+                   kUsage);
+}
+
+void printValue(std::ostream& out, const Value& v, const std::string& format) {
+  if (format == "json") {
+    out << toJson(v, {2}) << "\n";
+  } else {
+    out << toYaml(v);
+  }
+}
+
+// ---- resource commands ----
+
+const char* kindsList() {
+  return "mesh, virtualnode|vn, virtualservice|vs, virtualrouter|vr, route|rt, "
+         "virtualgateway|vg, gatewayroute|gr";
+}
+
+Result<const KindInfo*> kindArg(const std::string& text) {
+  const KindInfo* k = lookupKind(text);
+  if (k == nullptr)
+    return makeError("unknown kind '" + text + "' (expected " + kindsList() + ")", kUsage);
+  return k;
+}
+
+std::string parentFlag(const KindInfo& k) {
+  return k.parent_segment == "virtualRouter" ? "--virtual-router" : "--virtual-gateway";
+}
+
+const std::vector<FlagSpec> kScopeFlags = {
+    {"--mesh", "-m"}, {"--virtual-router", ""}, {"--virtual-gateway", ""}, {"--output", "-o"}};
+
+// The id of `KIND NAME` with --mesh and the parent flag.
+Result<ResourceId> resourceIdFromArgs(const ParsedArgs& args, const KindInfo& kind,
+                                      const std::string& name) {
+  ResourceId id;
+  id.kind = &kind;
+  id.name = name;
+  if (kind.isMesh()) {
+    id.mesh = name;
+    return id;
+  }
+  id.mesh = args.get("--mesh");
+  if (id.mesh.empty())
+    return makeError("--mesh is required for a " + std::string(kind.name), kUsage);
+  if (kind.hasParent()) {
+    id.parent = args.get(parentFlag(kind));
+    if (id.parent.empty())
+      return makeError(parentFlag(kind) + " is required for a " + std::string(kind.name), kUsage);
+  } else if (args.has("--virtual-router") || args.has("--virtual-gateway")) {
+    return makeError("--virtual-router/--virtual-gateway apply only to routes and gateway routes",
+                     kUsage);
+  }
+  return id;
+}
+
+std::vector<std::string> tableHeader(const KindInfo& kind) {
+  std::vector<std::string> h = {"NAME"};
+  if (!kind.isMesh()) h.push_back("MESH");
+  if (kind.hasParent()) h.push_back(kind.parent_segment == "virtualRouter" ? "ROUTER" : "GATEWAY");
+  h.insert(h.end(), {"VERSION", "STATUS", "AGE"});
+  return h;
+}
+
+std::vector<std::string> tableRow(const KindInfo& kind, const Value& data) {
+  auto field = [&](std::string_view key) {
+    const Value* v = data.find(key);
+    return v ? v->scalarText() : std::string("-");
+  };
+  const Value* md = data.find("metadata");
+  const Value* status = data.find("status");
+  const Value* st = status ? status->find("status") : nullptr;
+  const Value* version = md ? md->find("version") : nullptr;
+  std::vector<std::string> row = {field(kind.isMesh() ? "meshName" : kind.name_field)};
+  if (!kind.isMesh()) row.push_back(field("meshName"));
+  if (kind.hasParent()) row.push_back(field(kind.parent_field));
+  row.push_back(version ? version->scalarText() : "-");
+  row.push_back(st ? st->scalarText() : "-");
+  row.push_back(formatAge(md ? md->find("createdAt") : nullptr));
+  return row;
+}
+
+Result<std::vector<std::string>> allMeshes(ApiClient& api) {
+  auto meshes = listResources(api, allKinds()[0], "", "");
+  if (!meshes) return Unexpected<Error>{meshes.error()};
+  std::vector<std::string> out;
+  for (const Value& m : *meshes)
+    if (const Value* n = m.find("meshName")) out.push_back(n->scalarText());
+  return out;
+}
+
+int fail(CliEnv& env, const std::string& command, const Error& e) {
+  env.err << command << ": " << oneLine(e.message) << "\n";
+  return e.code == kUsage ? 2 : 1;
+}
+
+int cmdGet(Command& c) {
+  if (c.args.positional.empty() || c.args.positional.size() > 2)
+    return fail(c.env, c.name, Error{kUsage, "expected KIND [NAME] (see weft get --help)"});
+  auto kind = kindArg(c.args.positional[0]);
+  if (!kind) return fail(c.env, c.name, kind.error());
+  auto format = outputFormat(c.args, "table", true);
+  if (!format) return fail(c.env, c.name, format.error());
+  if (auto s = c.connect(); !s) return fail(c.env, c.name, s.error());
+  std::vector<Value> items;
+  if (c.args.positional.size() == 2) {
+    auto id = resourceIdFromArgs(c.args, **kind, c.args.positional[1]);
+    if (!id) return fail(c.env, c.name, id.error());
+    auto d = describeResource(*c.api, *id);
+    if (!d) return fail(c.env, c.name, d.error());
+    if (!*d) return fail(c.env, c.name, Error{1, id->describe() + " not found"});
+    items.push_back(std::move(**d));
+  } else {
+    const KindInfo& k = **kind;
+    std::vector<std::string> meshes;
+    if (k.isMesh()) {
+      meshes.push_back("");
+    } else if (c.args.has("--mesh")) {
+      meshes.push_back(c.args.get("--mesh"));
+    } else {
+      auto all = allMeshes(*c.api);
+      if (!all) return fail(c.env, c.name, all.error());
+      meshes = *all;
+    }
+    for (const std::string& mesh : meshes) {
+      std::vector<std::string> parents = {""};
+      if (k.hasParent()) {
+        if (c.args.has(parentFlag(k))) {
+          parents = {c.args.get(parentFlag(k))};
+        } else {
+          const KindInfo* pk = lookupKind(k.parent_segment);
+          auto ps = listResources(*c.api, *pk, mesh, "");
+          if (!ps) return fail(c.env, c.name, ps.error());
+          parents.clear();
+          for (const Value& p : *ps) parents.push_back(p.find(pk->name_field)->scalarText());
+        }
+      }
+      for (const std::string& parent : parents) {
+        auto refs = listResources(*c.api, k, mesh, parent);
+        if (!refs) return fail(c.env, c.name, refs.error());
+        for (const Value& ref : *refs) {
+          const Value* n = ref.find(k.name_field);
+          if (n == nullptr) continue;
+          ResourceId id{&k, k.isMesh() ? n->scalarText() : mesh, parent, n->scalarText()};
+          auto d = describeResource(*c.api, id);
+          if (!d) return fail(c.env, c.name, d.error());
+          if (*d) items.push_back(std::move(**d));  // deleted meanwhile: leave it out
+        }
+      }
+    }
+  }
+  if (*format == "table") {
+    if (items.empty()) {
+      c.env.err << "No " << (*kind)->list_key << " found.\n";
+      return 0;
+    }
+    std::vector<std::vector<std::string>> rows = {tableHeader(**kind)};
+    for (const Value& item : items) rows.push_back(tableRow(**kind, item));
+    printTable(c.env.out, rows);
+    return 0;
+  }
+  if (c.args.positional.size() == 2) {
+    printValue(c.env.out, items[0], *format);
+  } else {
+    printValue(c.env.out, Value::array(std::move(items)), *format);
+  }
+  return 0;
+}
+
+int cmdDescribe(Command& c) {
+  if (c.args.positional.size() != 2)
+    return fail(c.env, c.name, Error{kUsage, "expected KIND NAME (see weft describe --help)"});
+  auto kind = kindArg(c.args.positional[0]);
+  if (!kind) return fail(c.env, c.name, kind.error());
+  auto format = outputFormat(c.args, "yaml", false);
+  if (!format) return fail(c.env, c.name, format.error());
+  auto id = resourceIdFromArgs(c.args, **kind, c.args.positional[1]);
+  if (!id) return fail(c.env, c.name, id.error());
+  if (auto s = c.connect(); !s) return fail(c.env, c.name, s.error());
+  auto d = describeResource(*c.api, *id);
+  if (!d) return fail(c.env, c.name, d.error());
+  if (!*d) return fail(c.env, c.name, Error{1, id->describe() + " not found"});
+  Value shown = std::move(**d);
+  const Value* md = shown.find("metadata");
+  const Value* arn = md ? md->find("arn") : nullptr;
+  if (arn && arn->isString()) {
+    auto tags = c.api->call("GET", "/v20190125/tags", makeQuery({{"resourceArn", arn->text()}}));
+    if (tags && tags->find("tags")) shown.set("tags", *tags->find("tags"));
+  }
+  printValue(c.env.out, shown, *format);
+  return 0;
+}
+
+Result<std::vector<Manifest>> manifestsFromArgs(const ParsedArgs& args) {
+  std::vector<Manifest> all;
+  std::set<std::string> seen;
+  for (const std::string& path : args.all("--filename")) {
+    auto ms = loadManifests(path);
+    if (!ms) return Unexpected<Error>{ms.error()};
+    for (Manifest& m : *ms) {
+      if (!seen.insert(m.describe()).second)
+        return makeError(m.source + ": " + m.describe() + " appears twice");
+      all.push_back(std::move(m));
+    }
+  }
+  return all;
+}
+
+int cmdApply(Command& c) {
+  if (!c.args.has("--filename") || !c.args.positional.empty())
+    return fail(c.env, c.name, Error{kUsage, "expected -f FILE|DIR (see weft apply --help)"});
+  auto manifests = manifestsFromArgs(c.args);
+  if (!manifests) return fail(c.env, c.name, manifests.error());
+  sortForApply(*manifests);
+  if (auto s = c.connect(); !s) return fail(c.env, c.name, s.error());
+  std::map<ApplyOutcome, int> counts;
+  for (const Manifest& m : *manifests) {
+    ResourceId id{m.kind, m.mesh, m.parent, m.name};
+    Value tags = m.tagsValue();
+    auto r = applyResource(*c.api, id, m.spec, m.has_tags ? &tags : nullptr);
+    if (!r) return fail(c.env, c.name, Error{1, m.describe() + ": " + r.error().message});
+    ++counts[r->outcome];
+    c.env.out << m.describe() << " " << outcomeName(r->outcome) << "\n";
+  }
+  c.env.out << counts[ApplyOutcome::kCreated] << " created, " << counts[ApplyOutcome::kUpdated]
+            << " updated, " << counts[ApplyOutcome::kUnchanged] << " unchanged\n";
+  return 0;
+}
+
+int cmdDelete(Command& c) {
+  std::vector<ResourceId> ids;
+  if (c.args.has("--filename")) {
+    if (!c.args.positional.empty())
+      return fail(c.env, c.name, Error{kUsage, "give either -f FILE or KIND NAME, not both"});
+    auto manifests = manifestsFromArgs(c.args);
+    if (!manifests) return fail(c.env, c.name, manifests.error());
+    sortForApply(*manifests, /*reverse=*/true);
+    for (const Manifest& m : *manifests) ids.push_back({m.kind, m.mesh, m.parent, m.name});
+  } else {
+    if (c.args.positional.size() != 2)
+      return fail(c.env, c.name,
+                  Error{kUsage, "expected -f FILE|DIR or KIND NAME (see weft delete --help)"});
+    auto kind = kindArg(c.args.positional[0]);
+    if (!kind) return fail(c.env, c.name, kind.error());
+    auto id = resourceIdFromArgs(c.args, **kind, c.args.positional[1]);
+    if (!id) return fail(c.env, c.name, id.error());
+    ids.push_back(*id);
+  }
+  if (auto s = c.connect(); !s) return fail(c.env, c.name, s.error());
+  bool from_file = c.args.has("--filename");
+  for (const ResourceId& id : ids) {
+    auto d = deleteResource(*c.api, id);
+    if (!d) return fail(c.env, c.name, Error{1, id.describe() + ": " + d.error().message});
+    if (!*d && !from_file) return fail(c.env, c.name, Error{1, id.describe() + " not found"});
+    c.env.out << id.describe() << (*d ? " deleted" : " not found") << "\n";
+  }
+  return 0;
+}
+
+// ---- credentials ----
+
+int cmdCredentials(Command& c) {
+  if (c.args.positional.empty())
+    return fail(c.env, c.name,
+                Error{kUsage, "expected create, list or delete (see weft credentials --help)"});
+  const std::string& sub = c.args.positional[0];
+  std::string name = c.name + " " + sub;
+  if (sub == "create") {
+    if (c.args.positional.size() != 1)
+      return fail(c.env, name, Error{kUsage, "takes no arguments"});
+    auto format = outputFormat(c.args, "yaml", false);
+    if (!format) return fail(c.env, name, format.error());
+    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+    Value body = Value::object();
+    if (c.args.has("--description"))
+      body.set("description", Value::string(c.args.get("--description")));
+    auto r = c.api->call("POST", "/weft/v1/credentials", "", &body);
+    if (!r) return fail(c.env, name, r.error());
+    if (*format == "json") {
+      printValue(c.env.out, *r, "json");
+    } else {
+      auto field = [&](std::string_view k) {
+        const Value* v = r->find(k);
+        return v ? v->scalarText() : std::string();
+      };
+      c.env.out << "accessKeyId: " << field("accessKeyId") << "\n"
+                << "secretAccessKey: " << field("secretAccessKey") << "\n"
+                << "# The secret is shown only now. As a shared-credentials profile:\n"
+                << "# [NAME]\n# aws_access_key_id = " << field("accessKeyId")
+                << "\n# aws_secret_access_key = " << field("secretAccessKey") << "\n";
+    }
+    return 0;
+  }
+  if (sub == "list") {
+    if (c.args.positional.size() != 1)
+      return fail(c.env, name, Error{kUsage, "takes no arguments"});
+    auto format = outputFormat(c.args, "table", true);
+    if (!format) return fail(c.env, name, format.error());
+    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+    auto r = c.api->call("GET", "/weft/v1/credentials");
+    if (!r) return fail(c.env, name, r.error());
+    const Value* list = r->find("credentials");
+    Value items = list && list->isArray() ? *list : Value::array();
+    if (*format != "table") {
+      printValue(c.env.out, items, *format);
+      return 0;
+    }
+    std::vector<std::vector<std::string>> rows = {
+        {"ACCESS KEY ID", "ACCOUNT", "AGE", "DESCRIPTION"}};
+    for (const Value& k : items.items()) {
+      auto field = [&](std::string_view f) {
+        const Value* v = k.find(f);
+        return v ? v->scalarText() : std::string();
+      };
+      rows.push_back({field("accessKeyId"), field("accountId"), formatAge(k.find("createdAt")),
+                      field("description")});
+    }
+    printTable(c.env.out, rows);
+    return 0;
+  }
+  if (sub == "delete") {
+    if (c.args.positional.size() != 2)
+      return fail(c.env, name, Error{kUsage, "expected ACCESS_KEY_ID"});
+    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+    const std::string& id = c.args.positional[1];
+    auto r = c.api->call("DELETE", "/weft/v1/credentials/" + encodeSegment(id));
+    if (!r) return fail(c.env, name, r.error());
+    c.env.out << "deleted " << id << "\n";
+    return 0;
+  }
+  return fail(c.env, c.name,
+              Error{kUsage, "unknown subcommand '" + sub + "' (expected create, list or delete)"});
+}
+
+// ---- stack ----
+
+Result<std::string> readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return makeError("cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string stackName(const ParsedArgs& args) {
+  std::string n = args.get("--stack-name");
+  if (n.empty() && args.positional.size() == 2) n = args.positional[1];
+  return n;
+}
+
+int cmdStack(Command& c) {
+  if (c.args.positional.empty())
+    return fail(c.env, c.name,
+                Error{kUsage, "expected deploy, delete, describe or list (see weft stack --help)"});
+  const std::string& sub = c.args.positional[0];
+  std::string name = c.name + " " + sub;
+  if (sub == "deploy") {
+    std::string file = c.args.get("--template-file");
+    std::string stack = stackName(c.args);
+    if (file.empty() || stack.empty())
+      return fail(c.env, name, Error{kUsage, "--template-file and --stack-name are required"});
+    std::map<std::string, std::string> overrides;
+    for (const std::string& kv : c.args.all("--parameter-overrides")) {
+      size_t eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0)
+        return fail(c.env, name,
+                    Error{kUsage, "--parameter-overrides takes KEY=VALUE pairs, got '" + kv + "'"});
+      overrides[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    auto text = readFile(file);
+    if (!text) return fail(c.env, name, text.error());
+    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+    DeployOptions opts{stack, *text, overrides, c.config.region};
+    auto r = deployStack(*c.api, opts, c.env.out);
+    if (!r) return fail(c.env, name, r.error());
+    return 0;
+  }
+  if (sub == "delete") {
+    std::string stack = stackName(c.args);
+    if (stack.empty()) return fail(c.env, name, Error{kUsage, "--stack-name is required"});
+    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+    auto r = deleteStack(*c.api, stack, c.env.out);
+    if (!r) return fail(c.env, name, r.error());
+    return 0;
+  }
+  if (sub == "describe") {
+    std::string stack = stackName(c.args);
+    if (stack.empty()) return fail(c.env, name, Error{kUsage, "--stack-name is required"});
+    auto format = outputFormat(c.args, "yaml", false);
+    if (!format) return fail(c.env, name, format.error());
+    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+    auto r = c.api->call("GET", "/weft/v1/stacks/" + encodeSegment(stack));
+    if (!r) {
+      if (r.error().code == 404)
+        return fail(c.env, name, Error{1, "stack " + stack + " does not exist"});
+      return fail(c.env, name, r.error());
+    }
+    if (*format == "json") {
+      printValue(c.env.out, *r, "json");
+      return 0;
+    }
+    // YAML: the record without the template text and the internal call records.
+    Value shown = Value::object();
+    for (const auto& [k, v] : r->members()) {
+      if (k == "template") continue;
+      if (k == "resources" && v.isArray()) {
+        Value res = Value::array();
+        for (const Value& item : v.items()) {
+          Value copy = item;
+          copy.erase("call");
+          res.push(std::move(copy));
+        }
+        shown.set(k, std::move(res));
+        continue;
+      }
+      shown.set(k, v);
+    }
+    printValue(c.env.out, shown, "yaml");
+    return 0;
+  }
+  if (sub == "list") {
+    auto format = outputFormat(c.args, "table", true);
+    if (!format) return fail(c.env, name, format.error());
+    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+    auto r = c.api->call("GET", "/weft/v1/stacks");
+    if (!r) return fail(c.env, name, r.error());
+    const Value* list = r->find("stacks");
+    Value items = list && list->isArray() ? *list : Value::array();
+    if (*format != "table") {
+      printValue(c.env.out, items, *format);
+      return 0;
+    }
+    if (items.items().empty()) {
+      c.env.err << "No stacks found.\n";
+      return 0;
+    }
+    std::vector<std::vector<std::string>> rows = {{"NAME", "STATUS", "RESOURCES", "UPDATED"}};
+    for (const Value& s : items.items()) {
+      auto field = [&](std::string_view f) {
+        const Value* v = s.find(f);
+        return v ? v->scalarText() : std::string("-");
+      };
+      rows.push_back({field("name"), field("status"), field("resourceCount"), field("updatedAt")});
+    }
+    printTable(c.env.out, rows);
+    return 0;
+  }
+  return fail(c.env, c.name,
+              Error{kUsage, "unknown subcommand '" + sub +
+                                "' (expected deploy, delete, describe or list)"});
+}
+
+// ---- help ----
+
+struct CommandDef {
+  std::string_view name;
+  std::vector<FlagSpec> flags;
+  const char* help;
+  int (*run)(Command&);
+};
+
+const std::vector<CommandDef>& commands() {
+  static const std::vector<CommandDef> defs = {
+      {"apply",
+       {{"--filename", "-f"}},
+       "Usage: weft apply -f FILE|DIR [-f ...]\n"
+       "\n"
+       "Creates or updates App Mesh resources from manifests (YAML or JSON; a directory means\n"
+       "its *.yaml, *.yml and *.json files). Resources are applied in dependency order: meshes,\n"
+       "virtual nodes, virtual routers, routes, virtual services, virtual gateways, gateway\n"
+       "routes. Each is reported as created, updated or unchanged (its spec and tags equal the\n"
+       "server's). A manifest document:\n"
+       "\n"
+       "  kind: VirtualNode          # or Mesh, VirtualService, VirtualRouter, Route, ...\n"
+       "  mesh: demo\n"
+       "  name: backend\n"
+       "  spec: {listeners: [{portMapping: {port: 8080, protocol: http}}]}\n"
+       "  tags: [{key: team, value: payments}]     # or {team: payments}\n"
+       "\n"
+       "Routes also take `virtualRouter: R`, gateway routes `virtualGateway: G`.\n"
+       "\n"
+       "Flags:\n"
+       "  -f, --filename PATH   manifest file or directory ('-' for stdin); repeatable\n",
+       cmdApply},
+      {"get", kScopeFlags,
+       "Usage: weft get KIND [NAME] [--mesh M] [--virtual-router R | --virtual-gateway G]\n"
+       "                [-o table|json|yaml]\n"
+       "\n"
+       "Lists resources of a kind (in one mesh with --mesh, else in every mesh; routes of one\n"
+       "router with --virtual-router, else of every router), or shows one by NAME (then --mesh\n"
+       "is required, and --virtual-router/--virtual-gateway for routes/gateway routes).\n"
+       "\n"
+       "KIND: mesh(es), virtualnode(s)|vn, virtualservice(s)|vs, virtualrouter(s)|vr,\n"
+       "      route(s)|rt, virtualgateway(s)|vg, gatewayroute(s)|gr\n"
+       "\n"
+       "Flags:\n"
+       "  -m, --mesh M             the mesh\n"
+       "  --virtual-router R       the router of routes\n"
+       "  --virtual-gateway G      the gateway of gateway routes\n"
+       "  -o, --output FORMAT      table (default: NAME, MESH, VERSION, STATUS, AGE), json, yaml\n",
+       cmdGet},
+      {"describe", kScopeFlags,
+       "Usage: weft describe KIND NAME [--mesh M] [--virtual-router R | --virtual-gateway G]\n"
+       "                     [-o yaml|json]\n"
+       "\n"
+       "Shows one resource in full (spec, metadata, status) with its tags.\n"
+       "\n"
+       "Flags:\n"
+       "  -m, --mesh M             the mesh (not for KIND mesh)\n"
+       "  --virtual-router R       the router (routes)\n"
+       "  --virtual-gateway G      the gateway (gateway routes)\n"
+       "  -o, --output FORMAT      yaml (default) or json\n",
+       cmdDescribe},
+      {"delete",
+       {{"--filename", "-f"},
+        {"--mesh", "-m"},
+        {"--virtual-router", ""},
+        {"--virtual-gateway", ""}},
+       "Usage: weft delete -f FILE|DIR\n"
+       "       weft delete KIND NAME [--mesh M] [--virtual-router R | --virtual-gateway G]\n"
+       "\n"
+       "Deletes the resources of manifests in reverse dependency order (gateway routes first,\n"
+       "meshes last; resources already gone are reported as not found), or one resource.\n"
+       "\n"
+       "Flags:\n"
+       "  -f, --filename PATH      manifest file or directory; repeatable\n"
+       "  -m, --mesh M             the mesh (not for KIND mesh)\n"
+       "  --virtual-router R       the router (routes)\n"
+       "  --virtual-gateway G      the gateway (gateway routes)\n",
+       cmdDelete},
+      {"credentials",
+       {{"--description", ""}, {"--output", "-o"}},
+       "Usage: weft credentials create [--description TEXT] [-o yaml|json]\n"
+       "       weft credentials list [-o table|json|yaml]\n"
+       "       weft credentials delete ACCESS_KEY_ID\n"
+       "\n"
+       "Manages the server's API access keys (SigV4). `create` prints the new key id and\n"
+       "secret (the only time the secret is shown); the server refuses to delete its last key.\n",
+       cmdCredentials},
+      {"stack",
+       {{"--template-file", ""},
+        {"--stack-name", ""},
+        {"--parameter-overrides", "", true, true},
+        {"--output", "-o"}},
+       "Usage: weft stack deploy --template-file T --stack-name S [--parameter-overrides K=V ...]\n"
+       "       weft stack delete --stack-name S\n"
+       "       weft stack describe --stack-name S [-o yaml|json]\n"
+       "       weft stack list [-o table|json|yaml]\n"
+       "\n"
+       "Deploys CloudFormation templates whose AWS::AppMesh::* resources become weft resources.\n"
+       "Parameters, Conditions, Mappings, Ref, Fn::Sub, Fn::GetAtt, Fn::ImportValue, Fn::Join,\n"
+       "Fn::Select, Fn::Split, Fn::If, Fn::Equals, Fn::And/Or/Not, Fn::FindInMap, Fn::Base64,\n"
+       "Outputs and Exports work as in CloudFormation, in JSON and in YAML long and short (!Ref)\n"
+       "forms. Resources are created in dependency order and deleted in reverse; a failed deploy\n"
+       "rolls back; a redeploy updates changed resources, creates new ones and deletes removed\n"
+       "ones. Other resource types are listed as skipped (not handled yet).\n"
+       "\n"
+       "Flags:\n"
+       "  --template-file T                  the template (YAML or JSON)\n"
+       "  --stack-name S                     the stack\n"
+       "  --parameter-overrides K=V [K=V..]  parameter values\n"
+       "  -o, --output FORMAT                describe: yaml|json; list: table|json|yaml\n",
+       cmdStack},
+  };
+  return defs;
+}
+
+}  // namespace
+
+const char* topLevelHelp() { return kTopHelp; }
+
+int runCli(int argc, const char* const* argv, CliEnv& env) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    env.err << kTopHelp;
+    return 2;
+  }
+  const std::string& first = args[0];
+  if (first == "--help" || first == "-h" || first == "help") {
+    if (first == "help" && args.size() > 1) {
+      for (const CommandDef& d : commands())
+        if (d.name == args[1]) {
+          env.out << d.help << "\n" << kGlobalFlagsHelp;
+          return 0;
+        }
+    }
+    env.out << kTopHelp << "\n" << kGlobalFlagsHelp;
+    return 0;
+  }
+  if (first == "--version" || first == "version") {
+    env.out << "weft " WEFT_VERSION "\n";
+    return 0;
+  }
+  for (const CommandDef& d : commands()) {
+    if (d.name != first) continue;
+    std::vector<std::string> rest(args.begin() + 1, args.end());
+    std::string name = "weft " + std::string(d.name);
+    auto parsed = parseArgs(rest, d.flags, name);
+    if (!parsed) {
+      // --help wins over a bad flag.
+      if (std::find(rest.begin(), rest.end(), "--help") != rest.end() ||
+          std::find(rest.begin(), rest.end(), "-h") != rest.end()) {
+        env.out << d.help << "\n" << kGlobalFlagsHelp;
+        return 0;
+      }
+      return fail(env, name, parsed.error());
+    }
+    if (parsed->has("--help")) {
+      env.out << d.help << "\n" << kGlobalFlagsHelp;
+      return 0;
+    }
+    Command c{env, std::move(*parsed), name, nullptr, nullptr, {}};
+    return d.run(c);
+  }
+  env.err << "weft: unknown command '" << first << "' (see weft --help)\n";
+  return 2;
+}
+
+}  // namespace weft::cli

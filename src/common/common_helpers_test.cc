@@ -1,0 +1,79 @@
+// Tests of the small shared helpers: hex, percent-decoding, the JSON depth pre-scan, quoted()
+// and writeFileAtomically().
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "common/file_util.h"
+#include "common/hex.h"
+#include "common/json_limits.h"
+#include "common/percent_encoding.h"
+#include "common/text.h"
+
+namespace weft {
+namespace {
+
+TEST(HexTest, RoundTrip) {
+  EXPECT_EQ(hexEncode(std::string("\x00\xff\x10", 3)), "00ff10");
+  EXPECT_EQ(*hexDecode("00fF10"), std::string("\x00\xff\x10", 3));
+  EXPECT_FALSE(hexDecode("abc"));
+  EXPECT_FALSE(hexDecode("zz"));
+}
+
+TEST(PercentDecodeTest, StrictDecoding) {
+  EXPECT_EQ(*percentDecode("a%2Fb%20c+d"), "a/b c+d");
+  EXPECT_EQ(*percentDecode("%41"), "A");
+  EXPECT_FALSE(percentDecode("a%"));
+  EXPECT_FALSE(percentDecode("a%2"));
+  EXPECT_FALSE(percentDecode("a%g0"));
+  EXPECT_EQ(*percentDecode("%00"), std::string(1, '\0'));
+}
+
+TEST(JsonDepthTest, CountsNestingOutsideStrings) {
+  EXPECT_TRUE(checkJsonDepth("{}"));
+  EXPECT_TRUE(checkJsonDepth(std::string(64, '[') + std::string(64, ']')));
+  auto deep = checkJsonDepth(std::string(65, '[') + std::string(65, ']'));
+  ASSERT_FALSE(deep);
+  EXPECT_NE(deep.error().message.find("nested more than 64"), std::string::npos)
+      << deep.error().message;
+  // Brackets in strings, also after an escaped quote, do not count.
+  EXPECT_TRUE(checkJsonDepth("{\"a\": \"\\\"" + std::string(100, '[') + "\"}", 2));
+  EXPECT_FALSE(checkJsonDepth("{\"a\": [[1]]}", 2));
+  EXPECT_TRUE(checkJsonDepth(std::string(1 << 20, '['), 1 << 21)) << "linear, no recursion";
+}
+
+TEST(QuotedTest, CutsLongValues) {
+  EXPECT_EQ(quoted("ab"), "\"ab\"");
+  EXPECT_EQ(quoted("abcdef", 3), "\"abc...\"");
+}
+
+TEST(WriteFileAtomicallyTest, WritesWithTheModeGiven) {
+  char dir_template[] = "/tmp/weft-file-util-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  std::string path = std::string(dir_template) + "/f";
+  mode_t old = ::umask(0);
+  auto st = writeFileAtomically(path, "one\n", 0644);
+  ASSERT_TRUE(st) << st.error().message;
+  st = writeFileAtomically(path, "two\n", 0600);  // replacing narrows the mode too
+  ::umask(old);
+  ASSERT_TRUE(st) << st.error().message;
+  struct stat sb {};
+  ASSERT_EQ(::stat(path.c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_mode & 0777, 0600u)
+      << "expected mode 0600, got " << std::oct << (sb.st_mode & 0777);
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str(), "two\n");
+  EXPECT_NE(::access((path + ".tmp").c_str(), F_OK), 0) << "no temporary file left";
+  ::unlink(path.c_str());
+  ::rmdir(dir_template);
+  EXPECT_FALSE(writeFileAtomically("/nonexistent-dir/x", "x", 0600));
+}
+
+}  // namespace
+}  // namespace weft

@@ -1,0 +1,63 @@
+#pragma once
+// The service registry's APIs over a Store, as AWS Cloud Map and Route 53 answer them:
+//   * Cloud Map (JSON 1.1, X-Amz-Target "Route53AutoNaming_v20170314.<Op>", SigV4 service
+//     "servicediscovery"): namespaces, services, instances, health, discovery and operations;
+//   * the Route 53 REST-XML subset on the hosted zones of DNS namespaces ("/2013-04-01/...",
+//     SigV4 service "route53");
+//   * weft's networks ("VPCs"), REST-JSON on "/weft/v1/networks[/<id>]".
+// Shapes and error names are botocore's (see docs/registry.md).
+//
+// Storage: records under "registry/..." (networks/, namespaces/, namespace-names/, services/,
+// service-names/, instances/<service>/, operations/, requests/), JSON, written with optimistic
+// commits (a lost race re-reads and retries). Parents carry counters (ServiceCount,
+// InstanceCount, a network's attached namespaces) that children's writes bump, so a delete that
+// checks "no children" can never race a create.
+//
+// After every successful write the API rebuilds the DNS snapshot (one listing of registry/) and
+// publishes it in snapshots(); refresh() does the same on demand (once at start).
+//
+// Thread-safety: every handle*() may run on several threads at once.
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+#include "common/time.h"
+#include "control/api/api_types.h"
+#include "control/registry/registry_snapshot.h"
+#include "control/store/store.h"
+
+namespace weft::control::registry {
+
+struct RegistryOptions {
+  std::string region = "us-west-2";
+  std::string account_id = "000000000000";  // used when a request carries none
+};
+
+class RegistryApi {
+ public:
+  // `store` and `time` must outlive this object.
+  RegistryApi(Store& store, const TimeSource& time, RegistryOptions options);
+  ~RegistryApi();
+
+  static constexpr std::string_view kTargetPrefix = "Route53AutoNaming_v20170314.";
+
+  ApiResponse handleCloudMap(const ApiRequest& request);
+
+  static bool handlesRoute53(std::string_view path);
+  ApiResponse handleRoute53(const ApiRequest& request);
+
+  static bool handlesNetworks(std::string_view path);
+  ApiResponse handleNetworks(const ApiRequest& request);
+
+  // Re-reads registry/ and publishes a new snapshot.
+  Status refresh();
+  const SnapshotHolder& snapshots() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace weft::control::registry

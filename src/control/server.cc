@@ -1,0 +1,485 @@
+// `weft server`: flags and config file, the data directory, the store, the credentials and the
+// HTTP API, and a clean stop on SIGTERM/SIGINT.
+//
+// Data directory layout (created 0700; see docs/control-plane.md):
+//   weft.db, weft.db-wal, weft.db-shm   the SQLite store (0600)
+//   admin-credentials                   the first admin key, AWS shared-credentials format,
+//                                       profile [weft] (0600); written on first start only
+//   aws-config                          [profile weft] region = <region> (0600), every start
+//   lock                                held (flock) while a server uses the directory
+
+#include "control/server.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "common/file_util.h"
+#include "common/log.h"
+#include "control/api/api_router.h"
+#include "control/api/crypto_util.h"
+#include "control/api/http_server.h"
+#include "control/ca/ca_api.h"
+#include "control/ca/kek.h"
+#include "control/credentials/credentials.h"
+#include "control/model/appmesh_api.h"
+#include "control/registry/dns_server.h"
+#include "control/registry/registry_api.h"
+#include "control/stacks/stack_api.h"
+#include "control/store/sqlite_store.h"
+
+namespace weft::control {
+namespace {
+
+constexpr const char* kDefaultDataDir = "./weft-data";
+constexpr const char* kDefaultApi = "127.0.0.1:7080";
+constexpr const char* kDefaultRegion = "us-west-2";
+constexpr std::string_view kAccountIdKey = "weft/server/account-id";
+
+constexpr const char* kHelp =
+    "Usage: weft server [flags]\n"
+    "\n"
+    "Runs the control plane: the App Mesh-compatible API (AWS CLI, boto3, `weft`), its store,\n"
+    "and the credentials that sign requests to it. Stops cleanly on SIGTERM or SIGINT.\n"
+    "\n"
+    "Flags (each may also be set in --config; flags win):\n"
+    "  --data-dir DIR       state directory, created 0700 (default ./weft-data)\n"
+    "  --api HOST:PORT      API listener (default 127.0.0.1:7080; port 0 picks a free port)\n"
+    "  --region R           region of ARNs and of the SigV4 scope clients sign for\n"
+    "                       (default us-west-2)\n"
+    "  --account-id ID      12-digit account id of ARNs (default: one generated on first start\n"
+    "                       and kept in the store)\n"
+    "  --ports-file F       write \"api=<port>\" to F once listening\n"
+    "  --log-level L        debug, info, warn or error (default info)\n"
+    "  --ca-key-file F      key that encrypts CA keys at rest (32 bytes: raw, hex or base64;\n"
+    "                       default: env WEFT_CA_KEY, else DIR/ca-kek made on first start)\n"
+    "  --dns HOST:PORT      registry DNS server, UDP and TCP; comma-separated for several\n"
+    "                       (default 127.0.0.1:7053; the ports file gets \"dns=<port>\")\n"
+    "  --config FILE        YAML file with the keys data-dir, api, region, account-id,\n"
+    "                       ports-file, log-level and quotas (a map of App Mesh quota names:\n"
+    "                       virtual_nodes_per_mesh, virtual_services_per_mesh,\n"
+    "                       virtual_routers_per_mesh, routes_per_virtual_router,\n"
+    "                       backends_per_virtual_node, virtual_gateways_per_mesh,\n"
+    "                       gateway_routes_per_virtual_gateway, meshes_per_account)\n"
+    "  -h, --help           this text\n"
+    "\n"
+    "On first start the server creates an admin access key and writes it to\n"
+    "DIR/admin-credentials (profile [weft]):\n"
+    "  AWS_SHARED_CREDENTIALS_FILE=DIR/admin-credentials AWS_CONFIG_FILE=DIR/aws-config \\\n"
+    "    aws --profile weft --endpoint-url http://127.0.0.1:7080 appmesh list-meshes\n";
+
+struct Settings {
+  std::string data_dir = kDefaultDataDir;
+  std::string api = kDefaultApi;
+  std::string region = kDefaultRegion;
+  std::string account_id;  // empty: stored or generated
+  std::string ports_file;
+  std::string dns = "127.0.0.1:7053";  // registry DNS: HOST:PORT[,HOST:PORT...]
+  std::string log_level = "info";
+  std::string ca_key_file;  // CA key-encryption key (docs/ca.md); empty: WEFT_CA_KEY or DIR/ca-kek
+  std::map<std::string, int> quotas;
+};
+
+const char* const kKeys[] = {"data-dir",   "api",       "region", "account-id",
+                             "ports-file", "log-level", "dns"};
+
+std::string* field(Settings& s, std::string_view key) {
+  if (key == "data-dir") return &s.data_dir;
+  if (key == "api") return &s.api;
+  if (key == "region") return &s.region;
+  if (key == "account-id") return &s.account_id;
+  if (key == "ports-file") return &s.ports_file;
+  if (key == "log-level") return &s.log_level;
+  if (key == "ca-key-file") return &s.ca_key_file;
+  if (key == "dns") return &s.dns;
+  return nullptr;
+}
+
+int* quotaField(appmesh::Quotas& q, std::string_view name) {
+  if (name == "virtual_nodes_per_mesh") return &q.virtual_nodes_per_mesh;
+  if (name == "virtual_services_per_mesh") return &q.virtual_services_per_mesh;
+  if (name == "virtual_routers_per_mesh") return &q.virtual_routers_per_mesh;
+  if (name == "routes_per_virtual_router") return &q.routes_per_virtual_router;
+  if (name == "backends_per_virtual_node") return &q.backends_per_virtual_node;
+  if (name == "virtual_gateways_per_mesh") return &q.virtual_gateways_per_mesh;
+  if (name == "gateway_routes_per_virtual_gateway") return &q.gateway_routes_per_virtual_gateway;
+  if (name == "meshes_per_account") return &q.meshes_per_account;
+  return nullptr;
+}
+
+// Reads the YAML config file into `s` (before flags are applied over it).
+Status loadConfig(const std::string& path, Settings& s) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    return makeError("--config " + path + ": " + e.what());
+  }
+  if (root.IsNull()) return {};
+  if (!root.IsMap()) return makeError("--config " + path + ": expected a map of settings");
+  try {
+    for (const auto& kv : root) {
+      std::string key = kv.first.as<std::string>();
+      std::string norm = key;
+      for (char& c : norm)
+        if (c == '_') c = '-';
+      if (norm == "quotas") {
+        if (!kv.second.IsMap())
+          return makeError("--config " + path + ": quotas must be a map of name: number");
+        for (const auto& q : kv.second) s.quotas[q.first.as<std::string>()] = q.second.as<int>();
+        continue;
+      }
+      std::string* f = field(s, norm);
+      if (!f) {
+        std::string known;
+        for (const char* k : kKeys) known += std::string(known.empty() ? "" : ", ") + k;
+        return makeError("--config " + path + ": unknown key '" + key + "' (known: " + known +
+                         ", quotas)");
+      }
+      if (!kv.second.IsScalar())
+        return makeError("--config " + path + ": '" + key + "' must be a single value");
+      *f = kv.second.as<std::string>();
+    }
+  } catch (const YAML::Exception& e) {
+    return makeError("--config " + path + ": " + e.what());
+  }
+  return {};
+}
+
+// Parses "HOST:PORT" ("127.0.0.1:7080", "[::1]:7080", "localhost:7080").
+Result<net::Address> parseHostPort(std::string_view s) {
+  std::string_view host, port;
+  if (!s.empty() && s[0] == '[') {
+    size_t close = s.find(']');
+    if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':')
+      return makeError("--api '" + std::string(s) + "': expected [IPV6]:PORT");
+    host = s.substr(1, close - 1);
+    port = s.substr(close + 2);
+  } else {
+    size_t colon = s.rfind(':');
+    if (colon == std::string_view::npos)
+      return makeError("--api '" + std::string(s) + "': expected HOST:PORT, e.g. 127.0.0.1:7080");
+    host = s.substr(0, colon);
+    port = s.substr(colon + 1);
+  }
+  if (host == "localhost") host = "127.0.0.1";
+  if (host.empty()) host = "0.0.0.0";
+  char* end = nullptr;
+  std::string port_str(port);
+  long p = std::strtol(port_str.c_str(), &end, 10);
+  if (port_str.empty() || *end != '\0' || p < 0 || p > 65535)
+    return makeError("--api '" + std::string(s) + "': the port must be a number 0-65535");
+  auto addr = net::parseAddress(host, static_cast<uint16_t>(p));
+  if (!addr)
+    return makeError("--api '" + std::string(s) + "': " + addr.error().message +
+                     " (the host must be an IP address or localhost)");
+  return addr;
+}
+
+bool validRegion(std::string_view r) {
+  if (r.empty() || r.size() > 32) return false;
+  for (char c : r)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  return true;
+}
+
+bool validAccountId(std::string_view a) {
+  if (a.size() != 12) return false;
+  for (char c : a)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+// Creates DIR (and missing parents) with mode 0700.
+Status makeDataDir(const std::string& dir) {
+  std::string path;
+  size_t pos = 0;
+  while (pos <= dir.size()) {
+    size_t slash = dir.find('/', pos);
+    if (slash == std::string::npos) slash = dir.size();
+    path = dir.substr(0, slash);
+    pos = slash + 1;
+    if (path.empty() || path == ".") continue;
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+      return makeError("cannot create the data directory " + path + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0)
+    return makeError("data directory " + dir + ": " + std::strerror(errno));
+  if (!S_ISDIR(st.st_mode)) return makeError("--data-dir " + dir + " is not a directory");
+  if (::access(dir.c_str(), R_OK | W_OK | X_OK) != 0)
+    return makeError("data directory " + dir + " is not writable by this user (" +
+                     std::strerror(errno) + "); fix its permissions or choose another --data-dir");
+  if (st.st_mode & 077)
+    log::warn("server", "data directory " + dir +
+                            " is readable by other users; it holds access key secrets: chmod 700 " +
+                            dir);
+  return {};
+}
+
+// Holds an exclusive flock on DIR/lock for the life of the process.
+Result<int> lockDataDir(const std::string& dir) {
+  std::string path = dir + "/lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return makeError("cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {};
+    ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    ::close(fd);
+    std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("?");
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    return makeError("another weft server (pid " + pid + ") is using the data directory " + dir +
+                     "; stop it or choose another --data-dir");
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) == 0) {
+    ssize_t unused = ::pwrite(fd, pid.data(), pid.size(), 0);
+    (void)unused;
+  }
+  return fd;
+}
+
+std::string randomAccountId() {
+  // No leading zero, so it never reads as a shorter number.
+  return randomString(1, "123456789") + randomString(11, "0123456789");
+}
+
+// The account id: the stored one, else the flag's or a new one (stored). A flag that differs
+// from the stored id is refused: the stored ARNs, keys and CA records name the stored account.
+Result<std::string> resolveAccountId(Store& store, const std::string& flag) {
+  auto stored = store.get(kAccountIdKey);
+  if (!stored) return Unexpected<Error>{stored.error()};
+  if (stored->has_value()) {
+    const std::string& have = (*stored)->value;
+    if (!flag.empty() && flag != have)
+      return makeError("--account-id " + flag + " differs from the account id " + have +
+                       " this data directory was created with (its ARNs and access keys name " +
+                       have + "); drop --account-id, pass --account-id " + have +
+                       ", or use another --data-dir");
+    return have;
+  }
+  std::string id = flag.empty() ? randomAccountId() : flag;
+  auto r = store.commit({StoreOp::put(std::string(kAccountIdKey), id, StoreOp::kAbsent)});
+  if (!r && r.error().code == kStoreConflict) return resolveAccountId(store, flag);
+  if (!r) return Unexpected<Error>{r.error()};
+  return id;
+}
+
+int usageError(const std::string& message) {
+  std::cerr << "weft server: " << message << " (see weft server --help)\n";
+  return 2;
+}
+
+}  // namespace
+
+int runServer(int argc, char** argv) {
+  // 1. Settings: config file first, flags over it.
+  Settings settings;
+  std::map<std::string, std::string> flags;
+  std::string config_path;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help" || arg == "help") {
+      std::cout << kHelp;
+      return 0;
+    }
+    if (arg.rfind("--", 0) != 0) return usageError("unexpected argument '" + arg + "'");
+    std::string name = arg.substr(2), value;
+    size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) return usageError("--" + name + " needs a value");
+      value = argv[++i];
+    }
+    if (name == "config") {
+      config_path = value;
+    } else if (field(settings, name)) {
+      flags[name] = value;
+    } else {
+      return usageError("unknown flag --" + name);
+    }
+  }
+  if (!config_path.empty()) {
+    if (auto st = loadConfig(config_path, settings); !st) {
+      std::cerr << "weft server: " << st.error().message << "\n";
+      return 2;
+    }
+  }
+  for (const auto& [name, value] : flags) *field(settings, name) = value;
+
+  log::Level level;
+  if (!log::parseLevel(settings.log_level, level))
+    return usageError("--log-level must be debug, info, warn or error, not '" + settings.log_level +
+                      "'");
+  log::setLevel(level);
+  if (!validRegion(settings.region))
+    return usageError("--region '" + settings.region +
+                      "' is not a region name (lower-case letters, digits and '-')");
+  if (!settings.account_id.empty() && !validAccountId(settings.account_id))
+    return usageError("--account-id must be 12 digits, not '" + settings.account_id + "'");
+  appmesh::Options mesh_options;
+  mesh_options.region = settings.region;
+  for (const auto& [name, value] : settings.quotas) {
+    int* q = quotaField(mesh_options.quotas, name);
+    if (!q) return usageError("unknown quota '" + name + "' in --config");
+    if (value < 1) return usageError("quota " + name + " must be at least 1");
+    *q = value;
+  }
+  auto api_address = parseHostPort(settings.api);
+  if (!api_address) return usageError(api_address.error().message);
+  if (settings.data_dir.empty()) return usageError("--data-dir must not be empty");
+  while (settings.data_dir.size() > 1 && settings.data_dir.back() == '/')
+    settings.data_dir.pop_back();
+  const std::string& dir = settings.data_dir;
+
+  // 2. Signals: blocked before any thread starts, so every thread inherits the mask and only
+  // the sigwait below takes them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  // 3. Data directory, store, account, credentials.
+  ::umask(077);  // everything the server writes holds or guards secrets
+  auto fail = [](const std::string& message) {
+    log::error("server", message);
+    return 1;
+  };
+  if (auto st = makeDataDir(dir); !st) return fail(st.error().message);
+  auto lock_fd = lockDataDir(dir);
+  if (!lock_fd) return fail(lock_fd.error().message);
+  auto store = SqliteStore::open(dir + "/weft.db");
+  if (!store) return fail(store.error().message);
+  auto account = resolveAccountId(**store, settings.account_id);
+  if (!account) return fail(account.error().message);
+  mesh_options.account_id = *account;
+
+  const TimeSource& time = RealTimeSource::instance();
+  credentials::Credentials creds(**store, time, *account);
+  const std::string creds_path = dir + "/admin-credentials";
+  auto admin = creds.ensureAdminKey([&](const credentials::AccessKey& key) {
+    return credentials::writeSharedCredentialsFile(creds_path, "weft", key);
+  });
+  if (!admin) return fail("creating the admin access key: " + admin.error().message);
+  if (admin->has_value()) {
+    log::info("server", "created the admin access key " + (*admin)->access_key_id + " in " +
+                            creds_path + " (profile weft)");
+  } else if (::access(creds_path.c_str(), F_OK) != 0) {
+    log::info("server", "access keys exist but " + creds_path +
+                            " does not; use a key made with `weft credentials create`");
+  }
+  if (auto st = credentials::writeAwsConfigFile(dir + "/aws-config", "weft", settings.region); !st)
+    log::warn("server", st.error().message);
+
+  // 4. The API.
+  appmesh::AppMeshApi mesh_api(**store, time, mesh_options);
+  stacks::StackApi stack_api(**store, time);
+  ApiRouter router(
+      settings.region,
+      [&creds](std::string_view id) -> std::optional<KeyInfo> {
+        auto k = creds.find(id);
+        if (!k) {
+          log::error("server", "reading access key " + std::string(id) + ": " + k.error().message);
+          return std::nullopt;
+        }
+        if (!k->has_value()) return std::nullopt;
+        return KeyInfo{(*k)->secret_access_key, (*k)->account_id};
+      },
+      time);
+  // The certificate authority (ACM PCA and ACM JSON 1.1 APIs; docs/ca.md).
+  auto ca_kek = ca::Kek::load(settings.ca_key_file, std::getenv("WEFT_CA_KEY"), dir);
+  if (!ca_kek) return fail("CA key-encryption key: " + ca_kek.error().message);
+  ca::CaApi ca_api(**store, time, *ca_kek, ca::Options{settings.region, *account});
+  if (auto st = ca_api.init(); !st) return fail("CA: " + st.error().message);
+  router.addTargetRoute("ACMPrivateCA.", "acm-pca",
+                        [&ca_api](const ApiRequest& r) { return ca_api.handlePca(r); });
+  router.addTargetRoute("CertificateManager.", "acm",
+                        [&ca_api](const ApiRequest& r) { return ca_api.handleAcm(r); });
+  router.addRoute(&appmesh::AppMeshApi::handles, "appmesh",
+                  [&mesh_api](const ApiRequest& r) { return mesh_api.handle(r); });
+  router.addRoute(&stacks::StackApi::handles, "",
+                  [&stack_api](const ApiRequest& r) { return stack_api.handle(r); });
+  router.addRoute(&credentials::Credentials::handles, "",
+                  [&creds](const ApiRequest& r) { return creds.handle(r); });
+
+  // Service registry (Cloud Map, Route 53 hosted zones, networks) and its DNS server.
+  registry::RegistryApi registry_api(**store, time, {settings.region, *account});
+  if (auto st = registry_api.refresh(); !st) return fail("registry: " + st.error().message);
+  router.addTargetRoute(
+      std::string(registry::RegistryApi::kTargetPrefix), "servicediscovery",
+      [&registry_api](const ApiRequest& r) { return registry_api.handleCloudMap(r); });
+  router.addRoute(&registry::RegistryApi::handlesRoute53, "route53",
+                  [&registry_api](const ApiRequest& r) { return registry_api.handleRoute53(r); });
+  router.addRoute(&registry::RegistryApi::handlesNetworks, "",
+                  [&registry_api](const ApiRequest& r) { return registry_api.handleNetworks(r); });
+  std::vector<net::Address> dns_addresses;
+  for (size_t pos = 0; pos <= settings.dns.size();) {
+    size_t comma = std::min(settings.dns.find(',', pos), settings.dns.size());
+    auto a = parseHostPort(settings.dns.substr(pos, comma - pos));
+    if (!a) return usageError("--dns: " + a.error().message);
+    dns_addresses.push_back(*a);
+    pos = comma + 1;
+  }
+  registry::DnsServer dns_server(registry_api.snapshots(), time);
+  auto dns_bound = dns_server.start(dns_addresses);
+  if (!dns_bound) return fail(dns_bound.error().message);
+  for (const auto& a : *dns_bound)
+    log::info("server", "registry DNS on " + a.toString() + " (UDP and TCP)");
+
+  // Heads are authenticated before bodies are read (1 MiB; stack records up to 8 MiB).
+  router.addLargeBodyPrefix("/weft/v1/stacks", 8 << 20);
+  HttpServerOptions http_options;
+  http_options.check_head = [&router](const HttpRequest& r) { return router.checkHead(r); };
+  HttpServer http(
+      http_options, [&router](const HttpRequest& r) { return router.handle(r); }, time);
+  auto bound = http.start(*api_address);
+  if (!bound) return fail("API listener: " + bound.error().message);
+  log::info("server", "weft server " WEFT_VERSION ": API on http://" + bound->toString() +
+                          " (region " + settings.region + ", account " + *account + ", data " +
+                          dir + ")");
+  if (!settings.ports_file.empty()) {
+    std::string text = "api=" + std::to_string(bound->port()) + "\n";
+    text += "dns=" + std::to_string(dns_bound->front().port()) + "\n";  // registry DNS
+    if (auto st = writeFileAtomically(settings.ports_file, text, 0600); !st) {
+      http.stop();
+      return fail("--ports-file: " + st.error().message);
+    }
+  }
+
+  // 5. Until SIGTERM/SIGINT.
+  int sig = 0;
+  while (sigwait(&signals, &sig) != 0) {
+  }
+  log::info("server", std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
+                          "; finishing in-flight requests");
+  http.stop();
+  if (http.abandonedHandlers() > 0) {
+    // A handler is stuck past the drain deadline and still uses the store and the APIs: do not
+    // destroy them under it. Every acknowledged write is already on disk.
+    log::error("server", std::to_string(http.abandonedHandlers()) +
+                             " request handler(s) did not finish; exiting without cleanup");
+    std::fflush(nullptr);
+    ::_exit(1);
+  }
+  log::info("server", "stopped");
+  ::close(*lock_fd);
+  return 0;
+}
+
+}  // namespace weft::control
