@@ -630,6 +630,12 @@ Server::HealthCluster& Server::ensureHealth(const v1::Cluster& c, const ClusterI
     pc.path = h.path();
     pc.port = port;
     hc.factory = std::make_unique<upstream::HttpProbeFactory>(loop_, pc, ci.transport_factory);
+  } else if (h.protocol() == v1::HealthCheck::GRPC) {
+    upstream::GrpcProbeConfig gc;
+    gc.service = h.path();
+    gc.port = port;
+    hc.factory = std::make_unique<upstream::GrpcHealthProbeFactory>(loop_, loop_.time(), gc,
+                                                                    ci.transport_factory);
   } else {
     hc.factory = std::make_unique<upstream::TcpProbeFactory>(loop_, ci.transport_factory, port);
   }

@@ -15,6 +15,7 @@
 #include "proxy/snapshot.h"
 #include "upstream/dns_refresher.h"
 #include "upstream/dns_resolver.h"
+#include "upstream/grpc_health_probe.h"
 #include "upstream/health_checker.h"
 #include "upstream/health_probe.h"
 #include "weft/v1/config.pb.h"

@@ -2,6 +2,7 @@
 body), the circuit breaker's request limit, outlier ejection and active health checks."""
 
 import http.server
+import json
 import socket
 import threading
 import unittest
@@ -193,6 +194,45 @@ class ResilienceTest(unittest.TestCase):
         self.assertEqual(healthy.hits, 6)
         self.assertGreaterEqual(
             p.metric("weft_cluster_health_check_failure_total", cluster="svc"), 1)
+
+    def test_grpc_health_check_uses_the_grpc_health_protocol(self):
+        import grpc  # Debian's python3-grpcio
+        from concurrent import futures
+
+        def health_server(serving):
+            answer = b"\x08\x01" if serving else b"\x08\x02"
+            asked = []
+
+            def check(request, context):
+                asked.append(request)
+                return answer
+
+            handler = grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+                "Check": grpc.unary_unary_rpc_method_handler(
+                    check, request_deserializer=lambda b: b, response_serializer=lambda b: b)})
+            server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+            server.add_generic_rpc_handlers((handler,))
+            port = server.add_insecure_port("127.0.0.1:0")
+            server.start()
+            self.addCleanup(server.stop, None)
+            return port, asked
+
+        up_port, up_asked = health_server(True)
+        down_port, down_asked = health_server(False)
+        p = self.start([up_port, down_port],
+                       health_check={"protocol": "GRPC", "path": "shop.Cart", "interval": "5s",
+                                     "timeout": "2s", "healthy_threshold": 2,
+                                     "unhealthy_threshold": 2})
+        wait_until(lambda: up_asked and down_asked, what="both gRPC servers asked")
+        wait_until(lambda: p.metric("weft_cluster_membership_healthy", cluster="svc") == 1,
+                   what="one healthy endpoint (SERVING) and one not (NOT_SERVING)")
+        self.assertEqual(up_asked[0], b"\x0a\x09shop.Cart", "HealthCheckRequest{service}")
+        status, text = p.admin("/clusters?format=json")
+        self.assertEqual(status, 200)
+        hosts = {h["address"]: h["health"] for c in json.loads(text)["clusters"]
+                 for h in c["hosts"]}
+        self.assertEqual(hosts["127.0.0.1:%d" % down_port], "unhealthy", text)
+        self.assertEqual(hosts["127.0.0.1:%d" % up_port], "healthy", text)
 
     def test_invalid_policies_are_rejected_with_the_field(self):
         import json
