@@ -39,6 +39,7 @@ constexpr const char* kTopHelp =
     "  delete        delete resources (-f FILE|DIR, or KIND NAME --mesh M)\n"
     "  stack         deploy CloudFormation templates (deploy, delete, describe, list)\n"
     "  credentials   manage API access keys (create, list, delete)\n"
+    "  network       manage networks that private DNS namespaces attach to\n"
     "  version       print the version\n"
     "\n"
     "Kinds: mesh, virtualnode (vn), virtualservice (vs), virtualrouter (vr), route (rt),\n"
@@ -519,6 +520,76 @@ int cmdCredentials(Command& c) {
               Error{kUsage, "unknown subcommand '" + sub + "' (expected create, list or delete)"});
 }
 
+// ---- network ----
+
+int cmdNetwork(Command& c) {
+  if (c.args.positional.empty())
+    return fail(c.env, c.name,
+                Error{kUsage, "expected create, list or delete (see weft network --help)"});
+  const std::string& sub = c.args.positional[0];
+  std::string name = c.name + " " + sub;
+  if (sub == "create") {
+    if (c.args.positional.size() != 1)
+      return fail(c.env, name, Error{kUsage, "takes no arguments (use --name and --cidr)"});
+    if (c.args.all("--cidr").empty())
+      return fail(c.env, name, Error{kUsage, "--cidr is required (e.g. --cidr 198.18.0.0/16)"});
+    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+    Value body = Value::object();
+    body.set("name", Value::string(c.args.get("--name")));
+    Value cidrs = Value::array();
+    for (const std::string& cidr : c.args.all("--cidr")) cidrs.push(Value::string(cidr));
+    body.set("cidrs", cidrs);
+    auto r = c.api->call("POST", "/weft/v1/networks", "", &body);
+    if (!r) return fail(c.env, name, r.error());
+    const Value* id = r->find("id");
+    c.env.out << (id ? id->scalarText() : std::string()) << "\n";  // the id alone, for scripts
+    return 0;
+  }
+  if (sub == "list") {
+    if (c.args.positional.size() != 1)
+      return fail(c.env, name, Error{kUsage, "takes no arguments"});
+    auto format = outputFormat(c.args, "table", true);
+    if (!format) return fail(c.env, name, format.error());
+    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+    auto r = c.api->call("GET", "/weft/v1/networks");
+    if (!r) return fail(c.env, name, r.error());
+    const Value* list = r->find("networks");
+    Value items = list && list->isArray() ? *list : Value::array();
+    if (*format != "table") {
+      printValue(c.env.out, items, *format);
+      return 0;
+    }
+    std::vector<std::vector<std::string>> rows = {{"ID", "NAME", "CIDRS", "NAMESPACES", "AGE"}};
+    for (const Value& n : items.items()) {
+      auto joined = [&](std::string_view f) {
+        std::string out;
+        if (const Value* v = n.find(f); v && v->isArray()) {
+          for (const Value& e : v->items()) out += (out.empty() ? "" : ",") + e.scalarText();
+        }
+        return out;
+      };
+      const Value* id = n.find("id");
+      const Value* nm = n.find("name");
+      rows.push_back({id ? id->scalarText() : "", nm ? nm->scalarText() : "", joined("cidrs"),
+                      joined("namespaces"), formatAge(n.find("createdAt"))});
+    }
+    printTable(c.env.out, rows);
+    return 0;
+  }
+  if (sub == "delete") {
+    if (c.args.positional.size() != 2)
+      return fail(c.env, name, Error{kUsage, "expected NETWORK_ID"});
+    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+    const std::string& id = c.args.positional[1];
+    auto r = c.api->call("DELETE", "/weft/v1/networks/" + encodeSegment(id));
+    if (!r) return fail(c.env, name, r.error());
+    c.env.out << "deleted " << id << "\n";
+    return 0;
+  }
+  return fail(c.env, c.name,
+              Error{kUsage, "unknown subcommand '" + sub + "' (expected create, list or delete)"});
+}
+
 // ---- stack ----
 
 Result<std::string> readFile(const std::string& path) {
@@ -724,6 +795,18 @@ const std::vector<CommandDef>& commands() {
        "Manages the server's API access keys (SigV4). `create` prints the new key id and\n"
        "secret (the only time the secret is shown); the server refuses to delete its last key.\n",
        cmdCredentials},
+      {"network",
+       {{"--name", ""}, {"--cidr", ""}, {"--output", "-o"}},
+       "Usage: weft network create --name N --cidr CIDR [--cidr CIDR ...]\n"
+       "       weft network list [-o table|json|yaml]\n"
+       "       weft network delete NETWORK_ID\n"
+       "\n"
+       "Manages networks (the VPCs of App Mesh's world): address ranges that private DNS\n"
+       "namespaces are attached to (`aws servicediscovery create-private-dns-namespace --vpc "
+       "ID`).\n"
+       "`create` prints the new network's id (vpc-...) alone on stdout. A network with a\n"
+       "namespace attached cannot be deleted.\n",
+       cmdNetwork},
       {"stack",
        {{"--template-file", ""},
         {"--stack-name", ""},

@@ -212,6 +212,22 @@ spec:
         self.assertIn("NotFoundException",
                       self.fails("credentials", "delete", key["accessKeyId"]))
 
+    def test_networks(self):
+        out = self.weft("network", "create", "--name", "vpc-a", "--cidr", "198.18.0.0/24",
+                        "--cidr", "198.18.1.0/24").stdout
+        vpc = out.strip()
+        self.assertRegex(vpc, r"^vpc-[0-9a-f]+$", "create prints the id alone: %r" % out)
+        listed = json.loads(self.weft("network", "list", "-o", "json").stdout)
+        mine = [n for n in listed if n["id"] == vpc]
+        self.assertEqual(len(mine), 1, listed)
+        self.assertEqual(mine[0]["cidrs"], ["198.18.0.0/24", "198.18.1.0/24"])
+        self.assertIn(vpc, self.weft("network", "list").stdout)
+        self.assertIn("--cidr is required", self.fails("network", "create", "--name", "x", code=2))
+        self.assertIn("is not a CIDR",
+                      self.fails("network", "create", "--name", "x", "--cidr", "10.0.0/33"))
+        self.assertIn("deleted " + vpc, self.weft("network", "delete", vpc).stdout)
+        self.assertIn("NotFoundException", self.fails("network", "delete", vpc))
+
     # ---- stacks
 
     def test_stacks_with_exports_imports_updates_and_rollback(self):
