@@ -191,6 +191,27 @@ const upstream::Host* ExchangeCore::pickRetryHost() {
   return host;
 }
 
+upstream::ConnPool::Acquire ExchangeCore::acquire(upstream::PoolUser& user,
+                                                  upstream::PooledConnection*& ready,
+                                                  std::string& error) {
+  upstream::ConnPool::Acquire a = cluster_rt->pool->acquire(*host, user, ready, error);
+  switch (a) {
+    case upstream::ConnPool::Acquire::kReady:
+      break;
+    case upstream::ConnPool::Acquire::kPending:
+      cluster->stats.rq_pending_active->add();
+      break;
+    case upstream::ConnPool::Acquire::kOverflow:
+      cluster->stats.rq_pending_overflow->inc();
+      break;
+    case upstream::ConnPool::Acquire::kFailed:
+      cluster->stats.cx_connect_fail->inc();
+      noteLocalFailure();
+      break;
+  }
+  return a;
+}
+
 void ExchangeCore::noteLocalFailure() {
   if (cluster_rt && cluster_rt->outlier && host) cluster_rt->outlier->onLocalFailure(*host);
 }

@@ -77,6 +77,12 @@ struct ExchangeCore {
   // The host for the next attempt (another one when there is one), started on the balancer;
   // null when none is left (answer 503 "no healthy upstream").
   const upstream::Host* pickRetryHost();
+  // Asks the cluster's pool for a connection to `host` for `user`, counting what the pool says:
+  // a pending wait (the caller subtracts it when the wait ends), a pending-queue overflow, a
+  // connect failure (also fed to outlier detection). `ready` is set for kReady, `error` for
+  // kFailed.
+  upstream::ConnPool::Acquire acquire(upstream::PoolUser& user, upstream::PooledConnection*& ready,
+                                      std::string& error);
   // Passive health: a connect failure, reset or timeout of the current attempt.
   void noteLocalFailure();
   // A response head arrived from the current host (outlier detection).

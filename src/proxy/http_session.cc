@@ -268,23 +268,19 @@ void HttpSession::routeRequest() {
   std::string error;
   if (ex_.retry_policy && ex_.retry_policy->perTryTimeout().count() > 0)
     per_try_timer_.arm(ex_.retry_policy->perTryTimeout());
-  switch (ex_.cluster_rt->pool->acquire(*ex_.host, *this, ready, error)) {
+  switch (ex_.acquire(*this, ready, error)) {
     case upstream::ConnPool::Acquire::kReady:
       onUpstreamReady(*ready);
       return;
     case upstream::ConnPool::Acquire::kPending:
       waiting_pool_ = true;
-      ex_.cluster->stats.rq_pending_active->add();
       return;
     case upstream::ConnPool::Acquire::kOverflow:
-      ex_.cluster->stats.rq_pending_overflow->inc();
       localReply(503,
                  upstream::CircuitBreaker::overflowMessage(upstream::Resource::kPendingRequests),
                  upstream::CircuitBreaker::kOverflowFlag.data(), !req_body_.finished());
       return;
     case upstream::ConnPool::Acquire::kFailed:
-      ex_.cluster->stats.cx_connect_fail->inc();
-      ex_.noteLocalFailure();
       if (retryOn(
               upstream::AttemptOutcome::failure(upstream::AttemptOutcome::Kind::kConnectFailure)))
         return;

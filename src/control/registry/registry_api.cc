@@ -1,7 +1,6 @@
 #include "control/registry/registry_api.h"
 
 #include <arpa/inet.h>
-#include <openssl/rand.h>
 
 #include <algorithm>
 #include <chrono>
@@ -11,11 +10,11 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <regex>
 #include <set>
 
 #include "common/json.h"
 #include "common/log.h"
+#include "control/api/crypto_util.h"
 #include "control/registry/dns_message.h"
 #include "control/stacks/json_value.h"
 #include "net/socket.h"
@@ -143,19 +142,6 @@ Value obj(std::initializer_list<std::pair<std::string, Value>> members) {
   return out;
 }
 
-std::string randomChars(size_t n, std::string_view alphabet) {
-  std::string out;
-  unsigned char b[64];
-  while (out.size() < n) {
-    if (RAND_bytes(b, sizeof b) != 1) abort();  // the OS entropy source failed
-    for (unsigned char c : b) {
-      if (c >= 256 - 256 % alphabet.size()) continue;
-      out.push_back(alphabet[c % alphabet.size()]);
-      if (out.size() == n) break;
-    }
-  }
-  return out;
-}
 constexpr std::string_view kLowerAlnum = "abcdefghijklmnopqrstuvwxyz0123456789";
 constexpr std::string_view kUpperAlnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 constexpr std::string_view kHex = "0123456789abcdef";
@@ -448,7 +434,7 @@ struct RegistryApi::Impl {
   // A SUCCESS operation record (Cloud Map runs these asynchronously; weft finishes them at once).
   StoreOp operation(const std::string& type,
                     std::vector<std::pair<std::string, std::string>> targets, std::string* id_out) {
-    std::string id = randomChars(32, kLowerAlnum) + "-" + randomChars(8, kLowerAlnum);
+    std::string id = randomString(32, kLowerAlnum) + "-" + randomString(8, kLowerAlnum);
     Value t = Value::object();
     for (auto& [k, v] : targets) t.set(k, Value::string(v));
     Value now = nowNumber(time);
@@ -533,12 +519,12 @@ struct RegistryApi::Impl {
             kNamespaceAlreadyExists);
       }
       ops.push_back(StoreOp::put("registry/namespace-names/" + norm, "", StoreOp::kAbsent));
-      std::string id = "ns-" + randomChars(16, kLowerAlnum);
+      std::string id = "ns-" + randomString(16, kLowerAlnum);
       Value props = Value::object();
       Value http_props = obj({{"HttpName", Value::string(*name)}});
       if (type != "HTTP") {
         Value dns_props = Value::object();
-        dns_props.set("HostedZoneId", Value::string("Z" + randomChars(20, kUpperAlnum)));
+        dns_props.set("HostedZoneId", Value::string("Z" + randomString(20, kUpperAlnum)));
         dns_props.set("SOA", obj({{"TTL", Value::number(soa_ttl)}}));
         props.set("DnsProperties", dns_props);
       }
@@ -878,7 +864,7 @@ struct RegistryApi::Impl {
                              ")" + '\0' + stacks::toJson(extra),
                          kServiceAlreadyExists);
       }
-      std::string id = "srv-" + randomChars(16, kLowerAlnum);
+      std::string id = "srv-" + randomString(16, kLowerAlnum);
       Value s = obj({{"Id", Value::string(id)},
                      {"Arn", Value::string("arn:aws:servicediscovery:" + options.region + ":" +
                                            account(r) + ":service/" + id)},
@@ -1513,7 +1499,7 @@ struct RegistryApi::Impl {
 
   std::string changeInfoXml(const std::string& root, const std::string& comment) {
     std::string x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<" + root + " xmlns=\"" +
-                    kRoute53Ns + "\"><ChangeInfo><Id>/change/C" + randomChars(20, kUpperAlnum) +
+                    kRoute53Ns + "\"><ChangeInfo><Id>/change/C" + randomString(20, kUpperAlnum) +
                     "</Id><Status>INSYNC</Status><SubmittedAt>" + isoTime(time) + "</SubmittedAt>";
     if (!comment.empty()) x += "<Comment>" + xmlEscape(comment) + "</Comment>";
     return x + "</ChangeInfo></" + root + ">";
@@ -1700,7 +1686,7 @@ struct RegistryApi::Impl {
             return invalid("cidrs: '" + std::string(c.str()) + "' is not a CIDR");
           list.push(Value::string(std::string(c.str())));
         }
-        std::string id = "vpc-" + randomChars(17, kHex);
+        std::string id = "vpc-" + randomString(17, kHex);
         Value n = obj({{"Id", Value::string(id)},
                        {"Name", Value::string(name)},
                        {"Cidrs", list},
@@ -1809,8 +1795,7 @@ ApiResponse RegistryApi::handleRoute53(const ApiRequest& request) {
   resp.body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse xmlns=\"" +
               std::string(kRoute53Ns) + "\"><Error><Type>Sender</Type><Code>" + errorName(e.code) +
               "</Code><Message>" + xmlEscape(e.message) + "</Message></Error><RequestId>" +
-              randomChars(8, kHex) + "-" + randomChars(4, kHex) + "-" + randomChars(4, kHex) + "-" +
-              randomChars(4, kHex) + "-" + randomChars(12, kHex) + "</RequestId></ErrorResponse>";
+              uuidV4() + "</RequestId></ErrorResponse>";
   return resp;
 }
 
