@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libprotobuf-dev protobuf-compiler libyaml-cpp-dev libssl-dev libc-ares-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev libre2-dev libnghttp2-dev libsqlite3-dev
+  libgrpc++-dev protobuf-compiler-grpc
   clang-format clang-tidy
   # tests: real clients and peers
   python3 curl openssl wrk iproute2 procps iptables nghttp2-client sqlite3

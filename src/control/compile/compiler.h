@@ -1,0 +1,74 @@
+#pragma once
+// The config compiler: App Mesh resources (and the registry's instances) -> the ProxyConfig one
+// proxy runs (api/weft/v1/config.proto). The rules, App Mesh's implicit behaviour and the naming
+// are in docs/compilation.md.
+//
+// Contract:
+//  - Deterministic: the same store content gives the same message, field for field (so the same
+//    bytes under deterministic serialization: see configHash).
+//  - Scoped: a virtual node's config holds its own listeners and only the backends it declares
+//    (and their providers' endpoints), never the rest of the mesh.
+//  - Incremental: CompileResult::depends_on lists store key prefixes; a proxy's config can only
+//    change when a key under one of them changes, so the push server recompiles only the proxies
+//    whose prefixes a write touched.
+//
+// Thread-safety: compile() only reads the store and may run on several threads at once.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "control/model/resource_keys.h"
+#include "control/store/store.h"
+#include "weft/v1/config.pb.h"
+
+namespace weft::control::compile {
+
+// Who a proxy is: a virtual node or a virtual gateway of a mesh.
+struct ProxyIdentity {
+  appmesh::Kind kind = appmesh::Kind::kVirtualNode;  // kVirtualNode or kVirtualGateway
+  std::string mesh;
+  std::string name;
+
+  bool operator==(const ProxyIdentity&) const = default;
+  // "mesh/M/virtualNode/N" or "mesh/M/virtualGateway/G".
+  std::string resource() const;
+};
+
+// Parses "mesh/M/virtualNode/N", "mesh/M/virtualGateway/G" or a full App Mesh ARN of either (any
+// region and account: the proxy's environment variable may carry the ARN from its old task
+// definition). The error says which forms are accepted.
+Result<ProxyIdentity> parseProxyResource(std::string_view text);
+
+struct CompileOptions {
+  std::string region = "us-west-2";
+  std::string account_id = "000000000000";
+};
+
+struct CompileResult {
+  v1::ProxyConfig config;
+  // Store key prefixes this config was read from (sorted, unique).
+  std::vector<std::string> depends_on;
+};
+
+// Error::code of compile(): the resource does not exist (the proxy may connect before its node is
+// created; the push server waits for it) or the mesh references something broken.
+inline constexpr int kCompileNotFound = 404;
+
+class Compiler {
+ public:
+  // `store` must outlive the compiler.
+  Compiler(Store& store, CompileOptions options);
+
+  Result<CompileResult> compile(const ProxyIdentity& who) const;
+
+ private:
+  Store& store_;
+  CompileOptions options_;
+};
+
+// sha256 (lower-case hex) of the deterministic serialization of `config`: ConfigUpdate.hash.
+std::string configHash(const v1::ProxyConfig& config);
+
+}  // namespace weft::control::compile
