@@ -50,11 +50,17 @@ struct CompileResult {
   v1::ProxyConfig config;
   // Store key prefixes this config was read from (sorted, unique).
   std::vector<std::string> depends_on;
+  // What was left out and why (a backend that does not exist yet, a target without endpoints, a
+  // match weft cannot express...), in the order met; for `weft describe proxy-config`.
+  std::vector<std::string> warnings;
 };
 
 // Error::code of compile(): the resource does not exist (the proxy may connect before its node is
 // created; the push server waits for it) or the mesh references something broken.
 inline constexpr int kCompileNotFound = 404;
+// Error::code of compile(): the resource uses something weft cannot honour safely (an ACM or SDS
+// certificate, TLS settings that differ between a node's listeners); the message says which field.
+inline constexpr int kCompileUnsupported = 422;
 
 class Compiler {
  public:
