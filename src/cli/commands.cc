@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -40,10 +41,13 @@ constexpr const char* kTopHelp =
     "  stack         deploy CloudFormation templates (deploy, delete, describe, list)\n"
     "  credentials   manage API access keys (create, list, delete)\n"
     "  network       manage networks that private DNS namespaces attach to\n"
+    "  token         manage the join tokens proxies connect with (create, list, revoke)\n"
+    "  proxies       list the proxies connected to the config stream\n"
     "  version       print the version\n"
     "\n"
     "Kinds: mesh, virtualnode (vn), virtualservice (vs), virtualrouter (vr), route (rt),\n"
     "       virtualgateway (vg), gatewayroute (gr); plurals work too.\n"
+    "`weft describe proxy-config --resource mesh/M/virtualNode/N` shows a proxy's config.\n"
     "\n"
     "Run `weft <command> --help` for a command's flags.\n";
 
@@ -282,6 +286,38 @@ int fail(CliEnv& env, const std::string& command, const Error& e) {
   return e.code == kUsage ? 2 : 1;
 }
 
+// The text of `item`'s field `key` ("" when absent).
+std::string fieldText(const Value& item, std::string_view key) {
+  const Value* v = item.find(key);
+  return v ? v->scalarText() : std::string();
+}
+
+// The list commands: GET `path` (with `query`), take the array under `key`, and print it as JSON
+// or YAML, or as a table of `header` and one `row` per item (`empty` on stderr when none).
+int listCommand(Command& c, const std::string& name, const std::string& path, std::string_view key,
+                const std::string& query, std::vector<std::string> header, std::string_view empty,
+                const std::function<std::vector<std::string>(const Value&)>& row) {
+  auto format = outputFormat(c.args, "table", true);
+  if (!format) return fail(c.env, name, format.error());
+  if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+  auto r = c.api->call("GET", path, query);
+  if (!r) return fail(c.env, name, r.error());
+  const Value* list = r->find(key);
+  Value items = list && list->isArray() ? *list : Value::array();
+  if (*format != "table") {
+    printValue(c.env.out, items, *format);
+    return 0;
+  }
+  if (items.items().empty() && !empty.empty()) {
+    c.env.err << empty << "\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {std::move(header)};
+  for (const Value& item : items.items()) rows.push_back(row(item));
+  printTable(c.env.out, rows);
+  return 0;
+}
+
 int cmdGet(Command& c) {
   if (c.args.positional.empty() || c.args.positional.size() > 2)
     return fail(c.env, c.name, Error{kUsage, "expected KIND [NAME] (see weft get --help)"});
@@ -355,7 +391,13 @@ int cmdGet(Command& c) {
   return 0;
 }
 
+int cmdDescribeProxyConfig(Command& c);
+
 int cmdDescribe(Command& c) {
+  if (!c.args.positional.empty() && c.args.positional[0] == "proxy-config")
+    return cmdDescribeProxyConfig(c);
+  if (c.args.has("--resource"))
+    return fail(c.env, c.name, Error{kUsage, "--resource applies only to `describe proxy-config`"});
   if (c.args.positional.size() != 2)
     return fail(c.env, c.name, Error{kUsage, "expected KIND NAME (see weft describe --help)"});
   auto kind = kindArg(c.args.positional[0]);
@@ -482,29 +524,12 @@ int cmdCredentials(Command& c) {
   if (sub == "list") {
     if (c.args.positional.size() != 1)
       return fail(c.env, name, Error{kUsage, "takes no arguments"});
-    auto format = outputFormat(c.args, "table", true);
-    if (!format) return fail(c.env, name, format.error());
-    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
-    auto r = c.api->call("GET", "/weft/v1/credentials");
-    if (!r) return fail(c.env, name, r.error());
-    const Value* list = r->find("credentials");
-    Value items = list && list->isArray() ? *list : Value::array();
-    if (*format != "table") {
-      printValue(c.env.out, items, *format);
-      return 0;
-    }
-    std::vector<std::vector<std::string>> rows = {
-        {"ACCESS KEY ID", "ACCOUNT", "AGE", "DESCRIPTION"}};
-    for (const Value& k : items.items()) {
-      auto field = [&](std::string_view f) {
-        const Value* v = k.find(f);
-        return v ? v->scalarText() : std::string();
-      };
-      rows.push_back({field("accessKeyId"), field("accountId"), formatAge(k.find("createdAt")),
-                      field("description")});
-    }
-    printTable(c.env.out, rows);
-    return 0;
+    return listCommand(c, name, "/weft/v1/credentials", "credentials", "",
+                       {"ACCESS KEY ID", "ACCOUNT", "AGE", "DESCRIPTION"}, "", [](const Value& k) {
+                         return std::vector<std::string>{
+                             fieldText(k, "accessKeyId"), fieldText(k, "accountId"),
+                             formatAge(k.find("createdAt")), fieldText(k, "description")};
+                       });
   }
   if (sub == "delete") {
     if (c.args.positional.size() != 2)
@@ -548,33 +573,20 @@ int cmdNetwork(Command& c) {
   if (sub == "list") {
     if (c.args.positional.size() != 1)
       return fail(c.env, name, Error{kUsage, "takes no arguments"});
-    auto format = outputFormat(c.args, "table", true);
-    if (!format) return fail(c.env, name, format.error());
-    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
-    auto r = c.api->call("GET", "/weft/v1/networks");
-    if (!r) return fail(c.env, name, r.error());
-    const Value* list = r->find("networks");
-    Value items = list && list->isArray() ? *list : Value::array();
-    if (*format != "table") {
-      printValue(c.env.out, items, *format);
-      return 0;
-    }
-    std::vector<std::vector<std::string>> rows = {{"ID", "NAME", "CIDRS", "NAMESPACES", "AGE"}};
-    for (const Value& n : items.items()) {
-      auto joined = [&](std::string_view f) {
-        std::string out;
-        if (const Value* v = n.find(f); v && v->isArray()) {
-          for (const Value& e : v->items()) out += (out.empty() ? "" : ",") + e.scalarText();
-        }
-        return out;
-      };
-      const Value* id = n.find("id");
-      const Value* nm = n.find("name");
-      rows.push_back({id ? id->scalarText() : "", nm ? nm->scalarText() : "", joined("cidrs"),
-                      joined("namespaces"), formatAge(n.find("createdAt"))});
-    }
-    printTable(c.env.out, rows);
-    return 0;
+    return listCommand(c, name, "/weft/v1/networks", "networks", "",
+                       {"ID", "NAME", "CIDRS", "NAMESPACES", "AGE"}, "", [](const Value& n) {
+                         auto joined = [&](std::string_view f) {
+                           std::string out;
+                           if (const Value* v = n.find(f); v && v->isArray()) {
+                             for (const Value& e : v->items())
+                               out += (out.empty() ? "" : ",") + e.scalarText();
+                           }
+                           return out;
+                         };
+                         return std::vector<std::string>{fieldText(n, "id"), fieldText(n, "name"),
+                                                         joined("cidrs"), joined("namespaces"),
+                                                         formatAge(n.find("createdAt"))};
+                       });
   }
   if (sub == "delete") {
     if (c.args.positional.size() != 2)
@@ -588,6 +600,164 @@ int cmdNetwork(Command& c) {
   }
   return fail(c.env, c.name,
               Error{kUsage, "unknown subcommand '" + sub + "' (expected create, list or delete)"});
+}
+
+// ---- config push: tokens, proxies, proxy-config ----
+
+// "24h", "30m", "3600s", "1h30m", "2d" or a bare number of seconds; 0 = never expires.
+Result<int64_t> parseTtl(const std::string& text) {
+  if (text.empty()) return makeError("--ttl needs a duration such as 24h, 30m or 3600s", kUsage);
+  int64_t total = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t start = i;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
+    if (i == start || i - start > 9)
+      return makeError("--ttl '" + text + "' is not a duration (e.g. 24h, 30m, 3600s)", kUsage);
+    int64_t n = std::stoll(text.substr(start, i - start));
+    int64_t unit = 1;
+    if (i < text.size()) {
+      switch (text[i]) {
+        case 'd':
+          unit = 86400;
+          break;
+        case 'h':
+          unit = 3600;
+          break;
+        case 'm':
+          unit = 60;
+          break;
+        case 's':
+          unit = 1;
+          break;
+        default:
+          return makeError("--ttl '" + text + "': units are d, h, m and s (e.g. 24h, 30m)", kUsage);
+      }
+      ++i;
+    } else if (start != 0) {
+      return makeError("--ttl '" + text + "': a number needs a unit after another one", kUsage);
+    }
+    total += n * unit;
+  }
+  return total;
+}
+
+// "in 3h", "never", "expired 5m ago" for a unix time (0 = never).
+std::string formatExpiry(const Value* at) {
+  if (at == nullptr || !at->isNumber()) return "-";
+  double t = std::strtod(at->text().c_str(), nullptr);
+  if (t == 0) return "never";
+  double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  if (t <= now) return "expired";
+  Value created = Value::number(static_cast<int64_t>(2 * now - t));  // age of "now - (t - now)"
+  return "in " + formatAge(&created);
+}
+
+int cmdToken(Command& c) {
+  if (c.args.positional.empty())
+    return fail(c.env, c.name,
+                Error{kUsage, "expected create, list or revoke (see weft token --help)"});
+  const std::string& sub = c.args.positional[0];
+  std::string name = c.name + " " + sub;
+  if (sub == "create") {
+    if (c.args.positional.size() != 1)
+      return fail(c.env, name, Error{kUsage, "takes no arguments (use --resource)"});
+    std::string resource = c.args.get("--resource");
+    if (resource.empty())
+      return fail(c.env, name,
+                  Error{kUsage,
+                        "--resource is required (mesh/M/virtualNode/N or "
+                        "mesh/M/virtualGateway/G)"});
+    int64_t ttl = 0;
+    if (c.args.has("--ttl")) {
+      auto t = parseTtl(c.args.get("--ttl"));
+      if (!t) return fail(c.env, name, t.error());
+      ttl = *t;
+    }
+    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+    Value body = Value::object();
+    body.set("resource", Value::string(resource));
+    body.set("ttlSeconds", Value::number(ttl));
+    auto r = c.api->call("POST", "/weft/v1/tokens", "", &body);
+    if (!r) return fail(c.env, name, r.error());
+    const Value* token = r->find("token");
+    c.env.out << (token ? token->scalarText() : std::string()) << "\n";  // alone, for scripts
+    return 0;
+  }
+  if (sub == "list") {
+    if (c.args.positional.size() != 1)
+      return fail(c.env, name, Error{kUsage, "takes no arguments"});
+    return listCommand(
+        c, name, "/weft/v1/tokens", "tokens", "", {"ID", "RESOURCE", "STATUS", "EXPIRES", "AGE"},
+        "No tokens found.", [](const Value& t) {
+          std::string expires = formatExpiry(t.find("expiresAt"));
+          std::string status = fieldText(t, "revoked") == "true" ? "revoked"
+                               : expires == "expired"            ? "expired"
+                                                                 : "active";
+          return std::vector<std::string>{fieldText(t, "id"), fieldText(t, "resource"), status,
+                                          expires, formatAge(t.find("createdAt"))};
+        });
+  }
+  if (sub == "revoke") {
+    if (c.args.positional.size() != 2)
+      return fail(c.env, name, Error{kUsage, "expected TOKEN_ID (or the whole token)"});
+    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+    const std::string& id = c.args.positional[1];
+    auto r = c.api->call("DELETE", "/weft/v1/tokens/" + encodeSegment(id));
+    if (!r) return fail(c.env, name, r.error());
+    const Value* real = r->find("id");
+    c.env.out << "revoked " << (real ? real->scalarText() : id) << "\n";
+    return 0;
+  }
+  return fail(c.env, c.name,
+              Error{kUsage, "unknown subcommand '" + sub + "' (expected create, list or revoke)"});
+}
+
+int cmdProxies(Command& c) {
+  if (!c.args.positional.empty()) return fail(c.env, c.name, Error{kUsage, "takes no arguments"});
+  std::string query;
+  if (c.args.has("--mesh")) query = makeQuery({{"mesh", c.args.get("--mesh")}});
+  return listCommand(
+      c, c.name, "/weft/v1/proxies", "proxies", query,
+      {"RESOURCE", "HOST", "NETWORK", "SENT", "APPLIED", "LAST NACK", "CONNECTED", "PEER"},
+      "No proxies connected.", [](const Value& p) {
+        auto orDash = [](std::string v) { return v.empty() || v == "0" ? "-" : v; };
+        std::string nack = "-";
+        if (orDash(fieldText(p, "lastNackVersion")) != "-")
+          nack = "v" + fieldText(p, "lastNackVersion") + ": " +
+                 oneLine(fieldText(p, "lastNackReason"));
+        return std::vector<std::string>{fieldText(p, "resource"),
+                                        orDash(fieldText(p, "host")),
+                                        orDash(fieldText(p, "network")),
+                                        fieldText(p, "versionSent"),
+                                        orDash(fieldText(p, "versionAcked")),
+                                        nack,
+                                        formatAge(p.find("connectedAt")),
+                                        fieldText(p, "peer")};
+      });
+}
+
+int cmdDescribeProxyConfig(Command& c) {
+  std::string name = c.name + " proxy-config";
+  if (c.args.positional.size() != 1)
+    return fail(c.env, name, Error{kUsage, "takes no arguments (use --resource)"});
+  std::string resource = c.args.get("--resource");
+  if (resource.empty())
+    return fail(c.env, name,
+                Error{kUsage,
+                      "--resource is required (mesh/M/virtualNode/N or "
+                      "mesh/M/virtualGateway/G)"});
+  auto format = outputFormat(c.args, "json", false);
+  if (!format) return fail(c.env, name, format.error());
+  if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+  auto r = c.api->call("GET", "/weft/v1/proxy-config", makeQuery({{"resource", resource}}));
+  if (!r) {
+    if (r.error().code == 404) return fail(c.env, name, Error{1, resource + " does not exist"});
+    return fail(c.env, name, r.error());
+  }
+  printValue(c.env.out, *r, *format);
+  return 0;
 }
 
 // ---- stack ----
@@ -677,31 +847,16 @@ int cmdStack(Command& c) {
     return 0;
   }
   if (sub == "list") {
-    auto format = outputFormat(c.args, "table", true);
-    if (!format) return fail(c.env, name, format.error());
-    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
-    auto r = c.api->call("GET", "/weft/v1/stacks");
-    if (!r) return fail(c.env, name, r.error());
-    const Value* list = r->find("stacks");
-    Value items = list && list->isArray() ? *list : Value::array();
-    if (*format != "table") {
-      printValue(c.env.out, items, *format);
-      return 0;
-    }
-    if (items.items().empty()) {
-      c.env.err << "No stacks found.\n";
-      return 0;
-    }
-    std::vector<std::vector<std::string>> rows = {{"NAME", "STATUS", "RESOURCES", "UPDATED"}};
-    for (const Value& s : items.items()) {
-      auto field = [&](std::string_view f) {
-        const Value* v = s.find(f);
-        return v ? v->scalarText() : std::string("-");
-      };
-      rows.push_back({field("name"), field("status"), field("resourceCount"), field("updatedAt")});
-    }
-    printTable(c.env.out, rows);
-    return 0;
+    return listCommand(
+        c, name, "/weft/v1/stacks", "stacks", "", {"NAME", "STATUS", "RESOURCES", "UPDATED"},
+        "No stacks found.", [](const Value& st) {
+          auto field = [&](std::string_view f) {
+            std::string v = fieldText(st, f);
+            return v.empty() ? std::string("-") : v;
+          };
+          return std::vector<std::string>{field("name"), field("status"), field("resourceCount"),
+                                          field("updatedAt")};
+        });
   }
   return fail(c.env, c.name,
               Error{kUsage, "unknown subcommand '" + sub +
@@ -757,17 +912,28 @@ const std::vector<CommandDef>& commands() {
        "  --virtual-gateway G      the gateway of gateway routes\n"
        "  -o, --output FORMAT      table (default: NAME, MESH, VERSION, STATUS, AGE), json, yaml\n",
        cmdGet},
-      {"describe", kScopeFlags,
+      {"describe",
+       {{"--mesh", "-m"},
+        {"--virtual-router", ""},
+        {"--virtual-gateway", ""},
+        {"--output", "-o"},
+        {"--resource", ""}},
        "Usage: weft describe KIND NAME [--mesh M] [--virtual-router R | --virtual-gateway G]\n"
        "                     [-o yaml|json]\n"
+       "       weft describe proxy-config --resource mesh/M/virtualNode/N [-o json|yaml]\n"
        "\n"
        "Shows one resource in full (spec, metadata, status) with its tags.\n"
+       "\n"
+       "`describe proxy-config` shows the config the control plane compiles for a proxy of a\n"
+       "virtual node or virtual gateway (what it is sent on the config stream), as JSON by\n"
+       "default. --resource also takes the resource's ARN.\n"
        "\n"
        "Flags:\n"
        "  -m, --mesh M             the mesh (not for KIND mesh)\n"
        "  --virtual-router R       the router (routes)\n"
        "  --virtual-gateway G      the gateway (gateway routes)\n"
-       "  -o, --output FORMAT      yaml (default) or json\n",
+       "  -o, --output FORMAT      yaml (default) or json; proxy-config: json (default) or yaml\n"
+       "  --resource R             proxy-config: mesh/M/virtualNode/N or mesh/M/virtualGateway/G\n",
        cmdDescribe},
       {"delete",
        {{"--filename", "-f"},
@@ -807,6 +973,35 @@ const std::vector<CommandDef>& commands() {
        "`create` prints the new network's id (vpc-...) alone on stdout. A network with a\n"
        "namespace attached cannot be deleted.\n",
        cmdNetwork},
+      {"token",
+       {{"--resource", ""}, {"--ttl", ""}, {"--output", "-o"}},
+       "Usage: weft token create --resource mesh/M/virtualNode/N [--ttl DURATION]\n"
+       "       weft token list [-o table|json|yaml]\n"
+       "       weft token revoke TOKEN_ID\n"
+       "\n"
+       "Manages join tokens: what a weft-proxy presents (--token-file) to receive the config of\n"
+       "its virtual node or gateway. A token is bound to one resource; a proxy with a token for\n"
+       "another resource is refused. `create` prints the token alone on stdout (the only time\n"
+       "it is shown; the server keeps only its hash). `revoke` takes the id `list` shows (or\n"
+       "the whole token) and disconnects proxies using it.\n"
+       "\n"
+       "Flags:\n"
+       "  --resource R          mesh/M/virtualNode/N, mesh/M/virtualGateway/G or an ARN\n"
+       "  --ttl DURATION        expiry, e.g. 24h, 30m, 3600s, 7d (default: never)\n"
+       "  -o, --output FORMAT   list: table (default), json or yaml\n",
+       cmdToken},
+      {"proxies",
+       {{"--mesh", "-m"}, {"--output", "-o"}},
+       "Usage: weft proxies [--mesh M] [-o table|json|yaml]\n"
+       "\n"
+       "Lists the proxies connected to the config stream: resource, host, network, the last\n"
+       "version sent and the last one the proxy applied (ACK), the last version it rejected\n"
+       "(NACK) and why, and since when it is connected.\n"
+       "\n"
+       "Flags:\n"
+       "  -m, --mesh M          only proxies of mesh M\n"
+       "  -o, --output FORMAT   table (default), json or yaml\n",
+       cmdProxies},
       {"stack",
        {{"--template-file", ""},
         {"--stack-name", ""},

@@ -7,6 +7,8 @@
 //                                       profile [weft] (0600); written on first start only
 //   aws-config                          [profile weft] region = <region> (0600), every start
 //   lock                                held (flock) while a server uses the directory
+//   ca-bundle.pem                       the config stream's CA certificate (0644, public): what
+//                                       weft-proxy --ca-file trusts (docs/config-push.md)
 
 #include "control/server.h"
 
@@ -17,6 +19,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +28,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/file_util.h"
 #include "common/log.h"
@@ -33,11 +37,17 @@
 #include "control/api/http_server.h"
 #include "control/ca/ca_api.h"
 #include "control/ca/kek.h"
+#include "control/compile/compiler.h"
 #include "control/credentials/credentials.h"
 #include "control/model/appmesh_api.h"
+#include "control/push/push_api.h"
+#include "control/push/push_server.h"
+#include "control/push/stream_ca.h"
+#include "control/push/tokens.h"
 #include "control/registry/dns_server.h"
 #include "control/registry/registry_api.h"
 #include "control/stacks/stack_api.h"
+#include "control/store/notifying_store.h"
 #include "control/store/sqlite_store.h"
 
 namespace weft::control {
@@ -45,6 +55,7 @@ namespace {
 
 constexpr const char* kDefaultDataDir = "./weft-data";
 constexpr const char* kDefaultApi = "127.0.0.1:7080";
+constexpr const char* kDefaultStream = "127.0.0.1:7081";
 constexpr const char* kDefaultRegion = "us-west-2";
 constexpr std::string_view kAccountIdKey = "weft/server/account-id";
 
@@ -61,14 +72,25 @@ constexpr const char* kHelp =
     "                       (default us-west-2)\n"
     "  --account-id ID      12-digit account id of ARNs (default: one generated on first start\n"
     "                       and kept in the store)\n"
-    "  --ports-file F       write \"api=<port>\" to F once listening\n"
+    "  --ports-file F       write \"api=<port>\", \"dns=<port>\" and \"stream=<port>\" to F once\n"
+    "                       listening\n"
     "  --log-level L        debug, info, warn or error (default info)\n"
     "  --ca-key-file F      key that encrypts CA keys at rest (32 bytes: raw, hex or base64;\n"
     "                       default: env WEFT_CA_KEY, else DIR/ca-kek made on first start)\n"
     "  --dns HOST:PORT      registry DNS server, UDP and TCP; comma-separated for several\n"
     "                       (default 127.0.0.1:7053; the ports file gets \"dns=<port>\")\n"
+    "  --stream HOST:PORT   the config stream weft-proxy connects to (gRPC over TLS; default\n"
+    "                       127.0.0.1:7081; port 0 picks a free port). Its certificate comes\n"
+    "                       from the server's own CA, whose certificate is written to\n"
+    "                       DIR/ca-bundle.pem (give it to weft-proxy --ca-file)\n"
+    "  --stream-san NAMES   extra DNS names or IP addresses (comma-separated) the stream's\n"
+    "                       certificate is valid for, besides 127.0.0.1, ::1, localhost and\n"
+    "                       the --stream host: the names proxies use in --control-plane\n"
+    "  --insecure           serve the config stream in plaintext, without TLS (local tests\n"
+    "                       only; proxies need --insecure too)\n"
     "  --config FILE        YAML file with the keys data-dir, api, region, account-id,\n"
-    "                       ports-file, log-level and quotas (a map of App Mesh quota names:\n"
+    "                       ports-file, log-level, dns, stream, stream-san, insecure\n"
+    "                       (true/false) and quotas (a map of App Mesh quota names:\n"
     "                       virtual_nodes_per_mesh, virtual_services_per_mesh,\n"
     "                       virtual_routers_per_mesh, routes_per_virtual_router,\n"
     "                       backends_per_virtual_node, virtual_gateways_per_mesh,\n"
@@ -78,7 +100,9 @@ constexpr const char* kHelp =
     "On first start the server creates an admin access key and writes it to\n"
     "DIR/admin-credentials (profile [weft]):\n"
     "  AWS_SHARED_CREDENTIALS_FILE=DIR/admin-credentials AWS_CONFIG_FILE=DIR/aws-config \\\n"
-    "    aws --profile weft --endpoint-url http://127.0.0.1:7080 appmesh list-meshes\n";
+    "    aws --profile weft --endpoint-url http://127.0.0.1:7080 appmesh list-meshes\n"
+    "\n"
+    "A proxy joins with a token: `weft token create --resource mesh/M/virtualNode/N`.\n";
 
 struct Settings {
   std::string data_dir = kDefaultDataDir;
@@ -86,14 +110,17 @@ struct Settings {
   std::string region = kDefaultRegion;
   std::string account_id;  // empty: stored or generated
   std::string ports_file;
-  std::string dns = "127.0.0.1:7053";  // registry DNS: HOST:PORT[,HOST:PORT...]
+  std::string dns = "127.0.0.1:7053";   // registry DNS: HOST:PORT[,HOST:PORT...]
+  std::string stream = kDefaultStream;  // the config stream (gRPC)
+  std::string stream_san;               // extra SANs, comma-separated
+  std::string insecure = "false";       // "true": plaintext stream
   std::string log_level = "info";
   std::string ca_key_file;  // CA key-encryption key (docs/ca.md); empty: WEFT_CA_KEY or DIR/ca-kek
   std::map<std::string, int> quotas;
 };
 
-const char* const kKeys[] = {"data-dir",   "api",       "region", "account-id",
-                             "ports-file", "log-level", "dns"};
+const char* const kKeys[] = {"data-dir",  "api", "region", "account-id", "ports-file",
+                             "log-level", "dns", "stream", "stream-san", "insecure"};
 
 std::string* field(Settings& s, std::string_view key) {
   if (key == "data-dir") return &s.data_dir;
@@ -104,6 +131,9 @@ std::string* field(Settings& s, std::string_view key) {
   if (key == "log-level") return &s.log_level;
   if (key == "ca-key-file") return &s.ca_key_file;
   if (key == "dns") return &s.dns;
+  if (key == "stream") return &s.stream;
+  if (key == "stream-san") return &s.stream_san;
+  if (key == "insecure") return &s.insecure;
   return nullptr;
 }
 
@@ -301,6 +331,8 @@ int runServer(int argc, char** argv) {
     if (eq != std::string::npos) {
       value = name.substr(eq + 1);
       name = name.substr(0, eq);
+    } else if (name == "insecure") {
+      value = "true";  // a switch
     } else {
       if (i + 1 >= argc) return usageError("--" + name + " needs a value");
       value = argv[++i];
@@ -341,6 +373,33 @@ int runServer(int argc, char** argv) {
   }
   auto api_address = parseHostPort(settings.api);
   if (!api_address) return usageError(api_address.error().message);
+  auto stream_address = parseHostPort(settings.stream);
+  if (!stream_address) return usageError("--stream: " + stream_address.error().message);
+  if (settings.insecure != "true" && settings.insecure != "false")
+    return usageError("insecure must be true or false, not '" + settings.insecure + "'");
+  const bool insecure = settings.insecure == "true";
+  // The names the stream's certificate is valid for.
+  std::vector<std::string> stream_names = {"127.0.0.1", "::1", "localhost"};
+  {
+    std::string host = stream_address->toString();
+    host = host.substr(0, host.rfind(':'));
+    if (!host.empty() && host.front() == '[') host = host.substr(1, host.size() - 2);
+    if (host != "0.0.0.0" && host != "::" &&
+        std::find(stream_names.begin(), stream_names.end(), host) == stream_names.end())
+      stream_names.push_back(host);
+    for (size_t pos = 0; pos < settings.stream_san.size();) {
+      size_t comma = std::min(settings.stream_san.find(',', pos), settings.stream_san.size());
+      std::string name = settings.stream_san.substr(pos, comma - pos);
+      pos = comma + 1;
+      while (!name.empty() && name.back() == ' ') name.pop_back();
+      while (!name.empty() && name.front() == ' ') name.erase(0, 1);
+      if (name.empty()) continue;
+      if (name.find_first_of("/ \t") != std::string::npos)
+        return usageError("--stream-san '" + name + "' is not a DNS name or IP address");
+      if (std::find(stream_names.begin(), stream_names.end(), name) == stream_names.end())
+        stream_names.push_back(name);
+    }
+  }
   if (settings.data_dir.empty()) return usageError("--data-dir must not be empty");
   while (settings.data_dir.size() > 1 && settings.data_dir.back() == '/')
     settings.data_dir.pop_back();
@@ -371,7 +430,10 @@ int runServer(int argc, char** argv) {
   mesh_options.account_id = *account;
 
   const TimeSource& time = RealTimeSource::instance();
-  credentials::Credentials creds(**store, time, *account);
+  // Every API writes through `notifying`, so each committed change to appmesh/, registry/ or
+  // push/tokens/ reaches the push server (set up below, before any other thread runs).
+  NotifyingStore notifying(**store);
+  credentials::Credentials creds(notifying, time, *account);
   const std::string creds_path = dir + "/admin-credentials";
   auto admin = creds.ensureAdminKey([&](const credentials::AccessKey& key) {
     return credentials::writeSharedCredentialsFile(creds_path, "weft", key);
@@ -388,8 +450,8 @@ int runServer(int argc, char** argv) {
     log::warn("server", st.error().message);
 
   // 4. The API.
-  appmesh::AppMeshApi mesh_api(**store, time, mesh_options);
-  stacks::StackApi stack_api(**store, time);
+  appmesh::AppMeshApi mesh_api(notifying, time, mesh_options);
+  stacks::StackApi stack_api(notifying, time);
   ApiRouter router(
       settings.region,
       [&creds](std::string_view id) -> std::optional<KeyInfo> {
@@ -405,7 +467,7 @@ int runServer(int argc, char** argv) {
   // The certificate authority (ACM PCA and ACM JSON 1.1 APIs; docs/ca.md).
   auto ca_kek = ca::Kek::load(settings.ca_key_file, std::getenv("WEFT_CA_KEY"), dir);
   if (!ca_kek) return fail("CA key-encryption key: " + ca_kek.error().message);
-  ca::CaApi ca_api(**store, time, *ca_kek, ca::Options{settings.region, *account});
+  ca::CaApi ca_api(notifying, time, *ca_kek, ca::Options{settings.region, *account});
   if (auto st = ca_api.init(); !st) return fail("CA: " + st.error().message);
   router.addTargetRoute("ACMPrivateCA.", "acm-pca",
                         [&ca_api](const ApiRequest& r) { return ca_api.handlePca(r); });
@@ -419,7 +481,7 @@ int runServer(int argc, char** argv) {
                   [&creds](const ApiRequest& r) { return creds.handle(r); });
 
   // Service registry (Cloud Map, Route 53 hosted zones, networks) and its DNS server.
-  registry::RegistryApi registry_api(**store, time, {settings.region, *account});
+  registry::RegistryApi registry_api(notifying, time, {settings.region, *account});
   if (auto st = registry_api.refresh(); !st) return fail("registry: " + st.error().message);
   router.addTargetRoute(
       std::string(registry::RegistryApi::kTargetPrefix), "servicediscovery",
@@ -442,6 +504,39 @@ int runServer(int argc, char** argv) {
   for (const auto& a : *dns_bound)
     log::info("server", "registry DNS on " + a.toString() + " (UDP and TCP)");
 
+  // Config push: the compiler, join tokens, the stream (TLS from the stream CA) and its API.
+  compile::Compiler compiler(notifying, compile::CompileOptions{settings.region, *account});
+  push::Tokens tokens(notifying, time);
+  auto stream_cert = push::issueStreamCertificate(notifying, *ca_kek, time, stream_names);
+  if (!stream_cert) return fail("config stream certificate: " + stream_cert.error().message);
+  const std::string bundle_path = dir + "/ca-bundle.pem";
+  if (auto st = writeFileAtomically(bundle_path, stream_cert->ca_pem, 0644); !st)
+    return fail("writing the CA bundle: " + st.error().message);
+  push::PushOptions push_options;
+  push_options.address = stream_address->toString();
+  push_options.insecure = insecure;
+  push_options.cert_pem = stream_cert->cert_pem;
+  push_options.key_pem = stream_cert->key_pem;
+  push::PushServer push_server(compiler, tokens, time, push_options);
+  notifying.setListener(
+      [&push_server](const std::vector<std::string>& keys) { push_server.onStoreChanged(keys); });
+  push::PushApi push_api(tokens, compiler, [&push_server] { return push_server.proxies(); });
+  router.addRoute(&push::PushApi::handles, "",
+                  [&push_api](const ApiRequest& r) { return push_api.handle(r); });
+  auto stream_port = push_server.start();
+  if (!stream_port) return fail("config stream: " + stream_port.error().message);
+  {
+    std::string where = stream_address->toString();
+    where = where.substr(0, where.rfind(':')) + ":" + std::to_string(*stream_port);
+    if (insecure)
+      log::warn("server", "config stream on " + where +
+                              " in PLAINTEXT (--insecure): anyone on the path can read configs "
+                              "and tokens; for local tests only");
+    else
+      log::info("server",
+                "config stream on " + where + " (TLS; proxies trust " + bundle_path + ")");
+  }
+
   // Heads are authenticated before bodies are read (1 MiB; stack records up to 8 MiB).
   router.addLargeBodyPrefix("/weft/v1/stacks", 8 << 20);
   HttpServerOptions http_options;
@@ -449,15 +544,20 @@ int runServer(int argc, char** argv) {
   HttpServer http(
       http_options, [&router](const HttpRequest& r) { return router.handle(r); }, time);
   auto bound = http.start(*api_address);
-  if (!bound) return fail("API listener: " + bound.error().message);
+  if (!bound) {
+    push_server.stop();
+    return fail("API listener: " + bound.error().message);
+  }
   log::info("server", "weft server " WEFT_VERSION ": API on http://" + bound->toString() +
                           " (region " + settings.region + ", account " + *account + ", data " +
                           dir + ")");
   if (!settings.ports_file.empty()) {
     std::string text = "api=" + std::to_string(bound->port()) + "\n";
     text += "dns=" + std::to_string(dns_bound->front().port()) + "\n";  // registry DNS
+    text += "stream=" + std::to_string(*stream_port) + "\n";            // config stream
     if (auto st = writeFileAtomically(settings.ports_file, text, 0600); !st) {
       http.stop();
+      push_server.stop();
       return fail("--ports-file: " + st.error().message);
     }
   }
@@ -469,6 +569,9 @@ int runServer(int argc, char** argv) {
   log::info("server", std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
                           "; finishing in-flight requests");
   http.stop();
+  // Streams end (proxies keep serving their config and reconnect later) before the store and
+  // the compiler go away.
+  push_server.stop();
   if (http.abandonedHandlers() > 0) {
     // A handler is stuck past the drain deadline and still uses the store and the APIs: do not
     // destroy them under it. Every acknowledged write is already on disk.

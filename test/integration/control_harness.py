@@ -107,7 +107,8 @@ class ControlServer:
             os.unlink(self.ports_file)
         args = [weft_binary(), "server", "--data-dir", self.data_dir, "--api", "127.0.0.1:0",
                 "--region", self.region, "--ports-file", self.ports_file, "--log-level", "debug",
-                "--dns", "127.0.0.1:0"]  # a fixed DNS port would collide between servers
+                "--dns", "127.0.0.1:0",  # fixed DNS and stream ports would collide
+                "--stream", "127.0.0.1:0"]  # between servers (a later --stream wins)
         if self.account_id:
             args += ["--account-id", self.account_id]
         args += self.extra_args

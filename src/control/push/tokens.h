@@ -47,6 +47,12 @@ class Tokens {
   // message says which of those failed and what to do (never echoing the secret).
   Status verify(std::string_view token, std::string_view resource);
 
+  // (Added by the push helper.) Where token records live, and the id part of a token ("" when
+  // it is not shaped like one): the push server re-verifies a stream's token when its record
+  // changes, so a revoked token's proxy is disconnected.
+  static constexpr std::string_view kKeyPrefix = "push/tokens/";
+  static std::string idOf(std::string_view token);
+
  private:
   Store& store_;
   const TimeSource& time_;
