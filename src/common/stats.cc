@@ -182,13 +182,30 @@ void appendHelp(std::string& out, std::string_view v) {
   }
 }
 
-// `{k="v",k2="v2"}`, with an optional extra trailing pair (the histogram `le`); nothing if empty.
-void appendLabels(std::string& out, const Labels& labels, std::string_view extra_key = {},
-                  std::string_view extra_value = {}) {
-  if (labels.empty() && extra_key.empty()) return;
+bool hasLabel(const Labels& labels, std::string_view key) {
+  for (const auto& [k, v] : labels)
+    if (k == key) return true;
+  return false;
+}
+
+// The constant labels a series shows: those it does not carry itself.
+Labels effectiveConstants(const Labels& constant, const Labels& labels) {
+  Labels out;
+  for (const auto& kv : constant)
+    if (!hasLabel(labels, kv.first)) out.push_back(kv);
+  return out;
+}
+
+// `{c="1",k="v",k2="v2"}`: the constant labels (those the series does not have), the series'
+// own, and an optional extra trailing pair (the histogram `le`); nothing if all are empty.
+void appendLabels(std::string& out, const Labels& constant, const Labels& labels,
+                  std::string_view extra_key = {}, std::string_view extra_value = {}) {
+  Labels shown = effectiveConstants(constant, labels);
+  shown.insert(shown.end(), labels.begin(), labels.end());
+  if (shown.empty() && extra_key.empty()) return;
   out += '{';
   bool first = true;
-  for (const auto& [k, v] : labels) {
+  for (const auto& [k, v] : shown) {
     if (!first) out += ',';
     first = false;
     out += k;
@@ -226,6 +243,12 @@ constexpr HelpEntry kHelp[] = {
     {names::kServerUptimeSeconds, "Seconds since the proxy started."},
     {names::kServerConfigUpdateSuccess, "Configurations accepted and applied."},
     {names::kServerConfigUpdateRejected, "Configurations rejected as invalid."},
+    {names::kControlPlaneConnected,
+     "1 while the config stream to the control plane is open, else 0."},
+    {names::kControlPlaneUpdateSuccess,
+     "Config versions from the control plane applied (or already running) and acknowledged."},
+    {names::kControlPlaneUpdateRejected,
+     "Config versions from the control plane rejected (NACKed); the previous config stays."},
     {names::kListenerDownstreamCxTotal, "Downstream connections accepted."},
     {names::kListenerDownstreamCxActive, "Downstream connections open."},
     {names::kListenerDownstreamCxRxBytes, "Bytes received from downstream connections."},
@@ -252,8 +275,7 @@ constexpr HelpEntry kHelp[] = {
      "HTTP/2 connections ended for resetting streams too fast (rapid reset)."},
     {names::kListenerHttp2PingFlood, "HTTP/2 connections ended for a PING flood."},
     {names::kListenerHttp2SettingsFlood, "HTTP/2 connections ended for a SETTINGS flood."},
-    {names::kListenerHttp2ContinuationFlood,
-     "HTTP/2 connections ended for a CONTINUATION flood."},
+    {names::kListenerHttp2ContinuationFlood, "HTTP/2 connections ended for a CONTINUATION flood."},
     {names::kListenerHttp2EmptyFrameFlood, "HTTP/2 connections ended for empty DATA frames."},
     {names::kListenerHttp2HeaderOverflow, "HTTP/2 header blocks over the header limits (431)."},
     {names::kListenerHttp2InvalidFrame, "HTTP/2 frames rejected as invalid."},
@@ -364,6 +386,23 @@ std::shared_ptr<Histogram> Registry::histogram(std::string_view name, Labels lab
   return get<Histogram>(name, std::move(labels), MetricType::kHistogram);
 }
 
+void Registry::setConstantLabels(Labels labels) {
+  for (size_t i = 0; i < labels.size(); ++i) {
+    WEFT_CHECK(validLabelName(labels[i].first), "invalid constant label name " + labels[i].first);
+    for (size_t j = 0; j < i; ++j) {
+      WEFT_CHECK(labels[j].first != labels[i].first,
+                 "duplicate constant label name " + labels[i].first);
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  constant_labels_ = std::move(labels);
+}
+
+Labels Registry::constantLabels() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return constant_labels_;
+}
+
 size_t Registry::prune() {
   std::lock_guard<std::mutex> lock(mu_);
   size_t dropped = 0;
@@ -405,14 +444,14 @@ std::string Registry::renderPrometheus() const {
       switch (family->type) {
         case MetricType::kCounter:
           out += name;
-          appendLabels(out, labels);
+          appendLabels(out, constant_labels_, labels);
           out += ' ';
           appendUint(out, static_cast<const Counter*>(metric.get())->value());
           out += '\n';
           break;
         case MetricType::kGauge:
           out += name;
-          appendLabels(out, labels);
+          appendLabels(out, constant_labels_, labels);
           out += ' ';
           appendInt(out, static_cast<const Gauge*>(metric.get())->value());
           out += '\n';
@@ -428,20 +467,20 @@ std::string Registry::renderPrometheus() const {
             }
             out += name;
             out += "_bucket";
-            appendLabels(out, labels, "le", le);
+            appendLabels(out, constant_labels_, labels, "le", le);
             out += ' ';
             appendUint(out, snap.cumulative[b]);
             out += '\n';
           }
           out += name;
           out += "_sum";
-          appendLabels(out, labels);
+          appendLabels(out, constant_labels_, labels);
           out += ' ';
           appendDouble(out, snap.sum_ms);
           out += '\n';
           out += name;
           out += "_count";
-          appendLabels(out, labels);
+          appendLabels(out, constant_labels_, labels);
           out += ' ';
           appendUint(out, snap.count);
           out += '\n';
@@ -473,7 +512,7 @@ std::string Registry::renderText() const {
   for (const auto& [name, family] : families_) {
     for (const auto& [labels, metric] : family->series) {
       out += name;
-      appendLabels(out, labels);
+      appendLabels(out, constant_labels_, labels);
       out += ": ";
       switch (family->type) {
         case MetricType::kCounter:
@@ -510,11 +549,13 @@ std::string Registry::renderJson() const {
       out += "{\"name\":";
       appendJsonString(out, name);
       out += ",\"labels\":{";
-      for (size_t i = 0; i < labels.size(); ++i) {
+      Labels shown = effectiveConstants(constant_labels_, labels);
+      shown.insert(shown.end(), labels.begin(), labels.end());
+      for (size_t i = 0; i < shown.size(); ++i) {
         if (i > 0) out += ',';
-        appendJsonString(out, labels[i].first);
+        appendJsonString(out, shown[i].first);
         out += ':';
-        appendJsonString(out, labels[i].second);
+        appendJsonString(out, shown[i].second);
       }
       out += "},\"type\":\"";
       out += typeName(family->type);

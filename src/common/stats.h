@@ -232,6 +232,14 @@ class Registry {
 
   uint32_t numWorkers() const { return num_workers_; }
 
+  // Labels added in front of every series' own labels when rendering (all three formats), like
+  // Prometheus client libraries' "constant labels": e.g. appmesh_mesh and appmesh_virtual_node
+  // once the proxy knows its resource. A series that has a label of the same name keeps its own
+  // value. Names must be valid label names (checked, fatal). Replaces the previous set.
+  // Thread-safe; applied at exposition time, so it costs nothing on the request path.
+  void setConstantLabels(Labels labels);
+  Labels constantLabels() const;
+
  private:
   struct Family;
   template <class T>
@@ -240,6 +248,7 @@ class Registry {
   const uint32_t num_workers_;
   mutable std::mutex mu_;  // guards families_ (not the metric values)
   std::map<std::string, std::unique_ptr<Family>, std::less<>> families_;
+  Labels constant_labels_;  // guarded by mu_
 };
 
 // "2xx" for 200..299 etc.; "1xx".."5xx"; anything else (including 0) is "other".
@@ -268,6 +277,17 @@ inline constexpr std::string_view kServerConfigUpdateSuccess =
     "weft_server_config_update_success_total";
 inline constexpr std::string_view kServerConfigUpdateRejected =
     "weft_server_config_update_rejected_total";
+
+// Control plane (weft-proxy --control-plane). No labels.
+inline constexpr std::string_view kControlPlaneConnected = "weft_control_plane_connected";
+inline constexpr std::string_view kControlPlaneUpdateSuccess =
+    "weft_control_plane_update_success_total";
+inline constexpr std::string_view kControlPlaneUpdateRejected =
+    "weft_control_plane_update_rejected_total";
+// Constant labels (Registry::setConstantLabels) naming the proxy's App Mesh resource.
+inline constexpr std::string_view kLabelAppMeshMesh = "appmesh_mesh";
+inline constexpr std::string_view kLabelAppMeshVirtualNode = "appmesh_virtual_node";
+inline constexpr std::string_view kLabelAppMeshVirtualGateway = "appmesh_virtual_gateway";
 
 // Listener. Labels: listener (+ response_code_class for the _xx_ counter).
 inline constexpr std::string_view kListenerDownstreamCxTotal = "weft_listener_downstream_cx_total";
@@ -305,7 +325,8 @@ inline constexpr std::string_view kListenerSslFailVerifySan =
     "weft_listener_ssl_fail_verify_san_total";
 // HTTP/2 downstream (http2::makeStats registers <prefix>_<name>_total). Labels: listener.
 inline constexpr std::string_view kListenerHttp2Prefix = "weft_listener_http2";
-inline constexpr std::string_view kListenerHttp2RapidReset = "weft_listener_http2_rapid_reset_total";
+inline constexpr std::string_view kListenerHttp2RapidReset =
+    "weft_listener_http2_rapid_reset_total";
 inline constexpr std::string_view kListenerHttp2PingFlood = "weft_listener_http2_ping_flood_total";
 inline constexpr std::string_view kListenerHttp2SettingsFlood =
     "weft_listener_http2_settings_flood_total";
@@ -349,7 +370,8 @@ inline constexpr std::string_view kClusterUpstreamRqRetrySuccess =
     "weft_cluster_upstream_rq_retry_success_total";
 inline constexpr std::string_view kClusterUpstreamRqRetryOverflow =
     "weft_cluster_upstream_rq_retry_overflow_total";
-inline constexpr std::string_view kClusterUpstreamRqOverflow = "weft_cluster_upstream_rq_overflow_total";
+inline constexpr std::string_view kClusterUpstreamRqOverflow =
+    "weft_cluster_upstream_rq_overflow_total";
 inline constexpr std::string_view kClusterUpstreamRqTime = "weft_cluster_upstream_rq_time";
 inline constexpr std::string_view kClusterSslHandshake = "weft_cluster_ssl_handshake_total";
 inline constexpr std::string_view kClusterSslConnectionError =

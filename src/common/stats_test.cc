@@ -273,6 +273,26 @@ TEST(StatsRender, TextAndJson) {
       "\"sum_ms\":0,\"p50\":null,\"p99\":null}]}");
 }
 
+TEST(StatsRender, ConstantLabelsGoInFrontOfEverySeries) {
+  Registry r(1);
+  r.counter("a_total", {{"cluster", "c"}})->inc(2);
+  r.gauge("g")->set(1);
+  r.setConstantLabels({{"appmesh_mesh", "m"}, {"cluster", "ignored"}});
+  std::string prom = r.renderPrometheus();
+  EXPECT_NE(prom.find("a_total{appmesh_mesh=\"m\",cluster=\"c\"} 2\n"), std::string::npos)
+      << "a series keeps its own value of a label it has; got:\n"
+      << prom;
+  EXPECT_NE(prom.find("g{appmesh_mesh=\"m\",cluster=\"ignored\"} 1\n"), std::string::npos) << prom;
+  EXPECT_NE(r.renderText().find("g{appmesh_mesh=\"m\",cluster=\"ignored\"}: 1"), std::string::npos)
+      << r.renderText();
+  EXPECT_NE(r.renderJson().find("\"labels\":{\"appmesh_mesh\":\"m\",\"cluster\":\"c\"}"),
+            std::string::npos)
+      << r.renderJson();
+  r.setConstantLabels({});
+  EXPECT_NE(r.renderPrometheus().find("\ng 1\n"), std::string::npos) << r.renderPrometheus();
+  EXPECT_TRUE(r.constantLabels().empty());
+}
+
 TEST(StatsHelpers, ResponseCodeClassAndHelp) {
   EXPECT_EQ(responseCodeClass(101), "1xx");
   EXPECT_EQ(responseCodeClass(200), "2xx");

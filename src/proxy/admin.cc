@@ -33,6 +33,7 @@ class AdminServer::Session final : public net::ConnectionCallbacks {
     std::string out = "HTTP/1.1 " + std::to_string(resp.status) +
                       (resp.status == 200   ? " OK"
                        : resp.status == 404 ? " Not Found"
+                       : resp.status == 503 ? " Service Unavailable"
                                             : " Error") +
                       "\r\ncontent-type: " + resp.content_type +
                       "\r\ncontent-length: " + std::to_string(resp.body.size()) +
@@ -100,7 +101,12 @@ AdminServer::Response AdminServer::handle(std::string_view method, std::string_v
     r.body = "the admin interface is read-only; use GET\n";
     return r;
   }
-  const Snapshot& snap = *server_.snapshot();
+  // Before the first config (agent mode) an empty snapshot stands in.
+  static const Snapshot kEmpty{};
+  const Snapshot& snap = server_.snapshot() ? *server_.snapshot() : kEmpty;
+  const char* state = server_.draining()      ? "DRAINING"
+                      : server_.initialized() ? "LIVE"
+                                              : "PRE_INITIALIZING";
   if (path == "/stats/prometheus") {
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = server_.registry().renderPrometheus();
@@ -116,15 +122,27 @@ AdminServer::Response AdminServer::handle(std::string_view method, std::string_v
                                                                server_.startTime());
     r.content_type = "application/json";
     r.body =
-        "{\"state\": \"" + std::string(server_.draining() ? "DRAINING" : "LIVE") +
+        "{\"state\": \"" + std::string(state) +
         "\", \"version\": \"" WEFT_VERSION "\", \"uptime_seconds\": " + std::to_string(up.count()) +
         ", \"node\": " + jsonString(snap.config.node()) +
         ", \"concurrency\": " + std::to_string(server_.concurrency()) +
-        ", \"config_version\": " + std::to_string(snap.version) + "}\n";
+        ", \"config_version\": " + std::to_string(snap.version);
+    if (const Agent* agent = server_.agent()) {
+      const AgentOptions& o = agent->options();
+      std::string addresses;
+      for (const auto& a : o.addresses)
+        addresses += (addresses.empty() ? "" : ", ") + jsonString(a);
+      r.body += ", \"control_plane\": {\"connected\": " +
+                std::string(agent->connected() ? "true" : "false") + ", \"addresses\": [" +
+                addresses + "], \"resource\": " + jsonString(o.resource) +
+                ", \"version_applied\": " + std::to_string(agent->lastAppliedVersion()) +
+                ", \"last_error\": " + jsonString(agent->lastError()) + "}";
+    }
+    r.body += "}\n";
   } else if (path == "/ready") {
-    if (server_.draining()) {
+    if (server_.draining() || !server_.initialized()) {
       r.status = 503;
-      r.body = "DRAINING\n";
+      r.body = std::string(state) + "\n";
     } else {
       r.body = "LIVE\n";
     }

@@ -3,8 +3,11 @@
 // thread's loop, never on a worker. Read-only endpoints:
 //   /stats/prometheus  Prometheus text format
 //   /stats             one line per metric (?format=json for JSON)
-//   /server_info       {"state": "LIVE"|"DRAINING", "version", "uptime_seconds", ...}
-//   /ready             200 "LIVE" when serving, 503 "DRAINING" while draining
+//   /server_info       {"state": "PRE_INITIALIZING"|"LIVE"|"DRAINING", "version",
+//                      "uptime_seconds", ..., and in agent mode "control_plane": {"connected",
+//                      "addresses", "resource", "version_applied", "last_error"}}
+//   /ready             200 "LIVE" when serving; 503 "PRE_INITIALIZING" before the first config
+//                      (agent mode), 503 "DRAINING" while draining
 //   /clusters          each cluster's endpoints with health
 //   /config_dump       the active config as JSON (private key paths redacted)
 

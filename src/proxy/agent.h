@@ -1,25 +1,33 @@
 #pragma once
 // The proxy's agent: keeps weft-proxy's config in step with `weft server` over the config stream
-// (api/weft/v1/stream.proto, docs/config-push.md). It speaks gRPC over weft's own HTTP/2 codec
-// (http/http2/codec.h) and TLS client transport on the proxy's main event loop: no gRPC library,
-// no extra thread, nothing on the workers.
+// (api/weft/v1/stream.proto, docs/config-push.md, docs/proxy-agent.md). It speaks gRPC over
+// weft's own HTTP/2 codec (http/http2/codec.h) and TLS client transport on the proxy's main event
+// loop: no gRPC library, no extra thread, nothing on the workers.
 //
-// Life: connect to the first control-plane address (TLS verified against ca_file, ALPN h2;
-// plaintext h2c only when `insecure`), send Hello (resource, token, host, network, version, the
-// hash of the running config), then for each ConfigUpdate / EndpointsUpdate: build the whole
-// config, call `apply` on it, answer Ack (apply succeeded) or Nack (its error message). An
-// applied config is written to `state_dir` (atomically, mode 0600) before the Ack.
+// Life: connect to the first control-plane address (TLS verified against ca_file, the server's
+// certificate must carry the address's host as a SAN, ALPN h2; plaintext h2c only when
+// `insecure`), send Hello (resource, token, host, network, version, the hash of the running
+// config), then for each ConfigUpdate / EndpointsUpdate: build the whole config, call `apply` on
+// it, answer Ack (apply succeeded) or Nack (its error message). An applied config is written to
+// `state_dir` (atomically, mode 0600) before the Ack. An update whose hash is the running
+// config's is acknowledged without calling `apply`. An EndpointsUpdate applies on top of the
+// last config received on the same stream; when the result's hash is not the update's, it is
+// refused ("... send a full config").
 // On a lost connection or a refused Hello: reconnect with exponential backoff (base 250 ms, cap
-// 30 s, full jitter), moving to the next address each time. A refusal's reason is logged once per
-// distinct reason.
+// 30 s, full jitter), moving to the next address each time; the backoff starts over after a
+// stream that delivered a config. A refusal's reason is logged once per distinct reason.
+// Keepalive: a PING after keepalive_interval without any byte from the server; no byte for
+// keepalive_timeout after it ends the connection (and a reconnect follows).
 //
-// Thread-safety: main loop only.
+// Thread-safety: main loop only (every method, every callback).
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -37,7 +45,34 @@ struct AgentOptions {
   bool insecure = false;               // plaintext h2c (tests only)
   std::string state_dir;               // where the last applied config is kept
   std::string host, network;           // shown by `weft proxies`
+  // Added for tests (production keeps the defaults): reconnect backoff and keepalive timing.
+  std::chrono::milliseconds backoff_base{250};
+  std::chrono::milliseconds backoff_cap{30'000};
+  std::chrono::milliseconds keepalive_interval{20'000};
+  std::chrono::milliseconds keepalive_timeout{10'000};
 };
+
+// An App Mesh resource the proxy runs as: "mesh/M/virtualNode/N", "mesh/M/virtualGateway/G", or
+// an ARN "arn:aws:appmesh:REGION:ACCOUNT:mesh/M/virtualNode/N" (any partition, region, account).
+struct MeshResource {
+  std::string mesh;
+  std::string name;
+  bool gateway = false;  // virtualGateway (else virtualNode)
+  // The constant metric labels: appmesh_mesh + appmesh_virtual_node / appmesh_virtual_gateway.
+  stats::Labels metricLabels() const;
+  std::string normalized() const;  // "mesh/M/virtualNode/N"
+};
+// The error says which forms are accepted.
+Result<MeshResource> parseMeshResource(std::string_view text);
+
+// sha256 (lower-case hex) of the deterministic protobuf serialization of `config`: the same
+// value as the control plane's compile::configHash (which the proxy cannot link).
+std::string proxyConfigHash(const v1::ProxyConfig& config);
+
+// Name of the stored config inside state_dir (a JSON config behind three '#' comment lines:
+// the format line, "# sha256 <hash>" and "# version <n>"; the file is also valid YAML, so
+// `weft-proxy --config` and `--validate` accept it).
+inline constexpr std::string_view kStoredConfigName = "config.yaml";
 
 class Agent {
  public:
@@ -52,13 +87,20 @@ class Agent {
   // The config stored in state_dir by a previous run, if any and readable (a corrupt file is
   // logged and ignored). Call before start() to serve while the control plane is unreachable.
   std::optional<v1::ProxyConfig> loadStored() const;
+  // Added: the caller activated `config` (loadStored()'s) itself before start(); its hash goes
+  // into Hello as running_hash, so an unchanged config is acknowledged without a rebuild.
+  void setRunning(const v1::ProxyConfig& config);
   // Starts connecting. Returns at once.
   void start();
-  // Closes the stream (GOAWAY) and stops reconnecting.
+  // Closes the stream (half-close, then GOAWAY) and stops reconnecting.
   void stop();
 
   bool connected() const;
   uint64_t lastAppliedVersion() const;
+  // Added for /server_info: the last error (refusal, lost connection, rejected update), "" if
+  // none since the last config was applied; and the options it runs with.
+  const std::string& lastError() const;
+  const AgentOptions& options() const;
 
  private:
   class Impl;

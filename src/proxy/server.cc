@@ -50,7 +50,9 @@ class Server::Signals final : public net::IoHandler {
   void onIoEvents(uint32_t) override {
     signalfd_siginfo si;
     while (::read(fd_, &si, sizeof si) == sizeof si) {
-      if (si.ssi_signo == SIGHUP) {
+      if (si.ssi_signo == SIGHUP && server_.options_.config_path.empty()) {
+        log::info("server", "SIGHUP ignored: the config comes from the control plane");
+      } else if (si.ssi_signo == SIGHUP) {
         log::info("server", "SIGHUP: reloading " + server_.options_.config_path);
         Status st = server_.reload();
         if (!st)
@@ -95,34 +97,103 @@ Server::~Server() {
 
 Status Server::start() {
   started_ = std::chrono::steady_clock::now();
-  auto cfg = loadConfigFile(options_.config_path);
-  if (!cfg) return makeError(cfg.error().message);
-  auto snap = build(*cfg);
-  if (!snap) return makeError(snap.error().message);
-  snapshot_ = *snap;
-  cert_fingerprint_ = certificateFingerprint(snapshot_->config);
+  if (!options_.config_path.empty()) {
+    auto cfg = loadConfigFile(options_.config_path);
+    if (!cfg) return makeError(cfg.error().message);
+    auto admin = AdminServer::create(*this, loop_, options_.admin ? *options_.admin : cfg->admin());
+    if (!admin) return makeError(admin.error().message);
+    admin_ = std::move(*admin);
+    Status st = applyConfig(*cfg);
+    if (!st) return st;
+    signals_ = std::make_unique<Signals>(*this);
+    return {};
+  }
+  if (!options_.control_plane) return makeError("no config file and no control plane given");
 
-  auto admin = AdminServer::create(*this, loop_, snapshot_->config.admin());
+  // Agent mode.
+  auto resource = parseMeshResource(options_.agent.resource);
+  if (!resource) return makeError(resource.error().message);
+  registry_->setConstantLabels(resource->metricLabels());
+  auto admin = AdminServer::create(*this, loop_, options_.admin.value_or(v1::Admin{}));
   if (!admin) return makeError(admin.error().message);
   admin_ = std::move(*admin);
   signals_ = std::make_unique<Signals>(*this);
-
-  for (uint32_t i = 0; i < options_.concurrency; ++i) {
-    workers_.push_back(std::make_unique<Worker>(i, upstream::FastRandom::seedFromEntropy() + i));
-    workers_.back()->start(snapshot_);
+  agent_ = std::make_unique<Agent>(
+      loop_, options_.agent, [this](const v1::ProxyConfig& c) { return applyConfig(c); },
+      *registry_);
+  if (auto stored = agent_->loadStored()) {
+    Status st = applyConfig(*stored);
+    if (st) {
+      agent_->setRunning(*stored);
+      log::info("server", "serving the stored config from " + options_.agent.state_dir +
+                              " until the control plane sends one");
+    } else {
+      log::warn("server", "the stored config in " + options_.agent.state_dir +
+                              " cannot be applied, waiting for the control plane:\n" +
+                              st.error().message);
+    }
   }
-  cert_timer_ = std::make_unique<Timer>(loop_.timers(), [this] { pollCertificates(); });
-  cert_timer_->arm(seconds(1));
-
-  for (auto& l : snapshot_->listeners) {
-    log::info("server",
-              "listener " + l->name + " on " + net::localAddress(l->socket->fd()).toString() +
-                  (l->tls.mode == ListenerTlsSeam::Mode::kStrict       ? " (TLS STRICT)"
-                   : l->tls.mode == ListenerTlsSeam::Mode::kPermissive ? " (TLS PERMISSIVE)"
-                                                                       : ""));
+  if (!snapshot_) {
+    writePortsFile();
+    log::info("server", "admin on " + admin_->address().toString() +
+                            ", waiting for the first config from the control plane (" +
+                            options_.agent.addresses.front() + ")");
   }
-  log::info("server", "admin on " + admin_->address().toString() + ", " +
-                          std::to_string(options_.concurrency) + " worker(s), ready");
+  agent_->start();
+  return {};
+}
+
+Status Server::applyConfig(const v1::ProxyConfig& config) {
+  if (draining_) return makeError("the proxy is draining; no new config is applied");
+  Status valid = validateConfig(config);
+  if (!valid) {
+    reload_rejected_->inc();
+    return valid;
+  }
+  auto snap = build(config);
+  if (!snap) {
+    reload_rejected_->inc();
+    return makeError(snap.error().message);
+  }
+  if (!options_.control_plane) {
+    // File mode: the labels follow the config's node when it names an App Mesh resource.
+    auto res = parseMeshResource(config.node());
+    registry_->setConstantLabels(res ? res->metricLabels() : stats::Labels{});
+  }
+  const bool first = !snapshot_;
+  if (first) {
+    snapshot_ = *snap;
+    for (uint32_t i = 0; i < options_.concurrency; ++i) {
+      workers_.push_back(std::make_unique<Worker>(i, upstream::FastRandom::seedFromEntropy() + i));
+      workers_.back()->start(snapshot_);
+    }
+    cert_timer_ = std::make_unique<Timer>(loop_.timers(), [this] { pollCertificates(); });
+    cert_timer_->arm(seconds(1));
+  } else {
+    publish(*snap);
+    reload_ok_->inc();
+  }
+  // Forget refreshers of clusters that are gone or no longer DNS, so none overwrites their hosts.
+  for (auto it = dns_.begin(); it != dns_.end();) {
+    bool keep = false;
+    for (const auto& c : snapshot_->config.clusters())
+      if (c.name() == it->first && c.type() == v1::Cluster::DNS) keep = true;
+    it = keep ? std::next(it) : dns_.erase(it);
+  }
+  cert_fingerprint_ = certificateFingerprint(snapshot_->config);
+  if (first) {
+    for (auto& l : snapshot_->listeners) {
+      log::info("server",
+                "listener " + l->name + " on " + net::localAddress(l->socket->fd()).toString() +
+                    (l->tls.mode == ListenerTlsSeam::Mode::kStrict       ? " (TLS STRICT)"
+                     : l->tls.mode == ListenerTlsSeam::Mode::kPermissive ? " (TLS PERMISSIVE)"
+                                                                         : ""));
+    }
+    log::info("server", "admin on " + admin_->address().toString() + ", " +
+                            std::to_string(options_.concurrency) + " worker(s), ready");
+  } else {
+    log::info("server", "config version " + std::to_string(snapshot_->version) + " active");
+  }
   writePortsFile();
   return {};
 }
@@ -133,11 +204,12 @@ int Server::run() {
 }
 
 void Server::writePortsFile() {
-  if (options_.ports_file.empty()) return;
+  if (options_.ports_file.empty() || !admin_) return;
   std::string json =
       "{\"admin\": " + std::to_string(admin_->address().port()) + ", \"listeners\": {";
   bool first = true;
-  for (auto& l : snapshot_->listeners) {
+  static const std::vector<std::shared_ptr<const ListenerInfo>> kNone;
+  for (auto& l : snapshot_ ? snapshot_->listeners : kNone) {
     if (!first) json += ", ";
     first = false;
     json += "\"" + l->name + "\": " + std::to_string(net::localAddress(l->socket->fd()).port());
@@ -152,29 +224,14 @@ void Server::writePortsFile() {
 }
 
 Status Server::reload() {
+  if (options_.config_path.empty())
+    return makeError("no config file to reload: the config comes from the control plane");
   auto cfg = loadConfigFile(options_.config_path);
   if (!cfg) {
     reload_rejected_->inc();
     return makeError(cfg.error().message);
   }
-  auto snap = build(*cfg);
-  if (!snap) {
-    reload_rejected_->inc();
-    return makeError(snap.error().message);
-  }
-  publish(*snap);
-  // Forget refreshers of clusters that are gone or no longer DNS, so none overwrites their hosts.
-  for (auto it = dns_.begin(); it != dns_.end();) {
-    bool keep = false;
-    for (const auto& c : snapshot_->config.clusters())
-      if (c.name() == it->first && c.type() == v1::Cluster::DNS) keep = true;
-    it = keep ? std::next(it) : dns_.erase(it);
-  }
-  cert_fingerprint_ = certificateFingerprint(snapshot_->config);
-  reload_ok_->inc();
-  writePortsFile();
-  log::info("server", "config version " + std::to_string(snapshot_->version) + " active");
-  return {};
+  return applyConfig(*cfg);
 }
 
 void Server::publish(SnapshotPtr s) {
@@ -217,7 +274,7 @@ std::string Server::certificateFingerprint(const v1::ProxyConfig& c) const {
 // of them changes. A half-written file fails to load and the old contexts stay.
 void Server::pollCertificates() {
   cert_timer_->arm(seconds(1));
-  if (draining_) return;
+  if (draining_ || !snapshot_) return;
   std::string fp = certificateFingerprint(snapshot_->config);
   if (fp == cert_fingerprint_) return;
   auto snap = build(snapshot_->config);
@@ -662,6 +719,12 @@ Server::HealthCluster& Server::ensureHealth(const v1::Cluster& c, const ClusterI
 void Server::beginDrain() {
   if (draining_) return;
   draining_ = true;
+  if (agent_) agent_->stop();
+  if (workers_.empty()) {
+    log::info("server", "no config was ever active; exiting");
+    loop_.post([this] { loop_.stop(); });
+    return;
+  }
   auto drain_for = drainTime(snapshot_->config);
   log::info("server", "draining for up to " + std::to_string(drain_for.count()) + " ms");
   for (auto& w : workers_) {

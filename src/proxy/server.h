@@ -5,6 +5,7 @@
 // request path; workers only ever see the immutable Snapshots it posts.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "common/result.h"
 #include "common/stats.h"
 #include "net/event_loop.h"
+#include "proxy/agent.h"
 #include "proxy/snapshot.h"
 #include "upstream/dns_refresher.h"
 #include "upstream/dns_resolver.h"
@@ -27,7 +29,15 @@ class AdminServer;
 class AccessLogWriter;
 
 struct ServerOptions {
+  // File mode: the config file (SIGHUP reloads it). Empty with control_plane set: agent mode.
   std::string config_path;
+  // Agent mode (docs/proxy-agent.md): the config comes from `weft server` over the config
+  // stream; the proxy starts with none (admin up, /ready 503, PRE_INITIALIZING) unless a stored
+  // one is in agent.state_dir.
+  bool control_plane = false;
+  AgentOptions agent;
+  // The admin listener when set (agent mode: always, from --admin); else the config's `admin`.
+  std::optional<v1::Admin> admin;
   uint32_t concurrency = 1;
   // If set, written (atomically, JSON) once listening: {"admin": P, "listeners": {"name": P}}.
   std::string ports_file;
@@ -38,7 +48,8 @@ class Server {
   explicit Server(ServerOptions options);
   ~Server();
 
-  // Loads the config and starts listening. Errors say what to fix.
+  // File mode: loads the config and starts listening. Agent mode: starts the admin listener,
+  // serves the stored config if there is one, and starts the agent. Errors say what to fix.
   Status start();
   // Runs until drained after SIGTERM/SIGINT. Returns the process exit code.
   int run();
@@ -51,6 +62,15 @@ class Server {
   uint32_t concurrency() const { return options_.concurrency; }
   // Reloads the config file; on error the old config stays and the error is returned.
   Status reload();
+  // The one path by which a config becomes active (start, SIGHUP reload, the agent): validate
+  // (validateConfig), build, publish. The first one starts the workers; later ones keep
+  // listeners whose name, address and port did not change (same socket) and open connections.
+  // On error nothing changes and the error says why. Main thread.
+  Status applyConfig(const v1::ProxyConfig& config);
+  // A config is active (false only in agent mode before the first config).
+  bool initialized() const { return snapshot_ != nullptr; }
+  // Agent mode only, else null.
+  const Agent* agent() const { return agent_.get(); }
 
  private:
   class Signals;
@@ -103,6 +123,8 @@ class Server {
   std::unique_ptr<upstream::DnsResolver> resolver_;
   std::unordered_map<std::string, DnsCluster> dns_;
   std::unordered_map<std::string, HealthCluster> health_;
+  // Last: destroyed first, while everything it calls into still exists.
+  std::unique_ptr<Agent> agent_;
 };
 
 }  // namespace weft::proxy

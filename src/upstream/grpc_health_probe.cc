@@ -9,6 +9,47 @@
 
 namespace weft::upstream {
 
+namespace {
+uint32_t prefixLength(std::string_view m) {
+  return (uint32_t(uint8_t(m[1])) << 24) | (uint32_t(uint8_t(m[2])) << 16) |
+         (uint32_t(uint8_t(m[3])) << 8) | uint32_t(uint8_t(m[4]));
+}
+}  // namespace
+
+std::string grpcFrame(std::string_view message) {
+  std::string msg(5, '\0');  // not compressed, 4-byte big-endian length
+  auto len = static_cast<uint32_t>(message.size());
+  msg[1] = static_cast<char>(len >> 24);
+  msg[2] = static_cast<char>(len >> 16);
+  msg[3] = static_cast<char>(len >> 8);
+  msg[4] = static_cast<char>(len);
+  msg.append(message);
+  return msg;
+}
+
+std::optional<std::string_view> grpcUnframe(std::string_view m) {
+  if (m.size() < 5 || m[0] != 0) return std::nullopt;
+  if (m.size() != 5 + size_t(prefixLength(m))) return std::nullopt;
+  return m.substr(5);
+}
+
+Result<std::optional<std::string>> GrpcMessageReader::next() {
+  if (buf_.size() < 5) return std::optional<std::string>();
+  if (buf_[0] != 0) {
+    return makeError(buf_[0] == 1 ? "compressed gRPC message (compression was not negotiated)"
+                                  : "malformed gRPC message prefix");
+  }
+  size_t len = prefixLength(buf_);
+  if (len > max_) {
+    return makeError("gRPC message of " + std::to_string(len) + " bytes is over the limit of " +
+                     std::to_string(max_));
+  }
+  if (buf_.size() < 5 + len) return std::optional<std::string>();
+  std::string msg = buf_.substr(5, len);
+  buf_.erase(0, 5 + len);
+  return std::optional<std::string>(std::move(msg));
+}
+
 std::string grpcHealthRequest(std::string_view service) {
   // HealthCheckRequest { string service = 1; }: tag 0x0a, varint length, bytes.
   std::string pb;
@@ -22,21 +63,13 @@ std::string grpcHealthRequest(std::string_view service) {
     }
     pb.append(service);
   }
-  std::string msg(5, '\0');  // not compressed, 4-byte big-endian length
-  auto len = static_cast<uint32_t>(pb.size());
-  msg[1] = static_cast<char>(len >> 24);
-  msg[2] = static_cast<char>(len >> 16);
-  msg[3] = static_cast<char>(len >> 8);
-  msg[4] = static_cast<char>(len);
-  return msg + pb;
+  return grpcFrame(pb);
 }
 
 int grpcHealthStatus(std::string_view m) {
-  if (m.size() < 5 || m[0] != 0) return -1;  // compressed answers are not expected here
-  uint32_t len = (uint32_t(uint8_t(m[1])) << 24) | (uint32_t(uint8_t(m[2])) << 16) |
-                 (uint32_t(uint8_t(m[3])) << 8) | uint32_t(uint8_t(m[4]));
-  if (m.size() != 5 + size_t(len)) return -1;
-  std::string_view pb = m.substr(5);
+  std::optional<std::string_view> unframed = grpcUnframe(m);  // compressed: not expected here
+  if (!unframed) return -1;
+  std::string_view pb = *unframed;
   int status = 0;  // proto3: an absent field is its default, UNKNOWN
   size_t i = 0;
   auto varint = [&](uint64_t& v) {

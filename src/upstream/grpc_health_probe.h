@@ -5,10 +5,13 @@
 //
 // Threading and lifetime as every ProbeFactory (health_probe.h): one EventLoop, used only there.
 
+#include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "common/result.h"
 #include "common/time.h"
 #include "net/event_loop.h"
 #include "upstream/health_probe.h"
@@ -34,6 +37,33 @@ class GrpcHealthProbeFactory final : public ProbeFactory {
   const TimeSource& time_;
   GrpcProbeConfig config_;
   TransportFactory transport_;
+};
+
+// gRPC message framing (PROTOCOL-HTTP2 "Length-Prefixed-Message"): a compressed flag byte, a
+// 4-byte big-endian length, then the message. Shared by the health probe and the proxy's config
+// stream agent; neither sends or accepts compressed messages.
+
+// `message` behind an uncompressed 5-byte prefix.
+std::string grpcFrame(std::string_view message);
+// The message of `framed` when it is exactly one uncompressed length-prefixed message.
+std::optional<std::string_view> grpcUnframe(std::string_view framed);
+
+// Splits a stream of DATA bytes into messages as they arrive (a message may span DATA frames,
+// a frame may carry several messages). Not thread-safe.
+class GrpcMessageReader {
+ public:
+  // Messages longer than `max_message` bytes are an error (the peer is not one we understand).
+  explicit GrpcMessageReader(size_t max_message) : max_(max_message) {}
+  void append(std::string_view bytes) { buf_.append(bytes); }
+  // The next complete message (without its prefix); nullopt while it is incomplete. Errors: a
+  // compressed message or one over the limit; the reader is unusable after an error.
+  Result<std::optional<std::string>> next();
+  size_t buffered() const { return buf_.size(); }
+  void clear() { buf_.clear(); }
+
+ private:
+  size_t max_;
+  std::string buf_;
 };
 
 // The gRPC message (5-byte prefix + protobuf HealthCheckRequest{service}) a probe sends.

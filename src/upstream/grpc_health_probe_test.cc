@@ -30,6 +30,42 @@ TEST(GrpcHealthMessages, RequestEncodingAndStatusDecoding) {
   EXPECT_EQ(grpcHealthStatus(std::string("\0\0\0\0\x02\x12\x09", 7)), -1) << "overlong field";
 }
 
+TEST(GrpcFraming, FrameUnframeAndStreamingReader) {
+  EXPECT_EQ(grpcFrame("ab"), std::string("\0\0\0\0\x02"
+                                         "ab",
+                                         7));
+  EXPECT_EQ(grpcUnframe(grpcFrame("xyz")), std::optional<std::string_view>("xyz"));
+  EXPECT_FALSE(grpcUnframe(std::string("\x01\0\0\0\x01x", 6))) << "compressed";
+  EXPECT_FALSE(grpcUnframe(grpcFrame("xyz") + "!")) << "trailing bytes";
+
+  GrpcMessageReader r(16);
+  std::string two = grpcFrame("first") + grpcFrame("");
+  // Byte by byte: nothing until a message is complete.
+  std::vector<std::string> got;
+  for (char c : two + grpcFrame("third")) {
+    r.append(std::string_view(&c, 1));
+    for (;;) {
+      auto m = r.next();
+      ASSERT_TRUE(m) << m.error().message;
+      if (!*m) break;
+      got.push_back(**m);
+    }
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"first", "", "third"}));
+  EXPECT_EQ(r.buffered(), 0u);
+
+  GrpcMessageReader small(4);
+  small.append(grpcFrame("12345"));
+  auto big = small.next();
+  ASSERT_FALSE(big) << "expected a message over the limit to be an error";
+  EXPECT_NE(big.error().message.find("over the limit"), std::string::npos) << big.error().message;
+  GrpcMessageReader z(16);
+  z.append(std::string("\x01\0\0\0\x01x", 6));
+  auto compressed = z.next();
+  ASSERT_FALSE(compressed);
+  EXPECT_NE(compressed.error().message.find("compressed"), std::string::npos);
+}
+
 // One h2 server connection at a time, answering every request with `serving` status.
 struct H2Server : http2::Callbacks {
   H2Server() {

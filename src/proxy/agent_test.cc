@@ -1,0 +1,597 @@
+// The agent against a real grpc++ ConfigStream server in the same process (the test, and only
+// the test, links grpc++). The agent runs on a net::EventLoop driven by this thread; the gRPC
+// server runs on its own threads; every wait is a condition with a deadline.
+
+#include "proxy/agent.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+
+#include "common/log.h"
+#include "net/event_loop.h"
+#include "net/socket.h"
+#include "net/tls/tls_test_util.h"
+#include "weft/v1/stream.grpc.pb.h"
+
+namespace weft::proxy {
+namespace {
+
+using net::tls::testing::TempDir;
+
+// ---- a scriptable ConfigStream server ------------------------------------------------------
+
+class TestStreamServer {
+ public:
+  struct Options {
+    std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  };
+
+  TestStreamServer() : TestStreamServer(Options()) {}
+  explicit TestStreamServer(Options o) : service_(*this) {
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:0", o.creds, &port_);
+    b.RegisterService(&service_);
+    // Accept the agent's keepalive PINGs (every keepalive_interval with no traffic); gRPC's
+    // default policy allows one per 5 minutes and answers more with GOAWAY(too_many_pings).
+    b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10);
+    b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+    server_ = b.BuildAndStart();
+  }
+  ~TestStreamServer() { shutdown(); }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  void shutdown() {
+    if (!server_) return;
+    server_->Shutdown(std::chrono::system_clock::now());
+    server_->Wait();
+    server_.reset();
+  }
+
+  // Every new stream is ended with this status right after its Hello.
+  void refuseWith(grpc::StatusCode code, std::string message) {
+    std::lock_guard lk(mu_);
+    refuse_ = grpc::Status(code, std::move(message));
+  }
+  void acceptStreams() {
+    std::lock_guard lk(mu_);
+    refuse_ = grpc::Status::OK;
+  }
+
+  // Sends on the current stream; false if there is none.
+  bool send(const v1::ServerMessage& m);
+  bool sendConfig(uint64_t version, const v1::ProxyConfig& c) {
+    v1::ServerMessage m;
+    m.mutable_config()->set_version(version);
+    *m.mutable_config()->mutable_config() = c;
+    m.mutable_config()->set_hash(proxyConfigHash(c));
+    return send(m);
+  }
+  // Ends the current stream with `status`.
+  void finish(grpc::Status status);
+
+  std::vector<v1::Hello> hellos() const {
+    std::lock_guard lk(mu_);
+    return hellos_;
+  }
+  std::vector<v1::Ack> acks() const {
+    std::lock_guard lk(mu_);
+    return acks_;
+  }
+  std::vector<v1::Nack> nacks() const {
+    std::lock_guard lk(mu_);
+    return nacks_;
+  }
+  bool streamOpen() const {
+    std::lock_guard lk(mu_);
+    return current_ != nullptr;
+  }
+
+ private:
+  class Reactor final : public grpc::ServerBidiReactor<v1::ProxyMessage, v1::ServerMessage> {
+   public:
+    explicit Reactor(TestStreamServer& s) : s_(s) { StartRead(&in_); }
+
+    void OnReadDone(bool ok) override {
+      std::lock_guard lk(s_.mu_);
+      if (!ok) {
+        finishLocked(grpc::Status::OK);
+        return;
+      }
+      if (in_.has_hello()) {
+        s_.hellos_.push_back(in_.hello());
+        if (!s_.refuse_.ok()) {
+          finishLocked(s_.refuse_);
+          return;
+        }
+        s_.current_ = this;
+      } else if (in_.has_ack()) {
+        s_.acks_.push_back(in_.ack());
+      } else if (in_.has_nack()) {
+        s_.nacks_.push_back(in_.nack());
+      }
+      StartRead(&in_);
+    }
+    void OnWriteDone(bool) override {
+      std::lock_guard lk(s_.mu_);
+      writing_ = false;
+      pumpLocked();
+    }
+    void OnDone() override {
+      {
+        std::lock_guard lk(s_.mu_);
+        if (s_.current_ == this) s_.current_ = nullptr;
+      }
+      delete this;
+    }
+
+    void sendLocked(const v1::ServerMessage& m) {
+      if (finishing_) return;
+      out_.push_back(m);
+      pumpLocked();
+    }
+    void finishLocked(grpc::Status st) {
+      if (finishing_) return;
+      finishing_ = true;
+      finish_status_ = std::move(st);
+      if (s_.current_ == this) s_.current_ = nullptr;
+      pumpLocked();
+    }
+
+   private:
+    void pumpLocked() {
+      if (writing_ || finished_) return;
+      if (!out_.empty()) {
+        writing_ = true;
+        current_out_ = out_.front();
+        out_.pop_front();
+        StartWrite(&current_out_);
+      } else if (finishing_) {
+        finished_ = true;
+        Finish(finish_status_);
+      }
+    }
+
+    TestStreamServer& s_;
+    v1::ProxyMessage in_;
+    std::deque<v1::ServerMessage> out_;
+    v1::ServerMessage current_out_;
+    bool writing_ = false;
+    bool finishing_ = false;
+    bool finished_ = false;
+    grpc::Status finish_status_;
+  };
+
+  class Service final : public v1::ConfigStream::CallbackService {
+   public:
+    explicit Service(TestStreamServer& s) : s_(s) {}
+    grpc::ServerBidiReactor<v1::ProxyMessage, v1::ServerMessage>* Stream(
+        grpc::CallbackServerContext*) override {
+      return new Reactor(s_);
+    }
+
+   private:
+    TestStreamServer& s_;
+  };
+
+  // Recursive: a reaction may run inline from a Start*/Finish call made under the lock.
+  mutable std::recursive_mutex mu_;
+  Service service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  grpc::Status refuse_ = grpc::Status::OK;
+  Reactor* current_ = nullptr;
+  std::vector<v1::Hello> hellos_;
+  std::vector<v1::Ack> acks_;
+  std::vector<v1::Nack> nacks_;
+};
+
+bool TestStreamServer::send(const v1::ServerMessage& m) {
+  std::lock_guard lk(mu_);
+  if (!current_) return false;
+  current_->sendLocked(m);
+  return true;
+}
+
+void TestStreamServer::finish(grpc::Status status) {
+  std::lock_guard lk(mu_);
+  if (current_) current_->finishLocked(std::move(status));
+}
+
+// ---- helpers --------------------------------------------------------------------------------
+
+constexpr std::chrono::seconds kDeadline{10};
+
+// Runs the loop until `cond` holds; false when the deadline passed first.
+bool runUntil(net::EventLoop& loop, const std::function<bool()>& cond,
+              std::chrono::milliseconds deadline = kDeadline) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    loop.runOnce(milliseconds(5));
+  }
+  return true;
+}
+
+v1::ProxyConfig makeConfig(std::string node, std::vector<std::pair<std::string, int>> endpoints) {
+  v1::ProxyConfig c;
+  c.set_node(std::move(node));
+  v1::Cluster* cl = c.add_clusters();
+  cl->set_name("cds_egress_m_b_http_8080");
+  for (auto& [ip, port] : endpoints) {
+    v1::Endpoint* e = cl->add_endpoints();
+    e->set_address(ip);
+    e->set_port(static_cast<uint32_t>(port));
+  }
+  v1::Cluster* dns = c.add_clusters();
+  dns->set_name("dns_cluster");
+  dns->set_type(v1::Cluster::DNS);
+  dns->add_endpoints()->set_address("example.test");
+  return c;
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  AgentOptions options(std::vector<std::string> addresses) {
+    AgentOptions o;
+    o.addresses = std::move(addresses);
+    o.resource = "mesh/m/virtualNode/a";
+    o.token = "tok-123";
+    o.insecure = true;
+    o.state_dir = dir_.path() + "/state";
+    o.host = "host-1";
+    o.network = "net-1";
+    o.backoff_base = milliseconds(20);
+    o.backoff_cap = milliseconds(200);
+    return o;
+  }
+
+  std::unique_ptr<Agent> makeAgent(AgentOptions o) {
+    return std::make_unique<Agent>(
+        loop_, std::move(o),
+        [this](const v1::ProxyConfig& c) -> Status {
+          applied_.push_back(c);
+          if (c.node() == "refuse-me") return makeError("listeners[x]: port 99999 is invalid");
+          return {};
+        },
+        registry_);
+  }
+
+  uint64_t counter(std::string_view name) { return registry_.counter(name)->value(); }
+
+  TempDir dir_;
+  net::EventLoop loop_;
+  stats::Registry registry_{1};
+  std::vector<v1::ProxyConfig> applied_;
+};
+
+TEST(MeshResource, ParsesNamesAndArns) {
+  auto a = parseMeshResource("mesh/m1/virtualNode/n1");
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->mesh, "m1");
+  EXPECT_EQ(a->name, "n1");
+  EXPECT_FALSE(a->gateway);
+  auto b = parseMeshResource("arn:aws:appmesh:eu-west-1:123456789012:mesh/m2/virtualGateway/g");
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ(b->normalized(), "mesh/m2/virtualGateway/g");
+  stats::Labels want{{"appmesh_mesh", "m2"}, {"appmesh_virtual_gateway", "g"}};
+  EXPECT_EQ(b->metricLabels(), want);
+  for (const char* bad : {"", "mesh/m", "mesh/m/virtualRouter/r", "mesh//virtualNode/n",
+                          "arn:aws:s3:::bucket", "mesh/m/virtualNode/n/extra"}) {
+    auto r = parseMeshResource(bad);
+    EXPECT_FALSE(r) << "expected '" << bad << "' to be refused";
+    if (!r) {
+      EXPECT_NE(r.error().message.find("expected mesh/MESH/virtualNode/NAME"), std::string::npos)
+          << r.error().message;
+    }
+  }
+}
+
+TEST(ProxyConfigHash, IsSha256HexAndStable) {
+  v1::ProxyConfig c = makeConfig("n", {{"10.0.0.1", 80}});
+  std::string h = proxyConfigHash(c);
+  EXPECT_EQ(h.size(), 64u);
+  EXPECT_EQ(h, proxyConfigHash(v1::ProxyConfig(c)));
+  EXPECT_EQ(proxyConfigHash(v1::ProxyConfig()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+      << "the empty config serializes to no bytes";
+  c.set_node("other");
+  EXPECT_NE(h, proxyConfigHash(c));
+}
+
+TEST_F(AgentTest, HelloCarriesWhoTheProxyIs) {
+  TestStreamServer server;
+  v1::ProxyConfig running = makeConfig("mesh/m/virtualNode/a", {{"10.0.0.1", 80}});
+  auto agent = makeAgent(options({server.address()}));
+  agent->setRunning(running);
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.hellos().size() == 1 && agent->connected(); }))
+      << "expected one Hello; got " << server.hellos().size() << ", last error '"
+      << agent->lastError() << "'";
+  v1::Hello h = server.hellos()[0];
+  EXPECT_EQ(h.resource(), "mesh/m/virtualNode/a");
+  EXPECT_EQ(h.token(), "tok-123");
+  EXPECT_EQ(h.host(), "host-1");
+  EXPECT_EQ(h.network(), "net-1");
+  EXPECT_EQ(h.proxy_version(), WEFT_VERSION);
+  EXPECT_EQ(h.running_hash(), proxyConfigHash(running));
+  EXPECT_EQ(registry_.gauge("weft_control_plane_connected")->value(), 1);
+}
+
+TEST_F(AgentTest, ConfigUpdateIsAppliedStoredAndAcked) {
+  TestStreamServer server;
+  auto agent = makeAgent(options({server.address()}));
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.streamOpen(); }));
+  v1::ProxyConfig cfg = makeConfig("mesh/m/virtualNode/a", {{"10.0.0.1", 80}});
+  ASSERT_TRUE(server.sendConfig(1, cfg));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 1; }))
+      << "expected an Ack; nacks: " << server.nacks().size() << ", error '" << agent->lastError()
+      << "'";
+  EXPECT_EQ(server.acks()[0].version(), 1u);
+  ASSERT_EQ(applied_.size(), 1u);
+  EXPECT_EQ(applied_[0].SerializeAsString(), cfg.SerializeAsString());
+  EXPECT_EQ(agent->lastAppliedVersion(), 1u);
+  EXPECT_EQ(counter("weft_control_plane_update_success_total"), 1u);
+
+  // Stored (mode 0600) and read back by the next run.
+  std::string path = dir_.path() + "/state/config.yaml";
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0) << "expected the stored config at " << path;
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto next = makeAgent(options({server.address()}));
+  auto stored = next->loadStored();
+  ASSERT_TRUE(stored.has_value()) << "expected loadStored() to read " << path;
+  EXPECT_EQ(stored->SerializeAsString(), cfg.SerializeAsString());
+
+  // The same config again (as after a reconnect): acknowledged without a rebuild.
+  ASSERT_TRUE(server.sendConfig(2, cfg));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 2; }));
+  EXPECT_EQ(server.acks()[1].version(), 2u);
+  EXPECT_EQ(applied_.size(), 1u) << "an unchanged config must not be rebuilt";
+  EXPECT_EQ(agent->lastAppliedVersion(), 2u);
+
+  // The server ends the stream: the agent comes back with the running config's hash.
+  server.finish(grpc::Status::OK);
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.hellos().size() == 2; }))
+      << "expected a new stream after the server ended one; error '" << agent->lastError() << "'";
+  EXPECT_EQ(server.hellos()[1].running_hash(), proxyConfigHash(cfg));
+}
+
+TEST_F(AgentTest, StoredConfigHashIsSentInHelloOfTheNextRun) {
+  TestStreamServer server;
+  v1::ProxyConfig cfg = makeConfig("mesh/m/virtualNode/a", {{"10.0.0.1", 80}});
+  {
+    auto agent = makeAgent(options({server.address()}));
+    agent->start();
+    ASSERT_TRUE(runUntil(loop_, [&] { return server.streamOpen(); }));
+    ASSERT_TRUE(server.sendConfig(1, cfg));
+    ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 1; }));
+    agent->stop();
+  }
+  ASSERT_TRUE(runUntil(loop_, [&] { return !server.streamOpen(); }))
+      << "expected stop() to end the stream";
+  auto agent = makeAgent(options({server.address()}));
+  auto stored = agent->loadStored();
+  ASSERT_TRUE(stored.has_value());
+  agent->setRunning(*stored);
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.hellos().size() == 2 && server.streamOpen(); }));
+  EXPECT_EQ(server.hellos()[1].running_hash(), proxyConfigHash(cfg));
+  applied_.clear();
+  ASSERT_TRUE(server.sendConfig(1, cfg));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 2; }));
+  EXPECT_TRUE(applied_.empty()) << "the stored (running) config must not be rebuilt";
+}
+
+TEST_F(AgentTest, CorruptStoredConfigIsIgnored) {
+  auto agent = makeAgent(options({"127.0.0.1:1"}));
+  EXPECT_FALSE(agent->loadStored().has_value()) << "no file yet";
+  ::mkdir((dir_.path() + "/state").c_str(), 0700);
+  std::string path = dir_.path() + "/state/config.yaml";
+  net::tls::testing::writeFile(path, "# sha256 00\n{\"listeners\": [ {\"name\": ");
+  EXPECT_FALSE(agent->loadStored().has_value()) << "truncated JSON must be ignored";
+  net::tls::testing::writeFile(path, "# sha256 0000\n{\"node\": \"x\"}\n");
+  EXPECT_FALSE(agent->loadStored().has_value()) << "a hash mismatch must be ignored";
+  v1::ProxyConfig ok;
+  ok.set_node("x");
+  net::tls::testing::writeFile(path, "# sha256 " + proxyConfigHash(ok) + "\n{\"node\": \"x\"}\n");
+  auto loaded = agent->loadStored();
+  ASSERT_TRUE(loaded.has_value()) << "a well-formed file with the right hash must load";
+  EXPECT_EQ(loaded->node(), "x");
+}
+
+TEST_F(AgentTest, ApplyErrorIsNackedWithTheReason) {
+  TestStreamServer server;
+  auto agent = makeAgent(options({server.address()}));
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.streamOpen(); }));
+  v1::ProxyConfig good = makeConfig("mesh/m/virtualNode/a", {{"10.0.0.1", 80}});
+  ASSERT_TRUE(server.sendConfig(1, good));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 1; }));
+  ASSERT_TRUE(server.sendConfig(2, makeConfig("refuse-me", {})));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.nacks().size() == 1; }))
+      << "expected a Nack; acks " << server.acks().size();
+  EXPECT_EQ(server.nacks()[0].version(), 2u);
+  EXPECT_EQ(server.nacks()[0].reason(), "listeners[x]: port 99999 is invalid");
+  EXPECT_EQ(agent->lastAppliedVersion(), 1u);
+  EXPECT_EQ(counter("weft_control_plane_update_rejected_total"), 1u);
+  EXPECT_NE(agent->lastError().find("port 99999"), std::string::npos) << agent->lastError();
+  // The stored config is still the applied one.
+  auto stored = agent->loadStored();
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->node(), good.node());
+}
+
+TEST_F(AgentTest, EndpointsUpdateAppliesOnTopOfTheLastConfig) {
+  TestStreamServer server;
+  auto agent = makeAgent(options({server.address()}));
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.streamOpen(); }));
+  v1::ProxyConfig v1cfg = makeConfig("mesh/m/virtualNode/a", {{"10.0.0.1", 80}});
+  ASSERT_TRUE(server.sendConfig(1, v1cfg));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 1; }));
+
+  v1::ProxyConfig want = makeConfig("mesh/m/virtualNode/a", {{"10.0.0.2", 81}, {"10.0.0.3", 82}});
+  v1::ServerMessage m;
+  v1::EndpointsUpdate* u = m.mutable_endpoints();
+  u->set_version(2);
+  v1::ClusterEndpoints* ce = u->add_clusters();
+  ce->set_cluster("cds_egress_m_b_http_8080");
+  *ce->mutable_endpoints() = want.clusters(0).endpoints();
+  u->set_hash(proxyConfigHash(want));
+  ASSERT_TRUE(server.send(m));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 2; }))
+      << "expected Ack 2; nacks " << server.nacks().size() << " "
+      << (server.nacks().empty() ? "" : server.nacks()[0].reason());
+  EXPECT_EQ(server.acks()[1].version(), 2u);
+  ASSERT_EQ(applied_.size(), 2u);
+  EXPECT_EQ(applied_[1].SerializeAsString(), want.SerializeAsString());
+
+  // A delta whose result is not what the server says: refused, asking for a full config.
+  u->set_version(3);
+  u->set_hash(std::string(64, '0'));
+  ASSERT_TRUE(server.send(m));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.nacks().size() == 1; }));
+  EXPECT_EQ(server.nacks()[0].version(), 3u);
+  EXPECT_EQ(server.nacks()[0].reason(),
+            "endpoints delta does not apply to version 2; send a full config");
+  // A delta naming a DNS cluster: refused.
+  u->set_version(4);
+  u->mutable_clusters(0)->set_cluster("dns_cluster");
+  u->clear_hash();
+  ASSERT_TRUE(server.send(m));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.nacks().size() == 2; }));
+  EXPECT_NE(server.nacks()[1].reason().find("not a STATIC cluster"), std::string::npos)
+      << server.nacks()[1].reason();
+  EXPECT_EQ(applied_.size(), 2u);
+}
+
+TEST_F(AgentTest, RefusalIsReportedAndRetriedWithBackoff) {
+  TestStreamServer server;
+  server.refuseWith(grpc::StatusCode::PERMISSION_DENIED,
+                    "token is bound to mesh/m/virtualNode/b, not mesh/m/virtualNode/a");
+  auto agent = makeAgent(options({server.address()}));
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.hellos().size() >= 2; }))
+      << "expected the agent to try again after the refusal; hellos " << server.hellos().size()
+      << ", error '" << agent->lastError() << "'";
+  EXPECT_NE(agent->lastError().find("PERMISSION_DENIED"), std::string::npos) << agent->lastError();
+  EXPECT_NE(agent->lastError().find("token is bound to mesh/m/virtualNode/b"), std::string::npos)
+      << agent->lastError();
+  // Once accepted, a config flows and the error clears.
+  server.acceptStreams();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.streamOpen(); }));
+  ASSERT_TRUE(server.sendConfig(1, makeConfig("mesh/m/virtualNode/a", {})));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 1; }));
+  EXPECT_EQ(agent->lastError(), "");
+  EXPECT_TRUE(agent->connected());
+}
+
+TEST_F(AgentTest, FailsOverToTheNextAddress) {
+  auto first = std::make_unique<TestStreamServer>();
+  TestStreamServer second;
+  auto agent = makeAgent(options({first->address(), second.address()}));
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return first->streamOpen(); }));
+  ASSERT_TRUE(first->sendConfig(1, makeConfig("mesh/m/virtualNode/a", {{"10.0.0.1", 80}})));
+  ASSERT_TRUE(runUntil(loop_, [&] { return first->acks().size() == 1; }));
+  first->shutdown();
+  ASSERT_TRUE(runUntil(loop_, [&] { return second.streamOpen(); }))
+      << "expected a stream to the second address; error '" << agent->lastError() << "'";
+  EXPECT_EQ(second.hellos()[0].running_hash(),
+            proxyConfigHash(makeConfig("mesh/m/virtualNode/a", {{"10.0.0.1", 80}})));
+  EXPECT_TRUE(runUntil(loop_, [&] { return agent->connected(); }));
+  EXPECT_EQ(registry_.gauge("weft_control_plane_connected")->value(), 1);
+}
+
+TEST_F(AgentTest, UnreachableAddressesAreRetried) {
+  // A port nobody listens on, then a real server: round robin reaches it.
+  int fd = *net::listenTcp(*net::parseAddress("127.0.0.1", 0));
+  std::string dead = "127.0.0.1:" + std::to_string(net::localAddress(fd).port());
+  ::close(fd);
+  TestStreamServer server;
+  auto agent = makeAgent(options({dead, server.address()}));
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.streamOpen(); }))
+      << "error '" << agent->lastError() << "'";
+}
+
+TEST_F(AgentTest, SilentServerIsDetectedByKeepalive) {
+  // Accepts TCP (the kernel does) but never says a word: no SETTINGS, no PING ACK.
+  int fd = *net::listenTcp(*net::parseAddress("127.0.0.1", 0));
+  std::string addr = "127.0.0.1:" + std::to_string(net::localAddress(fd).port());
+  AgentOptions o = options({addr});
+  o.keepalive_interval = milliseconds(50);
+  o.keepalive_timeout = milliseconds(50);
+  auto agent = makeAgent(o);
+  agent->start();
+  ASSERT_TRUE(
+      runUntil(loop_, [&] { return agent->lastError().find("after a PING") != std::string::npos; }))
+      << "expected the dead connection to be noticed; error '" << agent->lastError() << "'";
+  EXPECT_FALSE(agent->connected());
+  ::close(fd);
+}
+
+TEST_F(AgentTest, KeepaliveKeepsAnIdleStreamOpen) {
+  TestStreamServer server;
+  AgentOptions o = options({server.address()});
+  o.keepalive_interval = milliseconds(30);
+  o.keepalive_timeout = milliseconds(2000);
+  auto agent = makeAgent(o);
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.streamOpen(); }));
+  // Idle for many keepalive intervals (PINGs go out, their ACKs keep it alive): same stream.
+  auto until = std::chrono::steady_clock::now() + milliseconds(600);
+  runUntil(loop_, [&] { return std::chrono::steady_clock::now() > until; });
+  EXPECT_EQ(server.hellos().size(), 1u)
+      << "expected the idle stream to stay up; error '" << agent->lastError() << "'";
+  EXPECT_TRUE(agent->connected());
+}
+
+TEST_F(AgentTest, TlsVerifiesTheServerAgainstTheCaFile) {
+  TempDir pki_dir;
+  net::tls::testing::TestPki pki(pki_dir);
+  auto ca = pki.makeCa("ca", "control plane ca");
+  auto other_ca = pki.makeCa("other", "someone else");
+  net::tls::testing::LeafSpec spec;
+  spec.common_name = "weft stream";
+  spec.dns = {"localhost"};
+  spec.ip = {"127.0.0.1"};
+  auto leaf = pki.issue(ca, "stream", spec);
+
+  grpc::SslServerCredentialsOptions so;
+  so.pem_key_cert_pairs.push_back({leaf.key_pem, leaf.cert_pem});
+  TestStreamServer::Options opts;
+  opts.creds = grpc::SslServerCredentials(so);
+  TestStreamServer server(opts);
+
+  AgentOptions o = options({server.address()});
+  o.insecure = false;
+  o.ca_file = ca.cert_file;
+  auto agent = makeAgent(o);
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.streamOpen(); }))
+      << "error '" << agent->lastError() << "'";
+  ASSERT_TRUE(server.sendConfig(1, makeConfig("mesh/m/virtualNode/a", {})));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 1; }));
+  agent->stop();
+
+  // The wrong CA: the handshake fails and no Hello reaches the server.
+  o.ca_file = other_ca.cert_file;
+  auto wrong = makeAgent(o);
+  wrong->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return !wrong->lastError().empty(); }));
+  EXPECT_NE(wrong->lastError().find("TLS handshake"), std::string::npos) << wrong->lastError();
+  EXPECT_EQ(server.hellos().size(), 1u);
+}
+
+}  // namespace
+}  // namespace weft::proxy
