@@ -109,8 +109,12 @@ class Proxy:
     """One weft-proxy process. `config` is a dict (written as JSON) or a YAML string (written as
     .yaml). Use as a context manager, or call start() and register stop() as a cleanup."""
 
-    def __init__(self, config, concurrency=None, name="proxy", log_level=None, fmt=None):
+    def __init__(self, config, concurrency=None, name="proxy", log_level=None, fmt=None,
+                 args=None):
+        """config=None runs without a config file: `args` must then say where the config comes
+        from (e.g. --control-plane ...); the ports file is still waited for."""
         self.name = name
+        self.args = list(args or [])
         self.dir = tempfile.mkdtemp(prefix="weft-it-%s-" % name)
         self.fmt = fmt or ("yaml" if isinstance(config, str) else "json")
         self.config_path = os.path.join(self.dir, "config." + self.fmt)
@@ -120,7 +124,9 @@ class Proxy:
         self.log_level = log_level
         self.proc = None
         self.ports = None
-        self.write_config(config)
+        self.config = None
+        if config is not None:
+            self.write_config(config)
 
     # -- config -------------------------------------------------------------------------------
     def write_config(self, config):
@@ -137,7 +143,10 @@ class Proxy:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self, timeout=15.0):
-        args = [proxy_binary(), "--config", self.config_path, "--ports-file", self.ports_path]
+        args = [proxy_binary()]
+        if self.config is not None:
+            args += ["--config", self.config_path]
+        args += self.args + ["--ports-file", self.ports_path]
         if self.concurrency:
             args += ["--concurrency", str(self.concurrency)]
         if self.log_level:

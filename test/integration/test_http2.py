@@ -261,9 +261,11 @@ class Http2DownstreamTest(unittest.TestCase):
         cfg["listeners"][0]["route_config"]["virtual_hosts"][0]["routes"] = [
             route_to("backend", prefix="/only/")]
         with Proxy(cfg) as p:
+            # No request body: with one, the proxy may answer before the body arrives and then
+            # reset the client's half (RST_STREAM NO_ERROR, RFC 9113 §8.1), which curl sometimes
+            # reports as a framing error instead of reading the complete answer.
             r = curl_h2(p.url("/pkg.Svc/Method"), "-X", "POST", "-H",
-                        "content-type: application/grpc", "--data-binary", "@-",
-                        data=b"\x00\x00\x00\x00\x00")
+                        "content-type: application/grpc")
             self.assertEqual(r.status, 200, "gRPC local replies are HTTP 200: %r" % r)
             self.assertEqual(r.headers.get("grpc-status"), "12", "404 -> UNIMPLEMENTED: %r"
                              % r.headers)
