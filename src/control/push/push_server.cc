@@ -117,6 +117,7 @@ class PushServer::Impl {
   bool running_ = false;
   std::map<uint64_t, std::shared_ptr<Stream>> streams_;
   std::set<std::string> changed_keys_;                // queued by onStoreChanged
+  std::chrono::steady_clock::time_point last_run_;    // start of the last recompilation
   std::vector<std::shared_ptr<Stream>> new_streams_;  // accepted, not compiled yet
 };
 
@@ -493,11 +494,15 @@ void PushServer::Impl::pushLoop() {
   while (true) {
     wake_.wait(lock, [&] { return stopping_ || !changed_keys_.empty() || !new_streams_.empty(); });
     if (stopping_) return;
-    // Gather a burst of writes into one recompilation. New streams alone go at once.
-    if (!changed_keys_.empty() && options_.coalesce_window.count() > 0) {
-      wake_.wait_for(lock, options_.coalesce_window, [&] { return stopping_; });
+    // At most one recompilation per coalesce_window for store changes: a change after a quiet
+    // spell goes at once, the rest of a burst gathers until the window since the last run ends.
+    // New streams alone go at once.
+    const auto due = last_run_ + options_.coalesce_window;
+    if (!changed_keys_.empty() && std::chrono::steady_clock::now() < due) {
+      wake_.wait_until(lock, due, [&] { return stopping_; });
       if (stopping_) return;
     }
+    if (!changed_keys_.empty()) last_run_ = std::chrono::steady_clock::now();
     std::set<std::string> changed = std::move(changed_keys_);
     changed_keys_.clear();
     std::vector<std::shared_ptr<Stream>> fresh = std::move(new_streams_);

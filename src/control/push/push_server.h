@@ -11,8 +11,9 @@
 //
 // Backpressure and coalescing: each stream has at most one write in flight and one pending
 // "latest" message; a newer version replaces a pending one, so a slow proxy gets fewer, newer
-// versions and never blocks the server or other streams. Store changes are gathered for a short
-// window (coalesce_window) before recompiling, so a burst of writes gives a few versions.
+// versions and never blocks the server or other streams. Recompilations for store changes run at
+// most once per coalesce_window (the first change after a quiet spell at once), so a burst of
+// writes gives a few versions.
 //
 // Thread-safety: onStoreChanged and proxies() may be called from any thread.
 
