@@ -8,7 +8,8 @@ namespace {
 
 using Kind = AttemptOutcome::Kind;
 
-constexpr std::string_view kHttpEvents = "server-error, gateway-error, client-error, stream-error";
+constexpr std::string_view kHttpEvents =
+    "server-error, gateway-error, client-error, stream-error, 503";
 constexpr std::string_view kTcpEvents = "connection-error";
 constexpr std::string_view kGrpcEvents =
     "cancelled, deadline-exceeded, internal, resource-exhausted, unavailable";
@@ -56,6 +57,8 @@ Result<RetryPolicy> RetryPolicy::compile(const RetryPolicyConfig& config) {
       p.statuses_.set(409);
     } else if (e == "stream-error") {
       p.failures_ |= bit(Kind::kRefusedStream);
+    } else if (e == "503") {
+      p.statuses_.set(503);
     } else {
       return makeError("unknown http retry event \"" + e +
                        "\" (valid: " + std::string(kHttpEvents) + ")");

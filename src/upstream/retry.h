@@ -12,6 +12,7 @@
 //         gateway-error  responses 502, 503, 504, and Envoy's "reset"
 //         client-error   response 409
 //         stream-error   HTTP/2 REFUSED_STREAM
+//         503            response 503 only (weft's; App Mesh's implicit default retry uses it)
 //   tcp   connection-error  connect failure (including connect timeout), and the connection
 //                           closing or resetting before any response byte
 //   grpc  cancelled (1), deadline-exceeded (4), resource-exhausted (8), internal (13),

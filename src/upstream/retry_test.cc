@@ -38,6 +38,13 @@ TEST(RetryPolicyTest, GatewayErrorStatuses) {
   EXPECT_EQ(retriedStatuses(compile({"gateway-error"})), want);
 }
 
+TEST(RetryPolicyTest, The503EventIs503Only) {
+  RetryPolicy p = compile({"503"});
+  EXPECT_EQ(retriedStatuses(p), std::set<int>{503});
+  EXPECT_FALSE(p.retriable(AttemptOutcome::failure(Kind::kReset)));
+  EXPECT_FALSE(p.retriable(AttemptOutcome::failure(Kind::kConnectFailure)));
+}
+
 TEST(RetryPolicyTest, ClientErrorIs409Only) {
   std::set<int> want = {409};
   EXPECT_EQ(retriedStatuses(compile({"client-error"})), want);

@@ -222,13 +222,13 @@ struct RouteRule {
 };
 
 // App Mesh's default retry policy, on the route it creates for a virtual-node provider and on every
-// HTTP/gRPC route without a retry policy of its own (docs/compilation.md): 2 retries on 503
-// (gateway-error is the narrowest event that holds 503), connect failure / reset (connection-error)
-// and refused stream (stream-error), plus gRPC UNAVAILABLE on gRPC listeners.
+// HTTP/gRPC route without a retry policy of its own (docs/compilation.md): 2 retries on 503 (weft's
+// "503" event), connect failure / reset (connection-error) and refused stream (stream-error), plus
+// gRPC UNAVAILABLE on gRPC listeners.
 v1::RetryPolicy defaultRetry(std::string_view protocol) {
   v1::RetryPolicy r;
   r.set_max_retries(2);
-  r.add_http_retry_events("gateway-error");
+  r.add_http_retry_events("503");
   r.add_http_retry_events("stream-error");
   r.add_tcp_retry_events("connection-error");
   if (protocol == "grpc") r.add_grpc_retry_events("unavailable");
