@@ -145,7 +145,14 @@ Status Server::start() {
 
 Status Server::applyConfig(const v1::ProxyConfig& config) {
   if (draining_) return makeError("the proxy is draining; no new config is applied");
-  Status valid = validateConfig(config);
+  // A pushed config leaves admin unset: check it against the admin this proxy really runs
+  // (--admin), not the default address.
+  Status valid = [&] {
+    if (!options_.control_plane) return validateConfig(config);
+    v1::ProxyConfig checked = config;
+    *checked.mutable_admin() = options_.admin.value_or(v1::Admin{});
+    return validateConfig(checked);
+  }();
   if (!valid) {
     reload_rejected_->inc();
     return valid;
