@@ -13,10 +13,12 @@ PACKAGES=(
   # tests: real clients and peers
   python3 curl openssl wrk iproute2 procps iptables nghttp2-client sqlite3
   awscli python3-boto3 python3-grpcio python3-websockets
+  bind9-dnsutils  # dig: the registry DNS tests
   # fuzzing for real (see docs/fuzzing.md); the corpus replay under ctest needs only g++
   clang-14 libclang-rt-14-dev
   # side-by-side benchmark peers
   haproxy nginx-light
+  dnsperf unbound dnsmasq-base  # bench/dns: the load tool and the DNS peers
 )
 
 missing=()
@@ -33,8 +35,9 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The Debian haproxy and nginx packages start system services; weft only runs them itself.
-  for svc in haproxy nginx; do
+  # The Debian haproxy, nginx and unbound packages start system services; weft only runs them
+  # itself.
+  for svc in haproxy nginx unbound; do
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
   done
 else

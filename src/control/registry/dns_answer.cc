@@ -54,13 +54,38 @@ struct Answerer {
     if (section == Section::kAnswer) ++answers;
   }
 
-  std::vector<const DnsInstance*> pick(const DnsService& s) {
-    std::vector<const DnsInstance*> all = s.answerable();
-    if (all.empty()) return all;
-    size_t n = s.weighted ? 1 : std::min(all.size(), kMultivalueMax);
-    std::vector<const DnsInstance*> out;
-    size_t start = static_cast<size_t>(rotation % all.size());
-    for (size_t k = 0; k < n; ++k) out.push_back(all[(start + k) % all.size()]);
+  // The instances to answer: answerable ones (DnsService::answerable's rule) from position
+  // rotation % count, up to 8 (MULTIVALUE) or 1 (WEIGHTED). No allocation: queries are hot.
+  struct Picked {
+    const DnsInstance* at[kMultivalueMax];
+    size_t n = 0;
+    bool empty() const { return n == 0; }
+    const DnsInstance* const* begin() const { return at; }
+    const DnsInstance* const* end() const { return at + n; }
+    const DnsInstance* operator[](size_t k) const { return at[k]; }
+  };
+  Picked pick(const DnsService& s) {
+    Picked out;
+    size_t healthy = 0;
+    for (const auto& i : s.instances) healthy += i.health != Health::kUnhealthy;
+    bool all = healthy == 0;
+    size_t pool = all ? s.instances.size() : healthy;
+    if (pool == 0) return out;
+    size_t want = s.weighted ? 1 : std::min(pool, kMultivalueMax);
+    size_t start = static_cast<size_t>(rotation % pool);
+    // Two passes over the pool in order: from `start` to its end, then from its beginning.
+    for (int pass = 0; pass < 2 && out.n < want; ++pass) {
+      size_t k = 0;
+      for (const auto& i : s.instances) {
+        if (!all && i.health == Health::kUnhealthy) continue;
+        bool take = pass == 0 ? k >= start : k < start;
+        ++k;
+        if (take) {
+          out.at[out.n++] = &i;
+          if (out.n == want) break;
+        }
+      }
+    }
     return out;
   }
 
@@ -151,6 +176,10 @@ std::string errorAnswer(uint16_t id, uint16_t query_flags, uint8_t rcode, const 
   return w.bytes();
 }
 
+bool mayRecurse(const Snapshot& snapshot, const net::Address& peer);
+std::string decide(const Snapshot& snapshot, std::string_view query, const net::Address& peer,
+                   Transport transport, uint64_t rotation, bool forwarding, DnsDecision& d);
+
 }  // namespace
 
 bool isLoopback(const net::Address& a) {
@@ -168,6 +197,34 @@ bool isLoopback(const net::Address& a) {
 
 std::string answerDnsQuery(const Snapshot& snapshot, std::string_view query,
                            const net::Address& peer, Transport transport, uint64_t rotation) {
+  return decideDnsQuery(snapshot, query, peer, transport, rotation, false).reply;
+}
+
+std::string dnsErrorReply(std::string_view query, uint8_t rcode) {
+  if (query.size() < dns::kHeaderSize) return {};
+  uint16_t id =
+      static_cast<uint16_t>((static_cast<uint8_t>(query[0]) << 8) | static_cast<uint8_t>(query[1]));
+  uint16_t qflags =
+      static_cast<uint16_t>((static_cast<uint8_t>(query[2]) << 8) | static_cast<uint8_t>(query[3]));
+  auto msg = dns::parseMessage(query);
+  const dns::Question* q = msg && msg->questions.size() == 1 ? &msg->questions[0] : nullptr;
+  std::string out = errorAnswer(id, qflags, rcode, q);
+  out[3] = static_cast<char>(static_cast<uint8_t>(out[3]) | (dns::kFlagRa & 0xFF));
+  return out;
+}
+
+DnsDecision decideDnsQuery(const Snapshot& snapshot, std::string_view query,
+                           const net::Address& peer, Transport transport, uint64_t rotation,
+                           bool forwarding) {
+  DnsDecision d;
+  d.reply = decide(snapshot, query, peer, transport, rotation, forwarding, d);
+  return d;
+}
+
+namespace {
+
+std::string decide(const Snapshot& snapshot, std::string_view query, const net::Address& peer,
+                   Transport transport, uint64_t rotation, bool forwarding, DnsDecision& d) {
   if (query.size() < dns::kHeaderSize) return {};
   uint16_t id =
       static_cast<uint16_t>((static_cast<uint8_t>(query[0]) << 8) | static_cast<uint8_t>(query[1]));
@@ -188,7 +245,17 @@ std::string answerDnsQuery(const Snapshot& snapshot, std::string_view query,
   if (q.klass != dns::kClassIn || q.type == dns::kTypeOpt)
     return errorAnswer(id, qflags, q.klass != dns::kClassIn ? dns::kRefused : dns::kFormErr, &q);
   const DnsZone* zone = snapshot.findZone(q.name);
-  if (!zone) return errorAnswer(id, qflags, dns::kRefused, &q);
+  if (!zone) {
+    if (forwarding && mayRecurse(snapshot, peer)) {
+      d.forward = true;
+      d.qname = q.name;
+      d.qtype = q.type;
+      d.udp_limit =
+          opt ? std::max<size_t>(opt->klass, dns::kMaxUdpSizeNoEdns) : dns::kMaxUdpSizeNoEdns;
+      return {};
+    }
+    return errorAnswer(id, qflags, dns::kRefused, &q);
+  }
   if (zone->is_private && !isLoopback(peer) && !inside(zone->cidrs, peer))
     return errorAnswer(id, qflags, dns::kRefused, &q);
 
@@ -235,5 +302,16 @@ std::string answerDnsQuery(const Snapshot& snapshot, std::string_view query,
   if (out.size() > limit) out = build(true);
   return out;
 }
+
+// Recursion (forwarding) serves the host itself and the networks the mesh's private zones are
+// attached to, never the whole world (an open resolver amplifies attacks).
+bool mayRecurse(const Snapshot& snapshot, const net::Address& peer) {
+  if (isLoopback(peer)) return true;
+  for (const DnsZone& z : snapshot.zones)
+    if (z.is_private && inside(z.cidrs, peer)) return true;
+  return false;
+}
+
+}  // namespace
 
 }  // namespace weft::control::registry

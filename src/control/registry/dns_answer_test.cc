@@ -219,5 +219,53 @@ TEST(DnsAnswer, FormatErrorsAndIgnoredResponses) {
   EXPECT_EQ(bad->rcode(), dns::kFormErr);
 }
 
+TEST(DnsAnswer, ForwardsOnlyOutsideNamesFromCallersThatMayRecurse) {
+  auto s = buildSnapshot(records("HEALTHY", "HEALTHY"));
+  std::string q = query("www.Example.org", dns::kTypeAaaa, 1400);
+  DnsDecision d = decideDnsQuery(*s, q, addr("127.0.0.1"), Transport::kUdp, 0, true);
+  EXPECT_TRUE(d.forward) << "a loopback caller's outside name goes upstream";
+  EXPECT_TRUE(d.reply.empty());
+  EXPECT_EQ(d.qname, "www.example.org");
+  EXPECT_EQ(d.qtype, dns::kTypeAaaa);
+  EXPECT_EQ(d.udp_limit, 1400u);
+  d = decideDnsQuery(*s, q, addr("198.18.3.4"), Transport::kUdp, 0, true);
+  EXPECT_TRUE(d.forward) << "a caller inside an attached network may recurse";
+  // Outside every attached network: not an open resolver.
+  d = decideDnsQuery(*s, q, addr("203.0.113.9"), Transport::kUdp, 0, true);
+  EXPECT_FALSE(d.forward);
+  auto m = dns::parseMessage(d.reply);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->rcode(), dns::kRefused);
+  // Without upstreams: REFUSED as before.
+  d = decideDnsQuery(*s, q, addr("127.0.0.1"), Transport::kUdp, 0, false);
+  EXPECT_FALSE(d.forward);
+  m = dns::parseMessage(d.reply);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->rcode(), dns::kRefused);
+  // Names inside a zone are answered here, even unknown ones and from unattached callers.
+  for (const char* from : {"127.0.0.1", "203.0.113.9"}) {
+    d = decideDnsQuery(*s, query("nope.mesh.local", dns::kTypeA), addr(from), Transport::kUdp, 0,
+                       true);
+    EXPECT_FALSE(d.forward) << from;
+    m = dns::parseMessage(d.reply);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->rcode(), std::string(from) == "127.0.0.1" ? dns::kNxDomain : dns::kRefused)
+        << from;
+  }
+}
+
+TEST(DnsAnswer, ErrorReplyEchoesTheQuestion) {
+  std::string q = query("x.example", dns::kTypeA);
+  auto m = dns::parseMessage(dnsErrorReply(q, dns::kServFail));
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->id, 0x4242);
+  EXPECT_EQ(m->rcode(), dns::kServFail);
+  EXPECT_TRUE(m->flags & dns::kFlagQr);
+  EXPECT_TRUE(m->flags & dns::kFlagRa);
+  ASSERT_EQ(m->questions.size(), 1u);
+  EXPECT_EQ(m->questions[0].name, "x.example");
+  EXPECT_EQ(dnsErrorReply("short", dns::kServFail), "");
+}
+
 }  // namespace
 }  // namespace weft::control::registry

@@ -34,26 +34,8 @@ void appendLabel(std::string& out, std::string_view label) {
   }
 }
 
-// Splits presentation text into wire labels (undoing \DDD). Empty text is the root.
-std::vector<std::string> labelsOf(std::string_view name) {
-  std::vector<std::string> labels;
-  if (name.empty()) return labels;
-  std::string cur;
-  for (size_t i = 0; i < name.size(); ++i) {
-    char c = name[i];
-    if (c == '.') {
-      labels.push_back(std::move(cur));
-      cur.clear();
-    } else if (c == '\\' && i + 3 < name.size()) {
-      int v = (name[i + 1] - '0') * 100 + (name[i + 2] - '0') * 10 + (name[i + 3] - '0');
-      cur.push_back(static_cast<char>(v));
-      i += 3;
-    } else {
-      cur.push_back(c);
-    }
-  }
-  labels.push_back(std::move(cur));
-  return labels;
+unsigned char lowerByte(unsigned char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<unsigned char>(c - 'A' + 'a') : c;
 }
 
 Result<ResourceRecord> readRecord(std::string_view w, size_t* off) {
@@ -191,24 +173,64 @@ void MessageWriter::bump(int index) {
   out_[at + 1] = static_cast<char>(v & 0xFF);
 }
 
-void MessageWriter::writeName(std::string_view name, bool compress) {
-  std::vector<std::string> labels = labelsOf(name);
-  for (size_t i = 0; i < labels.size(); ++i) {
-    std::string suffix;
-    for (size_t j = i; j < labels.size(); ++j) {
-      if (!suffix.empty()) suffix.push_back('.');
-      suffix += lowerAscii(labels[j]);
+bool MessageWriter::sameName(size_t at, std::string_view name) const {
+  size_t pos = 0;
+  while (true) {
+    uint8_t len = static_cast<uint8_t>(out_[at]);
+    if ((len & 0xC0) == 0xC0) {  // our own pointers only point backwards
+      at = static_cast<size_t>(u16At(out_, at) & 0x3FFF);
+      continue;
     }
-    if (compress) {
-      auto it = offsets_.find(suffix);
-      if (it != offsets_.end()) {
-        putU16(static_cast<uint16_t>(0xC000 | it->second));
-        return;
+    if (len == 0) return pos >= name.size();
+    if (pos >= name.size()) return false;
+    for (size_t i = 0; i < len; ++i) {
+      if (pos >= name.size() || name[pos] == '.') return false;
+      unsigned char c = static_cast<unsigned char>(name[pos]);
+      if (c == '\\' && pos + 3 < name.size()) {
+        c = static_cast<unsigned char>((name[pos + 1] - '0') * 100 + (name[pos + 2] - '0') * 10 +
+                                       (name[pos + 3] - '0'));
+        pos += 4;
+      } else {
+        ++pos;
       }
+      if (lowerByte(c) != lowerByte(static_cast<unsigned char>(out_[at + 1 + i]))) return false;
     }
-    if (out_.size() < 0x3FFF) offsets_.emplace(suffix, static_cast<uint16_t>(out_.size()));
-    out_.push_back(static_cast<char>(labels[i].size()));
-    out_ += labels[i];
+    at += 1 + len;
+    if (pos < name.size()) {
+      if (name[pos] != '.') return false;
+      ++pos;
+    }
+  }
+}
+
+void MessageWriter::writeName(std::string_view name, bool compress) {
+  size_t pos = 0;
+  while (pos < name.size()) {
+    std::string_view suffix = name.substr(pos);
+    if (compress)
+      for (uint16_t at : offsets_)
+        if (sameName(at, suffix)) {
+          putU16(static_cast<uint16_t>(0xC000 | at));
+          return;
+        }
+    if (out_.size() < 0x3FFF) offsets_.push_back(static_cast<uint16_t>(out_.size()));
+    size_t len_at = out_.size();
+    out_.push_back('\0');
+    size_t bytes = 0;
+    while (pos < name.size() && name[pos] != '.') {
+      char c = name[pos];
+      if (c == '\\' && pos + 3 < name.size()) {
+        c = static_cast<char>((name[pos + 1] - '0') * 100 + (name[pos + 2] - '0') * 10 +
+                              (name[pos + 3] - '0'));
+        pos += 4;
+      } else {
+        ++pos;
+      }
+      out_.push_back(c);
+      ++bytes;
+    }
+    out_[len_at] = static_cast<char>(bytes);
+    ++pos;  // the dot
   }
   out_.push_back('\0');
 }

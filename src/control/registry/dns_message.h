@@ -114,12 +114,15 @@ class MessageWriter {
 
  private:
   void writeName(std::string_view name, bool compress);
+  // Whether the (possibly compressed) name written at `at` equals presentation `name`, ignoring
+  // ASCII case.
+  bool sameName(size_t at, std::string_view name) const;
   void putU16(uint16_t v);
   void putU32(uint32_t v);
   void bump(int index);
 
   std::string out_;
-  std::map<std::string, uint16_t> offsets_;  // name suffix -> where it was written
+  std::vector<uint16_t> offsets_;  // where each written name suffix starts (compression targets)
   size_t rdlength_at_ = 0;
   Section section_ = Section::kAnswer;
 };

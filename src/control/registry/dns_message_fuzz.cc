@@ -55,5 +55,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (parsed->id != static_cast<uint16_t>((data[0] << 8) | data[1])) abort();
     if (t == Transport::kUdp && reply.size() > 4096) abort();
   }
+  // With forwarding: a query is either forwarded (with nothing to send yet) or answered here;
+  // the SERVFAIL the server sends for a forwarded query that timed out must parse too.
+  DnsDecision d = decideDnsQuery(fuzzSnapshot(), in, *peer, Transport::kUdp, size, true);
+  if (d.forward) {
+    if (!d.reply.empty() || fuzzSnapshot().findZone(d.qname)) abort();  // never a mesh name
+    auto err = dns::parseMessage(dnsErrorReply(in, dns::kServFail));
+    if (!err || err->rcode() != dns::kServFail || err->questions.size() != 1) abort();
+  }
   return 0;
 }
