@@ -234,13 +234,18 @@ Result<bool> readMore(int fd, std::string& buf) {
 
 Result<HttpResponse> HttpTransport::send(std::string_view method, std::string_view path,
                                          std::string_view query, std::string_view body,
-                                         std::string_view service) {
+                                         std::string_view service, const HeaderList& headers) {
   control::sigv4::Request req;
   req.method = std::string(method);
   req.path = std::string(path);
   req.query = std::string(query);
   req.headers.emplace_back("host", config_.endpoint.host_header);
-  if (!body.empty()) req.headers.emplace_back("content-type", "application/json");
+  bool has_type = false;
+  for (const auto& [k, v] : headers) {
+    has_type = has_type || k == "content-type";
+    req.headers.emplace_back(k, v);
+  }
+  if (!body.empty() && !has_type) req.headers.emplace_back("content-type", "application/json");
   req.body = std::string(body);
   auto now = std::chrono::duration_cast<std::chrono::seconds>(
                  std::chrono::system_clock::now().time_since_epoch())
@@ -363,6 +368,20 @@ Result<Value> ApiClient::call(std::string_view method, std::string_view path,
   std::string body_text = body ? toJson(*body) : "";
   std::string_view service = path.rfind("/weft/", 0) == 0 ? "weft" : "appmesh";
   auto resp = transport_.send(method, path, query, body_text, service);
+  return parse(resp, std::string(method) + " " + std::string(path));
+}
+
+Result<Value> ApiClient::callTarget(std::string_view service, std::string_view target,
+                                    const Value& body) {
+  HeaderList headers = {{"content-type", "application/x-amz-json-1.1"},
+                        {"x-amz-target", std::string(target)}};
+  auto resp = transport_.send("POST", "/", "", toJson(body), service, headers);
+  auto r = parse(resp, target);
+  if (r && r->isNull()) return Value::object();
+  return r;
+}
+
+Result<Value> ApiClient::parse(const Result<HttpResponse>& resp, std::string_view what) {
   if (!resp) return Unexpected<Error>{resp.error()};
   Value parsed;
   bool parsed_ok = false;
@@ -375,7 +394,7 @@ Result<Value> ApiClient::call(std::string_view method, std::string_view path,
   }
   if (resp->status >= 200 && resp->status < 300) {
     if (!resp->body.empty() && !parsed_ok)
-      return makeError("the server answered " + std::string(method) + " " + std::string(path) +
+      return makeError("the server answered " + std::string(what) +
                        " with a body that is not JSON");
     return parsed;
   }

@@ -68,14 +68,23 @@ struct HttpResponse {
   const std::string* header(std::string_view lower_name) const;
 };
 
+// Extra request headers (lower-case names), signed with the rest.
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
 // Sends one request and answers the response. `path` is percent-encoded; `query` is the raw
-// query string. Implementations: HttpTransport (sockets), and in-process ones in tests.
+// query string; `headers` are added to (and signed with) the request — a content-type among
+// them replaces the default application/json. Implementations: HttpTransport (sockets), and
+// in-process ones in tests.
 class Transport {
  public:
   virtual ~Transport() = default;
   virtual Result<HttpResponse> send(std::string_view method, std::string_view path,
                                     std::string_view query, std::string_view body,
-                                    std::string_view service) = 0;
+                                    std::string_view service, const HeaderList& headers) = 0;
+  Result<HttpResponse> send(std::string_view method, std::string_view path, std::string_view query,
+                            std::string_view body, std::string_view service) {
+    return send(method, path, query, body, service, HeaderList{});
+  }
 };
 
 // A new TCP connection per request (the CLI makes few). Signs with SigV4 (`service` is the
@@ -85,8 +94,10 @@ class Transport {
 class HttpTransport final : public Transport {
  public:
   explicit HttpTransport(ClientConfig config) : config_(std::move(config)) {}
+  using Transport::send;
   Result<HttpResponse> send(std::string_view method, std::string_view path, std::string_view query,
-                            std::string_view body, std::string_view service) override;
+                            std::string_view body, std::string_view service,
+                            const HeaderList& headers) override;
 
  private:
   ClientConfig config_;
@@ -102,7 +113,15 @@ class ApiClient {
   Result<Value> call(std::string_view method, std::string_view path, std::string_view query = "",
                      const Value* body = nullptr);
 
+  // One AWS JSON 1.1 (RPC) call: POST / with X-Amz-Target `target`
+  // ("ACMPrivateCA.DescribeCertificateAuthority") and content-type application/x-amz-json-1.1,
+  // signed for `service` ("acm-pca", "acm", "servicediscovery"). Answers the parsed JSON answer
+  // ({} for an empty body); errors as call().
+  Result<Value> callTarget(std::string_view service, std::string_view target, const Value& body);
+
  private:
+  Result<Value> parse(const Result<HttpResponse>& resp, std::string_view what);
+
   Transport& transport_;
 };
 

@@ -1,8 +1,14 @@
 #include "cli/commands.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -11,9 +17,12 @@
 #include <string>
 #include <vector>
 
+#include "cli/ca_client.h"
 #include "cli/manifest.h"
+#include "cli/registry_client.h"
 #include "cli/resources.h"
 #include "cli/stack_deploy.h"
+#include "control/push/tokens.h"
 
 namespace weft::cli {
 
@@ -41,12 +50,14 @@ constexpr const char* kTopHelp =
     "  stack         deploy CloudFormation templates (deploy, delete, describe, list)\n"
     "  credentials   manage API access keys (create, list, delete)\n"
     "  network       manage networks that private DNS namespaces attach to\n"
+    "  ca            the certificate authority: CAs and certificates (create, issue, ...)\n"
     "  token         manage the join tokens proxies connect with (create, list, revoke)\n"
     "  proxies       list the proxies connected to the config stream\n"
     "  version       print the version\n"
     "\n"
     "Kinds: mesh, virtualnode (vn), virtualservice (vs), virtualrouter (vr), route (rt),\n"
-    "       virtualgateway (vg), gatewayroute (gr); plurals work too.\n"
+    "       virtualgateway (vg), gatewayroute (gr); plurals work too. The registry's\n"
+    "       namespaces, services and instances for `weft get`.\n"
     "`weft describe proxy-config --resource mesh/M/virtualNode/N` shows a proxy's config.\n"
     "\n"
     "Run `weft <command> --help` for a command's flags.\n";
@@ -219,8 +230,9 @@ std::string parentFlag(const KindInfo& k) {
   return k.parent_segment == "virtualRouter" ? "--virtual-router" : "--virtual-gateway";
 }
 
-const std::vector<FlagSpec> kScopeFlags = {
-    {"--mesh", "-m"}, {"--virtual-router", ""}, {"--virtual-gateway", ""}, {"--output", "-o"}};
+const std::vector<FlagSpec> kScopeFlags = {{"--mesh", "-m"},          {"--virtual-router", ""},
+                                           {"--virtual-gateway", ""}, {"--output", "-o"},
+                                           {"--namespace", "-n"},     {"--service", ""}};
 
 // The id of `KIND NAME` with --mesh and the parent flag.
 Result<ResourceId> resourceIdFromArgs(const ParsedArgs& args, const KindInfo& kind,
@@ -292,18 +304,19 @@ std::string fieldText(const Value& item, std::string_view key) {
   return v ? v->scalarText() : std::string();
 }
 
-// The list commands: GET `path` (with `query`), take the array under `key`, and print it as JSON
-// or YAML, or as a table of `header` and one `row` per item (`empty` on stderr when none).
-int listCommand(Command& c, const std::string& name, const std::string& path, std::string_view key,
-                const std::string& query, std::vector<std::string> header, std::string_view empty,
-                const std::function<std::vector<std::string>(const Value&)>& row) {
+using RowFn = std::function<std::vector<std::string>(const Value&)>;
+
+// The list commands: `fetch` the items (an array), and print them as JSON or YAML, or as a table
+// of `header` and one `row` per item (`empty` on stderr when none).
+int listCommand(Command& c, const std::string& name,
+                const std::function<Result<Value>(ApiClient&)>& fetch,
+                std::vector<std::string> header, std::string_view empty, const RowFn& row) {
   auto format = outputFormat(c.args, "table", true);
   if (!format) return fail(c.env, name, format.error());
   if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
-  auto r = c.api->call("GET", path, query);
-  if (!r) return fail(c.env, name, r.error());
-  const Value* list = r->find(key);
-  Value items = list && list->isArray() ? *list : Value::array();
+  auto fetched = fetch(*c.api);
+  if (!fetched) return fail(c.env, name, fetched.error());
+  Value items = fetched->isArray() ? std::move(*fetched) : Value::array();
   if (*format != "table") {
     printValue(c.env.out, items, *format);
     return 0;
@@ -318,9 +331,122 @@ int listCommand(Command& c, const std::string& name, const std::string& path, st
   return 0;
 }
 
+// The REST list commands: GET `path` (with `query`) and list the array under `key`.
+int listCommand(Command& c, const std::string& name, const std::string& path, std::string_view key,
+                const std::string& query, std::vector<std::string> header, std::string_view empty,
+                const RowFn& row) {
+  auto fetch = [&](ApiClient& api) -> Result<Value> {
+    auto r = api.call("GET", path, query);
+    if (!r) return Unexpected<Error>{r.error()};
+    const Value* list = r->find(key);
+    return list && list->isArray() ? *list : Value::array();
+  };
+  return listCommand(c, name, fetch, std::move(header), empty, row);
+}
+
+// ---- registry: weft get namespaces|services|instances
+
+// "namespaces", "services" or "instances" for the registry kinds `get` accepts, else "".
+std::string registryKind(std::string text) {
+  std::string t;
+  for (char ch : text)
+    if (ch != '-' && ch != '_')
+      t += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (t == "namespace" || t == "namespaces" || t == "ns") return "namespaces";
+  if (t == "service" || t == "services" || t == "svc") return "services";
+  if (t == "instance" || t == "instances" || t == "inst") return "instances";
+  return "";
+}
+
+std::string dashIfEmpty(std::string v) { return v.empty() ? "-" : v; }
+
+int cmdGetRegistry(Command& c, const std::string& kind) {
+  std::string name = c.name + " " + kind;
+  if (c.args.positional.size() != 1)
+    return fail(c.env, name,
+                Error{kUsage, "takes no NAME (use --namespace N or --service S to narrow)"});
+  if (c.args.has("--mesh") || c.args.has("--virtual-router") || c.args.has("--virtual-gateway"))
+    return fail(c.env, name,
+                Error{kUsage, "--mesh/--virtual-router/--virtual-gateway do not apply to " + kind});
+  std::string ns = c.args.get("--namespace");
+  std::string svc = c.args.get("--service");
+  if (kind != "instances" && c.args.has("--service"))
+    return fail(c.env, name, Error{kUsage, "--service applies only to instances"});
+  if (kind == "namespaces") {
+    if (c.args.has("--namespace"))
+      return fail(c.env, name, Error{kUsage, "--namespace does not apply to namespaces"});
+    return listCommand(
+        c, name, [](ApiClient& api) { return registry::listNamespaces(api); },
+        {"ID", "NAME", "TYPE", "SERVICES", "HOSTED ZONE", "AGE"}, "No namespaces found.",
+        [](const Value& n) {
+          const Value* props = n.find("Properties");
+          const Value* dns = props ? props->find("DnsProperties") : nullptr;
+          return std::vector<std::string>{fieldText(n, "Id"),
+                                          fieldText(n, "Name"),
+                                          fieldText(n, "Type"),
+                                          dashIfEmpty(fieldText(n, "ServiceCount")),
+                                          dns ? dashIfEmpty(fieldText(*dns, "HostedZoneId")) : "-",
+                                          formatAge(n.find("CreateDate"))};
+        });
+  }
+  if (kind == "services") {
+    return listCommand(
+        c, name, [&](ApiClient& api) { return registry::listServices(api, ns); },
+        {"ID", "NAME", "NAMESPACE", "RECORDS", "INSTANCES", "HEALTH", "AGE"}, "No services found.",
+        [](const Value& s) {
+          std::string records;
+          if (const Value* dc = s.find("DnsConfig"))
+            if (const Value* rs = dc->find("DnsRecords"); rs && rs->isArray())
+              for (const Value& r : rs->items())
+                records +=
+                    (records.empty() ? "" : ",") + fieldText(r, "Type") + ":" + fieldText(r, "TTL");
+          std::string health = s.find("HealthCheckCustomConfig") ? "custom"
+                               : s.find("HealthCheckConfig")     ? "route53"
+                                                                 : "-";
+          return std::vector<std::string>{fieldText(s, "Id"),
+                                          fieldText(s, "Name"),
+                                          fieldText(s, "NamespaceName"),
+                                          dashIfEmpty(records),
+                                          dashIfEmpty(fieldText(s, "InstanceCount")),
+                                          health,
+                                          formatAge(s.find("CreateDate"))};
+        });
+  }
+  return listCommand(
+      c, name, [&](ApiClient& api) { return registry::listInstances(api, ns, svc); },
+      {"ID", "SERVICE", "NAMESPACE", "ADDRESS", "HEALTH", "ATTRIBUTES"}, "No instances found.",
+      [](const Value& i) {
+        std::string address, others;
+        if (const Value* a = i.find("Attributes"); a && a->isObject()) {
+          std::string ip = fieldText(*a, "AWS_INSTANCE_IPV4");
+          if (ip.empty() && !fieldText(*a, "AWS_INSTANCE_IPV6").empty())
+            ip = "[" + fieldText(*a, "AWS_INSTANCE_IPV6") + "]";
+          if (ip.empty()) ip = fieldText(*a, "AWS_INSTANCE_CNAME");
+          address = ip;
+          if (!fieldText(*a, "AWS_INSTANCE_PORT").empty())
+            address += ":" + fieldText(*a, "AWS_INSTANCE_PORT");
+          for (const auto& [k, v] : a->members()) {
+            if (k == "AWS_INSTANCE_IPV4" || k == "AWS_INSTANCE_IPV6" || k == "AWS_INSTANCE_PORT" ||
+                k == "AWS_INSTANCE_CNAME")
+              continue;
+            others += (others.empty() ? "" : ",") + k + "=" + v.scalarText();
+          }
+        }
+        return std::vector<std::string>{
+            fieldText(i, "Id"),   fieldText(i, "ServiceName"),  fieldText(i, "NamespaceName"),
+            dashIfEmpty(address), fieldText(i, "HealthStatus"), dashIfEmpty(others)};
+      });
+}
+
 int cmdGet(Command& c) {
   if (c.args.positional.empty() || c.args.positional.size() > 2)
     return fail(c.env, c.name, Error{kUsage, "expected KIND [NAME] (see weft get --help)"});
+  if (std::string r = registryKind(c.args.positional[0]); !r.empty()) return cmdGetRegistry(c, r);
+  if (c.args.has("--namespace") || c.args.has("--service"))
+    return fail(c.env, c.name,
+                Error{kUsage,
+                      "--namespace/--service apply only to namespaces, services and "
+                      "instances"});
   auto kind = kindArg(c.args.positional[0]);
   if (!kind) return fail(c.env, c.name, kind.error());
   auto format = outputFormat(c.args, "table", true);
@@ -642,7 +768,7 @@ Result<int64_t> parseTtl(const std::string& text) {
   return total;
 }
 
-// "in 3h", "never", "expired 5m ago" for a unix time (0 = never).
+// "in 3h", "never" or "expired" for a unix time (0 = never).
 std::string formatExpiry(const Value* at) {
   if (at == nullptr || !at->isNumber()) return "-";
   double t = std::strtod(at->text().c_str(), nullptr);
@@ -703,7 +829,9 @@ int cmdToken(Command& c) {
     if (c.args.positional.size() != 2)
       return fail(c.env, name, Error{kUsage, "expected TOKEN_ID (or the whole token)"});
     if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
-    const std::string& id = c.args.positional[1];
+    // A whole token is reduced to its id here: the secret never travels, not even in a path.
+    std::string id = control::push::Tokens::idOf(c.args.positional[1]);
+    if (id.empty()) id = c.args.positional[1];
     auto r = c.api->call("DELETE", "/weft/v1/tokens/" + encodeSegment(id));
     if (!r) return fail(c.env, name, r.error());
     const Value* real = r->find("id");
@@ -863,6 +991,268 @@ int cmdStack(Command& c) {
                                 "' (expected deploy, delete, describe or list)"});
 }
 
+// ---- ca
+
+Result<int64_t> positiveInt(const ParsedArgs& args, std::string_view flag, int64_t min,
+                            int64_t max) {
+  std::string text = args.get(flag);
+  bool ok = !text.empty() && text.size() < 10;
+  for (char ch : text) ok = ok && ch >= '0' && ch <= '9';
+  int64_t n = ok ? std::stoll(text) : 0;
+  if (!ok || n < min || n > max)
+    return makeError(std::string(flag) + " must be a whole number from " + std::to_string(min) +
+                         " to " + std::to_string(max) + ", not '" + text + "'",
+                     kUsage);
+  return n;
+}
+
+std::string formatTime(const Value* at) {
+  if (at == nullptr || !at->isNumber()) return "-";
+  auto t = static_cast<time_t>(std::strtod(at->text().c_str(), nullptr));
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Status writeFile(const std::string& path, const std::string& data, mode_t mode) {
+  std::string tmp = path + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) return makeError("cannot write " + path + ": " + std::strerror(errno));
+  ::fchmod(::fileno(f), mode);
+  bool ok = std::fwrite(data.data(), 1, data.size(), f) == data.size();
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return makeError("cannot write " + path + ": " + std::strerror(errno));
+  }
+  return {};
+}
+
+int cmdCa(Command& c) {
+  static const char* kSubs =
+      "create, list, describe, delete, issue, certificates, get-certificate, export or revoke";
+  if (c.args.positional.empty())
+    return fail(c.env, c.name,
+                Error{kUsage, std::string("expected ") + kSubs + " (see weft ca --help)"});
+  const std::string sub = c.args.positional[0];
+  std::string name = c.name + " " + sub;
+  auto args1 = [&](const char* what) -> std::optional<int> {
+    if (c.args.positional.size() != 2)
+      return fail(c.env, name, Error{kUsage, std::string("expected ") + what});
+    return std::nullopt;
+  };
+  auto connect = [&]() -> std::optional<int> {
+    if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+    return std::nullopt;
+  };
+
+  if (sub == "create") {
+    if (c.args.positional.size() != 1)
+      return fail(c.env, name, Error{kUsage, "takes no arguments (use --subject)"});
+    if (!c.args.has("--subject"))
+      return fail(c.env, name,
+                  Error{kUsage, "--subject is required (e.g. --subject CN=example.local)"});
+    auto subject = ca::parseSubject(c.args.get("--subject"));
+    if (!subject) return fail(c.env, name, Error{kUsage, subject.error().message});
+    ca::CreateCaOptions o;
+    o.subject = std::move(*subject);
+    if (c.args.has("--key-algorithm")) o.key_algorithm = c.args.get("--key-algorithm");
+    static const std::set<std::string> kKeys = {"RSA_2048", "RSA_4096", "EC_prime256v1",
+                                                "EC_secp384r1"};
+    if (!kKeys.count(o.key_algorithm))
+      return fail(c.env, name,
+                  Error{kUsage,
+                        "--key-algorithm must be RSA_2048, RSA_4096, EC_prime256v1 or "
+                        "EC_secp384r1, not '" +
+                            o.key_algorithm + "'"});
+    o.signing_algorithm = c.args.get("--signing-algorithm");
+    if (c.args.has("--validity-days")) {
+      auto d = positiveInt(c.args, "--validity-days", 1, 36500);
+      if (!d) return fail(c.env, name, d.error());
+      o.validity_days = *d;
+    }
+    o.parent_arn = c.args.get("--subordinate-of");
+    if (c.args.has("--path-len")) {
+      if (o.parent_arn.empty())
+        return fail(c.env, name, Error{kUsage, "--path-len applies only with --subordinate-of"});
+      auto p = positiveInt(c.args, "--path-len", 0, 3);
+      if (!p) return fail(c.env, name, p.error());
+      o.path_len = static_cast<int>(*p);
+    }
+    if (auto r = connect()) return *r;
+    auto arn = ca::createCa(*c.api, o);
+    if (!arn) return fail(c.env, name, arn.error());
+    c.env.out << *arn << "\n";  // alone, for scripts
+    return 0;
+  }
+  if (sub == "list") {
+    if (c.args.positional.size() != 1)
+      return fail(c.env, name, Error{kUsage, "takes no arguments"});
+    return listCommand(
+        c, name, [](ApiClient& api) { return ca::listCas(api); },
+        {"ARN", "TYPE", "STATUS", "SUBJECT", "KEY", "EXPIRES"}, "No certificate authorities found.",
+        [](const Value& a) {
+          const Value* cfg = a.find("CertificateAuthorityConfiguration");
+          const Value* subj = cfg ? cfg->find("Subject") : nullptr;
+          std::string subject = subj ? fieldText(*subj, "CommonName") : "";
+          if (subject.empty() && subj && !subj->members().empty())
+            subject = subj->members()[0].second.scalarText();
+          return std::vector<std::string>{fieldText(a, "Arn"),
+                                          fieldText(a, "Type"),
+                                          fieldText(a, "Status"),
+                                          dashIfEmpty(subject),
+                                          cfg ? fieldText(*cfg, "KeyAlgorithm") : "-",
+                                          formatTime(a.find("NotAfter"))};
+        });
+  }
+  if (sub == "describe") {
+    if (auto r = args1("ARN (a certificate authority or certificate ARN)")) return *r;
+    auto format = outputFormat(c.args, "yaml", false);
+    if (!format) return fail(c.env, name, format.error());
+    const std::string& arn = c.args.positional[1];
+    std::string kind = ca::arnKind(arn);
+    if (kind.empty() || kind == "pca-certificate")
+      return fail(c.env, name,
+                  Error{kUsage, "'" + arn +
+                                    "' is not a certificate authority ARN or an ACM "
+                                    "certificate ARN"});
+    if (auto r = connect()) return *r;
+    Value req = Value::object();
+    Result<Value> d = Value();
+    if (kind == "ca") {
+      req.set("CertificateAuthorityArn", Value::string(arn));
+      d = ca::pca(*c.api, "DescribeCertificateAuthority", req);
+    } else {
+      req.set("CertificateArn", Value::string(arn));
+      d = ca::acm(*c.api, "DescribeCertificate", req);
+    }
+    if (!d) return fail(c.env, name, d.error());
+    const Value* inner = d->find(kind == "ca" ? "CertificateAuthority" : "Certificate");
+    printValue(c.env.out, inner ? *inner : *d, *format);
+    return 0;
+  }
+  if (sub == "delete") {
+    if (auto r = args1("CA_ARN")) return *r;
+    std::optional<int64_t> days;
+    if (c.args.has("--restore-window-days")) {
+      auto d = positiveInt(c.args, "--restore-window-days", 7, 30);
+      if (!d) return fail(c.env, name, d.error());
+      days = *d;
+    }
+    const std::string& arn = c.args.positional[1];
+    if (ca::arnKind(arn) != "ca")
+      return fail(c.env, name, Error{kUsage, "'" + arn + "' is not a certificate authority ARN"});
+    if (auto r = connect()) return *r;
+    auto until = ca::deleteCa(*c.api, arn, days);
+    if (!until) return fail(c.env, name, until.error());
+    Value at = Value::number(*until);
+    c.env.out << "deleted " << arn << " (restorable until " << formatTime(&at) << ")\n";
+    return 0;
+  }
+  if (sub == "issue") {
+    if (c.args.positional.size() != 1)
+      return fail(c.env, name, Error{kUsage, "takes no arguments (use --ca and --domain)"});
+    std::string ca_arn = c.args.get("--ca");
+    if (ca_arn.empty() || c.args.all("--domain").empty())
+      return fail(c.env, name,
+                  Error{kUsage, "--ca ARN and --domain NAME are required (--domain repeatable)"});
+    if (c.args.has("--validity-days")) {
+      auto d = positiveInt(c.args, "--validity-days", 1, 36500);
+      if (!d) return fail(c.env, name, d.error());
+      if (*d != 395)
+        return fail(c.env, name,
+                    Error{kUsage,
+                          "--validity-days: ACM private certificates are valid for 395 days "
+                          "(ACM's RequestCertificate takes no validity); renew them with "
+                          "`aws acm renew-certificate`"});
+    }
+    if (auto r = connect()) return *r;
+    auto arn = ca::requestCertificate(*c.api, ca_arn, c.args.all("--domain"),
+                                      c.args.get("--key-algorithm"));
+    if (!arn) return fail(c.env, name, arn.error());
+    c.env.out << *arn << "\n";  // alone, for scripts
+    return 0;
+  }
+  if (sub == "certificates") {
+    if (c.args.positional.size() != 1)
+      return fail(c.env, name, Error{kUsage, "takes no arguments (use --ca to filter)"});
+    std::string ca_arn = c.args.get("--ca");
+    return listCommand(
+        c, name, [&](ApiClient& api) { return ca::listCertificates(api, ca_arn); },
+        {"ARN", "DOMAIN", "STATUS", "KEY", "EXPIRES", "EXPORTED"}, "No certificates found.",
+        [](const Value& s) {
+          std::string domain = fieldText(s, "DomainName");
+          if (const Value* sans = s.find("SubjectAlternativeNameSummaries");
+              sans && sans->isArray() && sans->items().size() > 1)
+            domain += " (+" + std::to_string(sans->items().size() - 1) + ")";
+          return std::vector<std::string>{
+              fieldText(s, "CertificateArn"), domain,
+              fieldText(s, "Status"),         fieldText(s, "KeyAlgorithm"),
+              formatTime(s.find("NotAfter")), fieldText(s, "Exported")};
+        });
+  }
+  if (sub == "get-certificate") {
+    if (auto r = args1("ARN (a certificate authority or certificate ARN)")) return *r;
+    if (auto r = connect()) return *r;
+    auto pem = ca::certificatePem(*c.api, c.args.positional[1]);
+    if (!pem) return fail(c.env, name, pem.error());
+    std::string out = pem->certificate;
+    if (!out.empty() && out.back() != '\n') out += '\n';
+    if (c.args.has("--chain")) out += pem->chain;
+    if (!out.empty() && out.back() != '\n') out += '\n';
+    c.env.out << out;
+    return 0;
+  }
+  if (sub == "export") {
+    if (auto r = args1("CERTIFICATE_ARN")) return *r;
+    std::string pass_file = c.args.get("--passphrase-file");
+    if (pass_file.empty()) return fail(c.env, name, Error{kUsage, "--passphrase-file is required"});
+    auto pass = readFile(pass_file);
+    if (!pass) return fail(c.env, name, pass.error());
+    std::string passphrase = std::move(*pass);
+    if (!passphrase.empty() && passphrase.back() == '\n') passphrase.pop_back();
+    if (!passphrase.empty() && passphrase.back() == '\r') passphrase.pop_back();
+    if (passphrase.size() < 4 || passphrase.size() > 128)
+      return fail(c.env, name,
+                  Error{kUsage, "the passphrase in " + pass_file +
+                                    " must be 4 to 128 bytes (one trailing newline is ignored)"});
+    std::string dir = c.args.has("--out-dir") ? c.args.get("--out-dir") : ".";
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      return fail(c.env, name, Error{1, "--out-dir " + dir + " is not a directory"});
+    if (auto r = connect()) return *r;
+    auto pem = ca::exportCertificate(*c.api, c.args.positional[1], passphrase);
+    std::fill(passphrase.begin(), passphrase.end(), '\0');
+    if (!pem) return fail(c.env, name, pem.error());
+    const std::pair<const char*, const std::string*> files[] = {
+        {"certificate.pem", &pem->certificate},
+        {"chain.pem", &pem->chain},
+        {"private-key.pem", &pem->private_key}};
+    for (const auto& [file, data] : files) {
+      std::string path = dir + "/" + file;
+      if (auto w =
+              writeFile(path, *data, std::string_view(file) == "private-key.pem" ? 0600 : 0644);
+          !w)
+        return fail(c.env, name, w.error());
+      c.env.out << path << "\n";
+    }
+    return 0;
+  }
+  if (sub == "revoke") {
+    if (auto r = args1("CERTIFICATE_ARN")) return *r;
+    if (auto r = connect()) return *r;
+    const std::string& arn = c.args.positional[1];
+    auto r = ca::revokeCertificate(*c.api, arn, c.args.get("--reason"));
+    if (!r) return fail(c.env, name, r.error());
+    c.env.out << "revoked " << arn << "\n";
+    return 0;
+  }
+  return fail(c.env, c.name,
+              Error{kUsage, "unknown subcommand '" + sub + "' (expected " + kSubs + ")"});
+}
+
 // ---- help ----
 
 struct CommandDef {
@@ -898,6 +1288,8 @@ const std::vector<CommandDef>& commands() {
       {"get", kScopeFlags,
        "Usage: weft get KIND [NAME] [--mesh M] [--virtual-router R | --virtual-gateway G]\n"
        "                [-o table|json|yaml]\n"
+       "       weft get namespaces|services|instances [--namespace N] [--service S]\n"
+       "                [-o table|json|yaml]\n"
        "\n"
        "Lists resources of a kind (in one mesh with --mesh, else in every mesh; routes of one\n"
        "router with --virtual-router, else of every router), or shows one by NAME (then --mesh\n"
@@ -906,10 +1298,17 @@ const std::vector<CommandDef>& commands() {
        "KIND: mesh(es), virtualnode(s)|vn, virtualservice(s)|vs, virtualrouter(s)|vr,\n"
        "      route(s)|rt, virtualgateway(s)|vg, gatewayroute(s)|gr\n"
        "\n"
+       "The service registry (Cloud Map): namespaces (ns), services (svc) of every namespace or\n"
+       "of --namespace, instances (with their health) of every service, of --namespace's\n"
+       "services or of --service. JSON/YAML give Cloud Map's shapes, services with NamespaceId\n"
+       "and NamespaceName, instances with ServiceId, ServiceName, NamespaceName, HealthStatus.\n"
+       "\n"
        "Flags:\n"
        "  -m, --mesh M             the mesh\n"
        "  --virtual-router R       the router of routes\n"
        "  --virtual-gateway G      the gateway of gateway routes\n"
+       "  -n, --namespace N        services/instances: a namespace's name or id\n"
+       "  --service S              instances: a service's id, name or NAME.NAMESPACE\n"
        "  -o, --output FORMAT      table (default: NAME, MESH, VERSION, STATUS, AGE), json, yaml\n",
        cmdGet},
       {"describe",
@@ -1002,6 +1401,80 @@ const std::vector<CommandDef>& commands() {
        "  -m, --mesh M          only proxies of mesh M\n"
        "  -o, --output FORMAT   table (default), json or yaml\n",
        cmdProxies},
+      {"ca",
+       {{"--subject", ""},
+        {"--key-algorithm", ""},
+        {"--signing-algorithm", ""},
+        {"--validity-days", ""},
+        {"--subordinate-of", ""},
+        {"--path-len", ""},
+        {"--restore-window-days", ""},
+        {"--ca", ""},
+        {"--domain", ""},
+        {"--passphrase-file", ""},
+        {"--out-dir", ""},
+        {"--reason", ""},
+        {"--chain", "", false},
+        {"--output", "-o"}},
+       "Usage: weft ca create --subject CN=NAME[,O=ORG,...] [--key-algorithm ALG]\n"
+       "                      [--validity-days N] [--subordinate-of CA_ARN [--path-len N]]\n"
+       "       weft ca list [-o table|json|yaml]\n"
+       "       weft ca describe ARN [-o yaml|json]\n"
+       "       weft ca delete CA_ARN [--restore-window-days N]\n"
+       "       weft ca issue --ca CA_ARN --domain NAME [--domain NAME ...] [--key-algorithm ALG]\n"
+       "       weft ca certificates [--ca CA_ARN] [-o table|json|yaml]\n"
+       "       weft ca get-certificate ARN [--chain]\n"
+       "       weft ca export CERT_ARN --passphrase-file F [--out-dir D]\n"
+       "       weft ca revoke CERT_ARN [--reason REASON]\n"
+       "\n"
+       "The server's private certificate authority, over its ACM PCA and ACM APIs (what\n"
+       "`aws acm-pca` and `aws acm` call; see docs/ca.md).\n"
+       "\n"
+       "  create           makes a CA and activates it in one go: a root signs its own CSR with\n"
+       "                   the RootCACertificate/V1 template (as ACM PCA's flow does); with\n"
+       "                   --subordinate-of the parent CA signs it (SubordinateCACertificate_\n"
+       "                   PathLenN/V1) and its chain is imported. Prints the CA's ARN alone.\n"
+       "  list             every CA: ARN, type, status, subject CN, key, expiry\n"
+       "  describe         a CA (DescribeCertificateAuthority) or an ACM certificate\n"
+       "                   (DescribeCertificate), YAML by default\n"
+       "  delete           disables the CA if it is ACTIVE, then deletes it; it can be restored\n"
+       "                   (aws acm-pca restore-certificate-authority) within the window\n"
+       "  issue            an ACM private certificate for the names (the first is the subject CN;\n"
+       "                   wildcards such as *.example.local allowed), with a key the server\n"
+       "                   makes; valid 395 days, as ACM's. Prints the certificate's ARN alone\n"
+       "  certificates     the ACM certificates (every key type), optionally of one CA\n"
+       "  get-certificate  the PEM certificate of a CA ARN (its CA certificate), an ACM\n"
+       "                   certificate ARN or an ACM PCA certificate ARN; --chain adds the chain\n"
+       "  export           writes certificate.pem, chain.pem and private-key.pem (PKCS#8,\n"
+       "                   encrypted with the passphrase; mode 0600) into --out-dir (default .)\n"
+       "                   and prints their paths; `openssl pkey -in private-key.pem -passin\n"
+       "                   file:F` reads the key\n"
+       "  revoke           revokes a certificate at its CA (the CA's CRL lists it)\n"
+       "\n"
+       "Flags:\n"
+       "  --subject DN               CN=..,O=..,OU=..,C=..,ST=..,L=.. (\\, for a comma in a "
+       "value)\n"
+       "  --key-algorithm ALG        create: RSA_2048 (default), RSA_4096, EC_prime256v1,\n"
+       "                             EC_secp384r1; issue: also RSA_3072, EC_secp521r1\n"
+       "  --signing-algorithm ALG    create: e.g. SHA384WITHRSA (default: SHA256 for RSA and\n"
+       "                             P-256 keys, SHA384WITHECDSA for P-384)\n"
+       "  --validity-days N          create: the CA certificate's validity (default: a root 10\n"
+       "                             years; a subordinate 5 years or up to its parent's expiry)\n"
+       "  --subordinate-of CA_ARN    create: a subordinate CA signed by this (ACTIVE) CA\n"
+       "  --path-len N               create: the subordinate's path length, 0 (default) to 3\n"
+       "  --restore-window-days N    delete: 7 to 30 (default 30)\n"
+       "  --ca CA_ARN                issue: the issuing CA; certificates: only its certificates\n"
+       "  --domain NAME              issue: a DNS name; repeatable\n"
+       "  --passphrase-file F        export: the passphrase, 4-128 bytes (a trailing newline\n"
+       "                             is ignored)\n"
+       "  --out-dir D                export: where the files go (default .)\n"
+       "  --reason REASON            revoke: UNSPECIFIED (default), KEY_COMPROMISE,\n"
+       "                             CERTIFICATE_AUTHORITY_COMPROMISE, AFFILIATION_CHANGED,\n"
+       "                             SUPERSEDED, CESSATION_OF_OPERATION, PRIVILEGE_WITHDRAWN,\n"
+       "                             A_A_COMPROMISE\n"
+       "  --chain                    get-certificate: append the chain\n"
+       "  -o, --output FORMAT        list/certificates: table|json|yaml; describe: yaml|json\n",
+       cmdCa},
       {"stack",
        {{"--template-file", ""},
         {"--stack-name", ""},
@@ -1012,13 +1485,16 @@ const std::vector<CommandDef>& commands() {
        "       weft stack describe --stack-name S [-o yaml|json]\n"
        "       weft stack list [-o table|json|yaml]\n"
        "\n"
-       "Deploys CloudFormation templates whose AWS::AppMesh::* resources become weft resources.\n"
+       "Deploys CloudFormation templates: AWS::AppMesh::* resources become weft resources.\n"
        "Parameters, Conditions, Mappings, Ref, Fn::Sub, Fn::GetAtt, Fn::ImportValue, Fn::Join,\n"
        "Fn::Select, Fn::Split, Fn::If, Fn::Equals, Fn::And/Or/Not, Fn::FindInMap, Fn::Base64,\n"
        "Outputs and Exports work as in CloudFormation, in JSON and in YAML long and short (!Ref)\n"
        "forms. Resources are created in dependency order and deleted in reverse; a failed deploy\n"
        "rolls back; a redeploy updates changed resources, creates new ones and deletes removed\n"
-       "ones. Other resource types are listed as skipped (not handled yet).\n"
+       "ones. Also deployed: AWS::ServiceDiscovery::PrivateDnsNamespace, PublicDnsNamespace,\n"
+       "HttpNamespace, Service, Instance; AWS::ACMPCA::CertificateAuthority, Certificate,\n"
+       "CertificateAuthorityActivation; AWS::CertificateManager::Certificate (private). Other\n"
+       "resource types are listed as skipped (not handled yet).\n"
        "\n"
        "Flags:\n"
        "  --template-file T                  the template (YAML or JSON)\n"

@@ -44,8 +44,6 @@ const KindInfo* lookupKind(std::string_view text) {
       {"virtualservice", "VirtualService"},
       {"virtualservices", "VirtualService"},
       {"vs", "VirtualService"},
-      {"service", "VirtualService"},
-      {"services", "VirtualService"},
       {"virtualrouter", "VirtualRouter"},
       {"virtualrouters", "VirtualRouter"},
       {"vr", "VirtualRouter"},

@@ -31,7 +31,7 @@ struct KindInfo {
 const std::vector<KindInfo>& allKinds();
 
 // Accepts the kind name, its plural and short forms, case-insensitively, ignoring '-' and '_':
-// mesh(es); virtualnode(s), vn, node(s); virtualservice(s), vs, service(s); virtualrouter(s), vr,
+// mesh(es); virtualnode(s), vn, node(s); virtualservice(s), vs; virtualrouter(s), vr,
 // router(s); route(s), rt; virtualgateway(s), vg, gateway(s), gw; gatewayroute(s), gr.
 // nullptr if none matches.
 const KindInfo* lookupKind(std::string_view text);

@@ -6,6 +6,7 @@
 
 #include "cli/cfn_template.h"
 #include "cli/resources.h"
+#include "cli/stack_resources.h"
 
 namespace weft::cli {
 
@@ -28,11 +29,13 @@ std::optional<ResourceId> idFromCall(const Value& call) {
 
 // What a deploy did, for a rollback.
 struct Action {
-  enum Kind { kCreated, kUpdated, kDeleted } kind;
+  enum Kind { kCreated, kUpdated, kDeleted, kCloudCreated, kCloudDeleted } kind;
   ResourceId id;
   std::string logical_id;
-  Value spec;  // kUpdated: the previous spec; kDeleted: the spec to recreate
+  Value spec;  // kUpdated: the previous spec; kDeleted: the spec to recreate;
+               // kCloudCreated: the handle to delete; kCloudDeleted: the properties to recreate
   Value tags;  // kDeleted: the tags to recreate
+  std::string type;  // kCloud*: the CloudFormation type
 };
 
 void rollback(ApiClient& api, std::vector<Action>& actions, std::ostream& out) {
@@ -58,6 +61,19 @@ void rollback(ApiClient& api, std::vector<Action>& actions, std::ostream& out) {
       case Action::kDeleted: {
         out << "  " << a.logical_id << " (" << a.id.describe() << "): rollback: recreating\n";
         auto c = applyResource(api, a.id, a.spec, &a.tags);
+        if (!c) r = Unexpected<Error>{c.error()};
+        break;
+      }
+      case Action::kCloudCreated: {
+        out << "  " << a.logical_id << " (" << a.type << "): rollback: deleting\n";
+        auto d = stack::deleteResource(api, a.type, a.spec);
+        if (!d) r = Unexpected<Error>{d.error()};
+        break;
+      }
+      case Action::kCloudDeleted: {
+        out << "  " << a.logical_id << " (" << a.type << "): rollback: recreating\n";
+        auto c = stack::createResource(api, a.type, a.logical_id + " (" + a.type + ")", a.spec,
+                                       a.id.name);
         if (!c) r = Unexpected<Error>{c.error()};
         break;
       }
@@ -170,6 +186,48 @@ Status deployStack(ApiClient& api, const DeployOptions& options, std::ostream& o
                       [&](const cfn::Resource& r) { return r.logical_id == logical_id; });
     std::string where = logical_id + " (" + res.type + ")";
     const KindInfo* kind = kindForCfnType(res.type);
+    if (kind == nullptr && stack::handlesType(res.type)) {
+      auto props = cfn::evaluate(res.properties, ctx);
+      if (!props) return fail(where, props.error());
+      Value properties = *props ? std::move(**props) : Value::object();
+      std::string generated = stack + "-" + logical_id;
+      Value rec = Value::object();
+      rec.set("logicalId", Value::string(logical_id));
+      rec.set("type", Value::string(res.type));
+      cfn::ResourceState st;
+      st.type = res.type;
+      // Unchanged when the previous deploy made it from the same properties; otherwise a new
+      // one is made (a replacement: the old one is deleted after the template's resources).
+      auto old = old_entries.find(logical_id);
+      const Value* old_props = old == old_entries.end() ? nullptr : old->second.find("properties");
+      const Value* old_type = old == old_entries.end() ? nullptr : old->second.find("type");
+      if (old_props && old_type && old_type->scalarText() == res.type && *old_props == properties &&
+          old->second.find("handle")) {
+        kept.insert(logical_id);
+        st.ref = old->second.find("physicalId") ? *old->second.find("physicalId") : Value();
+        st.attributes =
+            old->second.find("attributes") ? *old->second.find("attributes") : Value::object();
+        rec = old->second;
+        rec.set("status", Value::string("UNCHANGED"));
+        out << "  " << where << ": unchanged " << st.ref.scalarText() << "\n";
+      } else {
+        auto made = stack::createResource(api, res.type, where, properties, generated);
+        if (!made) return fail(where, made.error());
+        Action a{Action::kCloudCreated, {}, logical_id, made->handle, Value(), res.type};
+        actions.push_back(std::move(a));
+        st.ref = made->ref;
+        st.attributes = made->attributes;
+        rec.set("physicalId", made->ref);
+        rec.set("attributes", made->attributes);
+        rec.set("status", Value::string("CREATE_COMPLETE"));
+        rec.set("properties", properties);
+        rec.set("handle", made->handle);
+        out << "  " << where << ": created " << made->ref.scalarText() << "\n";
+      }
+      records.push(std::move(rec));
+      ctx.resources[logical_id] = std::move(st);
+      continue;
+    }
     if (kind == nullptr) {
       out << "  " << where << ": skipped (type not handled yet)\n";
       cfn::ResourceState st;
@@ -210,11 +268,12 @@ Status deployStack(ApiClient& api, const DeployOptions& options, std::ostream& o
     if (same) kept.insert(logical_id);
     switch (applied->outcome) {
       case ApplyOutcome::kCreated:
-        actions.push_back({Action::kCreated, id, logical_id, Value(), Value()});
+        actions.push_back({Action::kCreated, id, logical_id, Value(), Value(), ""});
         break;
       case ApplyOutcome::kUpdated:
         if (!applied->previous_spec.isNull())
-          actions.push_back({Action::kUpdated, id, logical_id, applied->previous_spec, Value()});
+          actions.push_back(
+              {Action::kUpdated, id, logical_id, applied->previous_spec, Value(), ""});
         break;
       case ApplyOutcome::kUnchanged:
         break;
@@ -238,6 +297,19 @@ Status deployStack(ApiClient& api, const DeployOptions& options, std::ostream& o
   for (auto it = old_order.rbegin(); it != old_order.rend(); ++it) {
     if (kept.count(*it)) continue;
     const Value& entry = old_entries[*it];
+    if (const Value* handle = entry.find("handle")) {
+      std::string type = entry.find("type") ? entry.find("type")->scalarText() : "";
+      std::string where = *it + " (" + type + ")";
+      auto d = stack::deleteResource(api, type, *handle);
+      if (!d) return fail(where, d.error());
+      out << "  " << where << ": deleted "
+          << (entry.find("physicalId") ? entry.find("physicalId")->scalarText() : "") << "\n";
+      Action a{Action::kCloudDeleted, {}, *it, Value(), Value(), type};
+      a.id.name = stack + "-" + *it;
+      if (const Value* p = entry.find("properties")) a.spec = *p;
+      actions.push_back(std::move(a));
+      continue;
+    }
     const Value* old_call = entry.find("call");
     if (old_call == nullptr) continue;  // a skipped resource
     auto id = idFromCall(*old_call);
@@ -249,7 +321,7 @@ Status deployStack(ApiClient& api, const DeployOptions& options, std::ostream& o
     const Value* spec = old_call->find("spec");
     const Value* tags = old_call->find("tags");
     actions.push_back({Action::kDeleted, *id, *it, spec ? *spec : Value::object(),
-                       tags ? *tags : Value::array()});
+                       tags ? *tags : Value::array(), ""});
   }
 
   // Outputs and exports.
@@ -320,6 +392,23 @@ Status deleteStack(ApiClient& api, const std::string& stack, std::ostream& out) 
     std::string logical = entry.find("logicalId") ? entry.find("logicalId")->scalarText() : "?";
     std::string type = entry.find("type") ? entry.find("type")->scalarText() : "?";
     std::string where = logical + " (" + type + ")";
+    if (const Value* handle = entry.find("handle")) {
+      std::string physical = entry.find("physicalId") ? entry.find("physicalId")->scalarText() : "";
+      auto d = stack::deleteResource(api, type, *handle);
+      if (!d) {
+        out << "  " << where << ": FAILED: " << d.error().message << "\n";
+        Value rec = **record;
+        rec.set("status", Value::string("DELETE_FAILED"));
+        rec.set("resources", Value::array(resources));
+        auto saved = api.call("PUT", stackPath(stack), "", &rec);
+        (void)saved;
+        return makeError("stack " + stack + ": deleting " + where +
+                         " failed: " + d.error().message);
+      }
+      out << "  " << where << ": " << (*d ? "deleted " : "already gone ") << physical << "\n";
+      resources.pop_back();
+      continue;
+    }
     const Value* call = entry.find("call");
     std::optional<ResourceId> id = call ? idFromCall(*call) : std::nullopt;
     if (!id) {

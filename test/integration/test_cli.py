@@ -243,8 +243,8 @@ spec:
         self.assertEqual(lines[0], "Creating stack app (6 resources)")
         self.assertIn("  BackendV1 (AWS::AppMesh::VirtualNode): created VirtualNode cfn/backend-v1",
                       lines)
-        self.assertIn("  Discovery (AWS::ServiceDiscovery::PrivateDnsNamespace): skipped (type not "
-                      "handled yet)", lines)
+        self.assertTrue([l for l in lines if l.startswith(
+            "  Discovery (AWS::ServiceDiscovery::HttpNamespace): created")], lines)
         self.assertEqual(lines[-1], "Stack app: CREATE_COMPLETE")
         order = [l.split()[0] for l in lines[1:-1]]
         self.assertLess(order.index("Router"), order.index("Route"))
