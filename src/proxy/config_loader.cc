@@ -20,6 +20,7 @@
 
 #include "common/json.h"
 #include "net/socket.h"
+#include "net/tls/ssl_util.h"
 #include "proxy/config_defaults.h"
 
 namespace weft::proxy {
@@ -1125,10 +1126,21 @@ class Validator {
                       v1::TlsVersion min, v1::TlsVersion max, const std::string& tp,
                       const std::string& trust_bundle_advice) {
     if (validation != nullptr) {
-      if (validation->trust_bundle_file().empty()) {
-        add(validation_path + ".trust_bundle_file", trust_bundle_advice);
+      const std::string& file = validation->trust_bundle_file();
+      const std::string& pem = validation->trust_bundle_pem();
+      if (file.empty() && pem.empty()) {
+        add(validation_path + ".trust_bundle_file",
+            trust_bundle_advice + " (or trust_bundle_pem to the PEM text)");
+      } else if (!file.empty() && !pem.empty()) {
+        add(validation_path + ".trust_bundle_pem",
+            "trust_bundle_file and trust_bundle_pem are both set; give one of them");
       }
-      checkReadable(validation->trust_bundle_file(), validation_path + ".trust_bundle_file");
+      checkReadable(file, validation_path + ".trust_bundle_file");
+      if (!pem.empty()) {
+        if (auto b = net::tls::parseCertBundle(pem, "trust_bundle_pem"); !b)
+          add(validation_path + ".trust_bundle_pem",
+              "is not a PEM bundle of CA certificates (" + b.error().message + ")");
+      }
       for (int i = 0; i < validation->match_subject_alt_names_size(); ++i) {
         const v1::SanMatcher& m = validation->match_subject_alt_names(i);
         std::string mp = indexPath(validation_path + ".match_subject_alt_names", i);
@@ -1157,16 +1169,41 @@ class Validator {
 
   void checkCertificate(const v1::TlsCertificate& cert, const std::string& cp,
                         const std::string& why) {
-    if (cert.certificate_chain_file().empty()) {
+    const std::string& chain_file = cert.certificate_chain_file();
+    const std::string& chain_pem = cert.certificate_chain_pem();
+    if (chain_file.empty() && chain_pem.empty()) {
       add(cp + ".certificate_chain_file",
-          "required " + why + "; set it to the PEM file holding the certificate chain");
+          "required " + why +
+              "; set it to the PEM file holding the certificate chain (or certificate_chain_pem "
+              "to the PEM text)");
+    } else if (!chain_file.empty() && !chain_pem.empty()) {
+      add(cp + ".certificate_chain_pem",
+          "certificate_chain_file and certificate_chain_pem are both set; give one of them");
     }
-    checkReadable(cert.certificate_chain_file(), cp + ".certificate_chain_file");
-    if (cert.private_key_file().empty()) {
+    checkReadable(chain_file, cp + ".certificate_chain_file");
+    if (!chain_pem.empty()) {
+      if (auto c = net::tls::parseCertChain(chain_pem, "certificate_chain_pem"); !c)
+        add(cp + ".certificate_chain_pem",
+            "is not a PEM certificate chain (" + c.error().message + ")");
+    }
+    const std::string& key_file = cert.private_key_file();
+    const std::string& key_pem = cert.private_key_pem();
+    if (key_file.empty() && key_pem.empty()) {
       add(cp + ".private_key_file",
-          "required " + why + "; set it to the PEM file holding the certificate's private key");
+          "required " + why +
+              "; set it to the PEM file holding the certificate's private key (or "
+              "private_key_pem to the PEM text)");
+    } else if (!key_file.empty() && !key_pem.empty()) {
+      add(cp + ".private_key_pem",
+          "private_key_file and private_key_pem are both set; give one of them");
     }
-    checkReadable(cert.private_key_file(), cp + ".private_key_file");
+    checkReadable(key_file, cp + ".private_key_file");
+    if (!key_pem.empty()) {
+      // The parser's message names the field only; key material never goes into an issue.
+      if (auto k = net::tls::parsePrivateKey(key_pem, "private_key_pem"); !k)
+        add(cp + ".private_key_pem",
+            "is not an unencrypted PEM private key (" + k.error().message + ")");
+    }
   }
 
   void checkListenerTls(const v1::ListenerTls& t, const std::string& tp) {
@@ -1539,6 +1576,7 @@ std::string configToJson(const v1::ProxyConfig& config, bool redact_secrets) {
     redacted = config;
     auto redact = [](v1::TlsCertificate* cert) {
       if (!cert->private_key_file().empty()) cert->set_private_key_file("[redacted]");
+      if (!cert->private_key_pem().empty()) cert->set_private_key_pem("[redacted]");
     };
     for (v1::Listener& l : *redacted.mutable_listeners()) {
       if (l.has_tls() && l.tls().has_certificate()) {

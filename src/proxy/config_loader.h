@@ -82,8 +82,9 @@ std::vector<ConfigIssue> findConfigIssues(const v1::ProxyConfig& config,
 Status validateConfig(const v1::ProxyConfig& config, const ValidateOptions& options = {});
 
 // Pretty-printed JSON with proto field names, for the admin /config_dump. With redact_secrets
-// every non-empty private_key_file is replaced by "[redacted]" (a key's path is not itself a
-// secret, but the admin page should not advertise where keys live).
+// every non-empty private_key_file and private_key_pem is replaced by "[redacted]" (the inline
+// key is a secret; a key's path is not, but the admin page should not advertise where keys
+// live).
 std::string configToJson(const v1::ProxyConfig& config, bool redact_secrets);
 
 }  // namespace weft::proxy

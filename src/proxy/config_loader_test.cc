@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 
+#include "net/tls/tls_test_util.h"
 #include "proxy/config_defaults.h"
 
 namespace weft::proxy {
@@ -772,9 +773,11 @@ TEST(LoadConfigText, SemanticErrorsCarryLineAndColumn) {
   EXPECT_EQ(r.error().message,
             // certificate is not written: the nearest written field is tls (line 4).
             "proxy.yaml:4:5: listeners[0].tls.certificate.certificate_chain_file: required when "
-            "tls.mode is STRICT; set it to the PEM file holding the certificate chain\n"
+            "tls.mode is STRICT; set it to the PEM file holding the certificate chain (or "
+            "certificate_chain_pem to the PEM text)\n"
             "proxy.yaml:4:5: listeners[0].tls.certificate.private_key_file: required when "
-            "tls.mode is STRICT; set it to the PEM file holding the certificate's private key\n"
+            "tls.mode is STRICT; set it to the PEM file holding the certificate's private key "
+            "(or private_key_pem to the PEM text)\n"
             "proxy.yaml:12:29: listeners[0].route_config.virtual_hosts[0].routes[0].route."
             "clusters[0].name: no cluster named \"nowhere\" is defined; define it under clusters");
 
@@ -892,6 +895,49 @@ TEST(ConfigDefaults, WithDefaultsFillsEveryDefault) {
   EXPECT_TRUE(s.has_value()) << s.error().message;
 }
 
+TEST(ValidateConfig, InlinePemCertificateAndTrust) {
+  net::tls::testing::TestCerts certs;
+  v1::ProxyConfig c = baseConfig();
+  auto* t = c.mutable_listeners(0)->mutable_tls();
+  t->set_mode(v1::ListenerTls::STRICT);
+  t->mutable_certificate()->set_certificate_chain_pem(certs.server.cert_pem);
+  t->mutable_certificate()->set_private_key_pem(certs.server.key_pem);
+  t->mutable_validation()->set_trust_bundle_pem(certs.ca.cert_pem);
+  c.mutable_clusters(1)->mutable_tls()->mutable_validation()->set_trust_bundle_pem(
+      certs.ca.cert_pem);
+  Status s = validateConfig(c);
+  EXPECT_TRUE(s.has_value()) << "inline PEM instead of files must validate: " << s.error().message;
+
+  // A file and PEM for one item.
+  v1::ProxyConfig both = c;
+  both.mutable_listeners(0)->mutable_tls()->mutable_certificate()->set_private_key_file(
+      certs.server.key_file);
+  EXPECT_THAT(validationError(both),
+              HasSubstr("listeners[0].tls.certificate.private_key_pem: private_key_file and "
+                        "private_key_pem are both set; give one of them"));
+  both = c;
+  both.mutable_clusters(1)->mutable_tls()->mutable_validation()->set_trust_bundle_file(
+      certs.ca.cert_file);
+  EXPECT_THAT(validationError(both),
+              HasSubstr("clusters[1].tls.validation.trust_bundle_pem: trust_bundle_file and "
+                        "trust_bundle_pem are both set"));
+
+  // PEM that does not parse; the key's text never appears in the message.
+  v1::ProxyConfig bad = c;
+  auto* bt = bad.mutable_listeners(0)->mutable_tls();
+  bt->mutable_certificate()->set_certificate_chain_pem("garbage");
+  bt->mutable_certificate()->set_private_key_pem(
+      "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n");
+  bt->mutable_validation()->set_trust_bundle_pem("not a bundle");
+  std::string e = validationError(bad);
+  EXPECT_THAT(e, HasSubstr("listeners[0].tls.certificate.certificate_chain_pem: is not a PEM "
+                           "certificate chain"));
+  EXPECT_THAT(e, HasSubstr("listeners[0].tls.certificate.private_key_pem: is not an unencrypted "
+                           "PEM private key"));
+  EXPECT_THAT(e, HasSubstr("listeners[0].tls.validation.trust_bundle_pem: is not a PEM bundle"));
+  EXPECT_EQ(e.find("c2VjcmV0"), std::string::npos) << "key material in an error: " << e;
+}
+
 // ---- config dump ----
 
 TEST(ConfigToJson, RedactsPrivateKeyPaths) {
@@ -914,6 +960,30 @@ TEST(ConfigToJson, RedactsPrivateKeyPaths) {
 
   std::string plain = configToJson(c, false);
   EXPECT_THAT(plain, HasSubstr("/certs/listener.key"));
+  // The dump parses back to the same config.
+  v1::ProxyConfig back = mustParse(plain, Format::kJson);
+  EXPECT_TRUE(MessageDifferencer::Equals(back, c)) << plain;
+}
+
+TEST(ConfigToJson, RedactsInlinePrivateKeys) {
+  v1::ProxyConfig c = baseConfig();
+  auto* t = c.mutable_listeners(0)->mutable_tls();
+  t->set_mode(v1::ListenerTls::STRICT);
+  t->mutable_certificate()->set_certificate_chain_pem("-----BEGIN CERTIFICATE-----\nY2hhaW4=\n");
+  t->mutable_certificate()->set_private_key_pem("-----BEGIN PRIVATE KEY-----\nbGlzdGVuZXI=\n");
+  c.mutable_clusters(1)->mutable_tls()->mutable_certificate()->set_private_key_pem(
+      "-----BEGIN PRIVATE KEY-----\nY2xpZW50\n");
+  std::string redacted = configToJson(c, true);
+  EXPECT_EQ(redacted.find("bGlzdGVuZXI="), std::string::npos) << redacted;
+  EXPECT_EQ(redacted.find("Y2xpZW50"), std::string::npos) << redacted;
+  EXPECT_THAT(redacted, HasSubstr("\"private_key_pem\": \"[redacted]\""));
+  EXPECT_THAT(redacted, HasSubstr("Y2hhaW4=")) << "the certificate is public and stays";
+  EXPECT_THAT(configToJson(c, false), HasSubstr("bGlzdGVuZXI="));
+}
+
+TEST(ConfigToJson, RoundTripsUnredacted) {
+  v1::ProxyConfig c = baseConfig();
+  std::string plain = configToJson(c, false);
   // The dump parses back to the same config.
   v1::ProxyConfig back = mustParse(plain, Format::kJson);
   EXPECT_TRUE(MessageDifferencer::Equals(back, c)) << plain;

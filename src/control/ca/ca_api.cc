@@ -6,6 +6,7 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <map>
@@ -14,6 +15,7 @@
 
 #include "control/api/crypto_util.h"
 #include "control/ca/pki.h"
+#include "control/compile/compiler.h"
 #include "control/stacks/json_value.h"
 
 namespace weft::control::ca {
@@ -1761,6 +1763,98 @@ struct CaApi::Impl {
     });
   }
 
+  // ================= the config compiler's certificate source =================
+
+  static Unexpected<Error> unservable(std::string message) {
+    return makeError(std::move(message), compile::kCompileUnsupported);
+  }
+
+  // PEM CERTIFICATE blocks of `pem`, each ending with a newline.
+  static std::vector<std::string> pemBlocks(std::string_view pem) {
+    constexpr std::string_view kBegin = "-----BEGIN CERTIFICATE-----";
+    constexpr std::string_view kEnd = "-----END CERTIFICATE-----";
+    std::vector<std::string> out;
+    size_t pos = 0;
+    while ((pos = pem.find(kBegin, pos)) != std::string_view::npos) {
+      size_t end = pem.find(kEnd, pos);
+      if (end == std::string_view::npos) break;
+      end += kEnd.size();
+      out.push_back(std::string(pem.substr(pos, end - pos)) + "\n");
+      pos = end;
+    }
+    return out;
+  }
+
+  Result<compile::CertMaterial> proxyCertificate(const std::string& arn) {
+    auto id = acmIdOf(arn);
+    if (!id) {
+      if (id.error().code == kResourceNotFound)
+        return unservable("ACM certificate " + arn.substr(0, 200) + " does not exist");
+      return unservable(id.error().message);
+    }
+    compile::CertMaterial out;
+    const std::string key = "ca/acm/" + *id;
+    out.depends_on.push_back(key);
+    auto l = load(key);
+    if (!l) return Unexpected<Error>{l.error()};
+    if (!l->has_value())
+      return unservable("ACM certificate " + arn +
+                        " does not exist (RequestCertificate makes one)");
+    const Value& rec = (*l)->v;
+    if (std::string pca = getStr(rec, "PcaCertKey"); !pca.empty()) out.depends_on.push_back(pca);
+    auto state = acmState(rec);
+    if (!state) return Unexpected<Error>{state.error()};
+    if (state->status != "ISSUED") {
+      std::string reason = getStr(rec, "FailureReason");
+      return unservable("ACM certificate " + arn + " is " + state->status +
+                        (reason.empty() ? std::string() : " (" + reason + ")") +
+                        ", not ISSUED; renew it or request a new one");
+    }
+    auto pem = kek.open(getStr(rec, "Key"), arn);
+    if (!pem) return makeError("ACM certificate " + arn + ": " + pem.error().message);
+    out.private_key_pem = std::move(*pem);
+    std::string chain = getStr(rec, "Certificate");
+    if (!chain.empty() && chain.back() != '\n') chain += '\n';
+    chain += getStr(rec, "Chain");
+    out.certificate_chain_pem = std::move(chain);
+    std::sort(out.depends_on.begin(), out.depends_on.end());
+    return out;
+  }
+
+  Result<compile::TrustBundle> proxyTrustBundle(const std::vector<std::string>& arns) {
+    compile::TrustBundle out;
+    if (arns.empty()) return unservable("no certificate authority ARN given");
+    std::set<std::string> seen;
+    for (const std::string& arn : arns) {
+      auto id = caIdOf(arn);
+      if (!id) {
+        if (id.error().code == kResourceNotFound)
+          return unservable("certificate authority " + arn.substr(0, 200) + " does not exist");
+        return unservable(id.error().message);
+      }
+      const std::string key = "ca/pca/" + *id;
+      out.depends_on.push_back(key);
+      auto l = load(key);
+      if (!l) return Unexpected<Error>{l.error()};
+      if (!l->has_value() || purged((**l).v))
+        return unservable("certificate authority " + arn + " does not exist");
+      const Value& ca = (*l)->v;
+      std::string status = getStr(ca, "Status");
+      if (getStr(ca, "Certificate").empty())
+        return unservable("certificate authority " + arn + " has no certificate yet (" + status +
+                          "); import its certificate (ImportCertificateAuthorityCertificate)");
+      if (status != "ACTIVE" && status != "DISABLED")
+        return unservable("certificate authority " + arn + " is " + status +
+                          "; trust needs an ACTIVE (or DISABLED) CA");
+      for (std::string& block : pemBlocks(chainOf(ca)))
+        if (seen.insert(block).second) out.pem += block;
+    }
+    std::sort(out.depends_on.begin(), out.depends_on.end());
+    out.depends_on.erase(std::unique(out.depends_on.begin(), out.depends_on.end()),
+                         out.depends_on.end());
+    return out;
+  }
+
   Result<std::string> dispatchAcm(std::string_view op, const Value& in) {
     if (op == "RequestCertificate") return requestCert(in);
     if (op == "DescribeCertificate") return describeCert(in);
@@ -1812,6 +1906,15 @@ Status CaApi::init() {
   if (!c && c.error().code == kStoreConflict) return init();
   if (!c) return Unexpected<Error>{c.error()};
   return {};
+}
+
+Result<compile::CertMaterial> CaApi::proxyCertificate(const std::string& acm_arn) const {
+  return impl_->proxyCertificate(acm_arn);
+}
+
+Result<compile::TrustBundle> CaApi::proxyTrustBundle(
+    const std::vector<std::string>& ca_arns) const {
+  return impl_->proxyTrustBundle(ca_arns);
 }
 
 ApiResponse CaApi::handlePca(const ApiRequest& request) {

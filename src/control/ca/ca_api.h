@@ -26,11 +26,13 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 #include "common/time.h"
 #include "control/api/api_types.h"
 #include "control/ca/kek.h"
+#include "control/compile/certificate_source.h"
 #include "control/store/store.h"
 
 namespace weft::control::ca {
@@ -53,6 +55,19 @@ class CaApi {
   // X-Amz-Target "ACMPrivateCA.*" and "CertificateManager.*" requests.
   ApiResponse handlePca(const ApiRequest& request);
   ApiResponse handleAcm(const ApiRequest& request);
+
+  // For the config compiler only (through CaCertificateSource, certificate_source.h); never
+  // answered by any API, never logged. An ACM certificate's chain (leaf, then its CA's
+  // certificate and chain) and its key opened with the KEK; depends_on holds "ca/acm/<id>" and
+  // the PCA record of its serial (revocation). Fails (compile::kCompileUnsupported, the ARN in
+  // the message) when the ARN is not an ACM certificate of this server's region and account,
+  // does not exist, or is not ISSUED (FAILED, REVOKED, EXPIRED).
+  Result<compile::CertMaterial> proxyCertificate(const std::string& acm_arn) const;
+  // The certificates of ACM PCA CAs (each CA's certificate, then its chain; duplicates dropped;
+  // in the given order) for a client's trust; depends_on holds each "ca/pca/<id>". Fails
+  // (kCompileUnsupported) for an ARN that is not a CA of this server, a CA without a certificate
+  // (PENDING_CERTIFICATE...), or one that is not ACTIVE or DISABLED.
+  Result<compile::TrustBundle> proxyTrustBundle(const std::vector<std::string>& ca_arns) const;
 
  private:
   struct Impl;

@@ -515,8 +515,9 @@ struct ChainBuild {
 
 class Compilation {
  public:
-  Compilation(Store& store, const CompileOptions& options, const ProxyIdentity& who)
-      : store_(store), options_(options), who_(who) {}
+  Compilation(Store& store, const CompileOptions& options, const ProxyIdentity& who,
+              const CertificateSource* certificates)
+      : store_(store), options_(options), who_(who), certificates_(certificates) {}
 
   Result<CompileResult> run() {
     if (who_.kind != Kind::kVirtualNode && who_.kind != Kind::kVirtualGateway)
@@ -592,12 +593,32 @@ class Compilation {
 
   // ---- TLS ----
 
+  // An ACM certificate's chain and key, read once per compilation.
+  Result<const CertMaterial*> acmCertificate(const std::string& arn, const std::string& where) {
+    if (certificates_ == nullptr)
+      return unsupported(where +
+                         ": ACM certificates need weft's certificate authority, which this "
+                         "compiler was not given; use a file certificate");
+    auto it = acm_.find(arn);
+    if (it == acm_.end()) {
+      auto got = certificates_->certificate(arn);
+      if (!got) return makeError(where + ": " + got.error().message, got.error().code);
+      deps_.insert(got->depends_on.begin(), got->depends_on.end());
+      it = acm_.emplace(arn, std::move(*got)).first;
+    }
+    return &it->second;
+  }
+
   Result<v1::TlsCertificate> certificateOf(const am::ListenerTlsCertificate& c,
                                            const std::string& where) {
-    if (c.has_acm())
-      return unsupported(where +
-                         ".acm: ACM certificates are not supported yet (weft's certificate "
-                         "authority comes with issue 7); use a file certificate");
+    if (c.has_acm()) {
+      auto m = acmCertificate(c.acm().certificatearn(), where + ".acm.certificateArn");
+      if (!m) return Unexpected<Error>{m.error()};
+      v1::TlsCertificate out;
+      out.set_certificate_chain_pem((*m)->certificate_chain_pem);
+      out.set_private_key_pem((*m)->private_key_pem);
+      return out;
+    }
     if (c.has_sds())
       return unsupported(where +
                          ".sds: SDS certificates are not supported yet (issue 7); use a file "
@@ -651,15 +672,25 @@ class Compilation {
       out.mutable_certificate()->set_private_key_file(tls.certificate().file().privatekey());
     }
     const am::TlsValidationContextTrust& trust = tls.validation().trust();
-    if (trust.has_acm())
-      return unsupported(where +
-                         ".tls.validation.trust.acm: ACM Private CA trust is not supported yet "
-                         "(weft's certificate authority comes with issue 7); use a file trust");
     if (trust.has_sds())
       return unsupported(where +
                          ".tls.validation.trust.sds: SDS trust is not supported yet (issue 7); "
                          "use a file trust");
-    out.mutable_validation()->set_trust_bundle_file(trust.file().certificatechain());
+    if (trust.has_acm()) {
+      const std::string field = where + ".tls.validation.trust.acm.certificateAuthorityArns";
+      if (certificates_ == nullptr)
+        return unsupported(field +
+                           ": ACM Private CA trust needs weft's certificate authority, which "
+                           "this compiler was not given; use a file trust");
+      std::vector<std::string> arns(trust.acm().certificateauthorityarns().begin(),
+                                    trust.acm().certificateauthorityarns().end());
+      auto bundle = certificates_->trustBundle(arns);
+      if (!bundle) return makeError(field + ": " + bundle.error().message, bundle.error().code);
+      deps_.insert(bundle->depends_on.begin(), bundle->depends_on.end());
+      out.mutable_validation()->set_trust_bundle_pem(bundle->pem);
+    } else {
+      out.mutable_validation()->set_trust_bundle_file(trust.file().certificatechain());
+    }
     for (const std::string& san : tls.validation().subjectalternativenames().match().exact())
       *out.mutable_validation()->add_match_subject_alt_names() = sanMatcher(san);
     return std::optional<v1::UpstreamTls>(std::move(out));
@@ -1474,6 +1505,8 @@ class Compilation {
   std::map<std::string, v1::Cluster> clusters_;
   std::map<std::string, std::optional<am::VirtualNodeData>> nodes_;
   std::map<std::string, std::optional<std::string>> egress_;
+  const CertificateSource* certificates_;
+  std::map<std::string, CertMaterial> acm_;  // by ARN
 };
 
 bool validName(std::string_view s) {
@@ -1525,12 +1558,22 @@ Result<ProxyIdentity> parseProxyResource(std::string_view text) {
   return id;
 }
 
-Compiler::Compiler(Store& store, CompileOptions options)
-    : store_(store), options_(std::move(options)) {}
+Compiler::Compiler(Store& store, CompileOptions options, const CertificateSource* certificates)
+    : store_(store), options_(std::move(options)), certificates_(certificates) {}
 
 Result<CompileResult> Compiler::compile(const ProxyIdentity& who) const {
-  Compilation c(store_, options_, who);
+  Compilation c(store_, options_, who, certificates_);
   return c.run();
+}
+
+void redactSecrets(v1::ProxyConfig& config) {
+  auto redact = [](v1::TlsCertificate* cert) {
+    if (!cert->private_key_pem().empty()) cert->set_private_key_pem("[redacted]");
+  };
+  for (v1::Listener& l : *config.mutable_listeners())
+    if (l.has_tls() && l.tls().has_certificate()) redact(l.mutable_tls()->mutable_certificate());
+  for (v1::Cluster& c : *config.mutable_clusters())
+    if (c.has_tls() && c.tls().has_certificate()) redact(c.mutable_tls()->mutable_certificate());
 }
 
 std::string configHash(const v1::ProxyConfig& config) { return sha256Hex(canonicalBytes(config)); }

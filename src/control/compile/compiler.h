@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "control/compile/certificate_source.h"
 #include "control/model/resource_keys.h"
 #include "control/store/store.h"
 #include "weft/v1/config.pb.h"
@@ -58,21 +59,31 @@ struct CompileResult {
 // Error::code of compile(): the resource does not exist (the proxy may connect before its node is
 // created; the push server waits for it) or the mesh references something broken.
 inline constexpr int kCompileNotFound = 404;
-// Error::code of compile(): the resource uses something weft cannot honour safely (an ACM or SDS
-// certificate, TLS settings that differ between a node's listeners); the message says which field.
+// Error::code of compile(): the resource uses something weft cannot honour safely (an SDS
+// certificate, an ACM certificate that is not ISSUED or with no certificate source, TLS settings
+// that differ between a node's listeners); the message says which field.
 inline constexpr int kCompileUnsupported = 422;
 
 class Compiler {
  public:
-  // `store` must outlive the compiler.
-  Compiler(Store& store, CompileOptions options);
+  // `store` (and `certificates` when given) must outlive the compiler. Without `certificates`,
+  // ACM references in specs fail the compilation (kCompileUnsupported); with it, an ACM listener
+  // certificate compiles to inline PEM (certificate_chain_pem + private_key_pem) and ACM PCA
+  // trust to trust_bundle_pem, and the certificate's and CAs' store keys join depends_on.
+  Compiler(Store& store, CompileOptions options, const CertificateSource* certificates = nullptr);
 
   Result<CompileResult> compile(const ProxyIdentity& who) const;
 
  private:
   Store& store_;
   CompileOptions options_;
+  const CertificateSource* certificates_;
 };
+
+// Replaces every non-empty TlsCertificate.private_key_pem of `config` with "[redacted]": for
+// answers of APIs and logs (`weft describe proxy-config`). Only the proxy's own stream carries
+// the key.
+void redactSecrets(v1::ProxyConfig& config);
 
 // sha256 (lower-case hex) of the deterministic serialization of `config`: ConfigUpdate.hash.
 std::string configHash(const v1::ProxyConfig& config);

@@ -228,6 +228,36 @@ bool isIpLiteral(const std::string& s) {
   return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
+// One PEM item of a TLS config: `<item>_file` or `<item>_pem` (exactly one of them).
+class PemSource {
+ public:
+  PemSource(std::string item, const std::string& file, const std::string& pem)
+      : item_(std::move(item)), file_(file), pem_(pem) {}
+
+  // "certificate_chain_file /x.pem" or "certificate_chain_pem": names the item in errors.
+  std::string what() const { return file_.empty() ? item_ + "_pem" : item_ + "_file " + file_; }
+  // The file name, or "(inline PEM)".
+  std::string label() const { return file_.empty() ? std::string("(inline PEM)") : file_; }
+  // The PEM text (the file's contents, or a copy of the inline text). Never in an error message.
+  Result<std::string> read(const std::string& context_name) const {
+    if (file_.empty()) return pem_;
+    return readSmallFile(file_, context_name + ": " + item_ + "_file");
+  }
+
+ private:
+  std::string item_;
+  const std::string& file_;
+  const std::string& pem_;
+};
+
+Result<PemSource> pemSource(const std::string& file, const std::string& pem,
+                            const std::string& item) {
+  if (!file.empty() && !pem.empty())
+    return makeError(item + "_file and " + item + "_pem are both set; give one of them");
+  if (file.empty() && pem.empty()) return makeError(item + "_file or " + item + "_pem is required");
+  return PemSource(item, file, pem);
+}
+
 }  // namespace
 
 namespace detail {
@@ -264,43 +294,46 @@ Status ContextBase::init(const v1::TlsCertificate* certificate, const v1::TlsVal
   SSL_CTX_set_read_ahead(ctx_, 1);
 
   if (certificate != nullptr) {
-    const std::string& chain_file = certificate->certificate_chain_file();
-    const std::string& key_file = certificate->private_key_file();
-    if (chain_file.empty()) return makeError(name_ + ": certificate_chain_file is required");
-    if (key_file.empty()) return makeError(name_ + ": private_key_file is required");
-    auto chain_pem = readSmallFile(chain_file, name_ + ": certificate_chain_file");
+    auto chain_src = pemSource(certificate->certificate_chain_file(),
+                               certificate->certificate_chain_pem(), "certificate_chain");
+    if (!chain_src) return makeError(name_ + ": " + chain_src.error().message);
+    auto key_src =
+        pemSource(certificate->private_key_file(), certificate->private_key_pem(), "private_key");
+    if (!key_src) return makeError(name_ + ": " + key_src.error().message);
+    auto chain_pem = chain_src->read(name_);
     if (!chain_pem) return makeError(chain_pem.error().message);
-    auto chain = parseCertChain(*chain_pem, name_ + ": certificate_chain_file " + chain_file);
+    auto chain = parseCertChain(*chain_pem, name_ + ": " + chain_src->what());
     if (!chain) return makeError(chain.error().message);
-    auto key_pem = readSmallFile(key_file, name_ + ": private_key_file");
+    auto key_pem = key_src->read(name_);
     if (!key_pem) return makeError(key_pem.error().message);
-    auto key = parsePrivateKey(*key_pem, name_ + ": private_key_file " + key_file);
+    auto key = parsePrivateKey(*key_pem, name_ + ": " + key_src->what());
+    OPENSSL_cleanse(key_pem->data(), key_pem->size());
     if (!key) return makeError(key.error().message);
     warmExtensionCache(chain->leaf.get());
     for (const X509Ptr& intermediate : chain->intermediates) warmExtensionCache(intermediate.get());
     if (X509_check_private_key(chain->leaf.get(), key->get()) != 1) {
       ERR_clear_error();
-      return makeError(name_ + ": private key " + key_file + " does not match certificate " +
-                       chain_file);
+      return makeError(name_ + ": private key " + key_src->label() +
+                       " does not match certificate " + chain_src->label());
     }
     if (SSL_CTX_use_certificate(ctx_, chain->leaf.get()) != 1 ||
         SSL_CTX_use_PrivateKey(ctx_, key->get()) != 1) {
-      return makeError(name_ + ": certificate_chain_file " + chain_file + ": " + drainSslErrors());
+      return makeError(name_ + ": " + chain_src->what() + ": " + drainSslErrors());
     }
     for (const X509Ptr& intermediate : chain->intermediates) {
       if (SSL_CTX_add1_chain_cert(ctx_, intermediate.get()) != 1) {
-        return makeError(name_ + ": certificate_chain_file " + chain_file + ": " +
-                         drainSslErrors());
+        return makeError(name_ + ": " + chain_src->what() + ": " + drainSslErrors());
       }
     }
   }
 
   if (validation != nullptr) {
-    const std::string& bundle_file = validation->trust_bundle_file();
-    if (bundle_file.empty()) return makeError(name_ + ": validation.trust_bundle_file is required");
-    auto bundle_pem = readSmallFile(bundle_file, name_ + ": trust_bundle_file");
+    auto bundle_src =
+        pemSource(validation->trust_bundle_file(), validation->trust_bundle_pem(), "trust_bundle");
+    if (!bundle_src) return makeError(name_ + ": validation." + bundle_src.error().message);
+    auto bundle_pem = bundle_src->read(name_);
     if (!bundle_pem) return makeError(bundle_pem.error().message);
-    auto bundle = parseCertBundle(*bundle_pem, name_ + ": trust_bundle_file " + bundle_file);
+    auto bundle = parseCertBundle(*bundle_pem, name_ + ": " + bundle_src->what());
     if (!bundle) return makeError(bundle.error().message);
     X509_STORE* store = SSL_CTX_get_cert_store(ctx_);
     for (const X509Ptr& ca : *bundle) {
@@ -311,7 +344,7 @@ Status ContextBase::init(const v1::TlsCertificate* certificate, const v1::TlsVal
           ERR_clear_error();
           continue;
         }
-        return makeError(name_ + ": trust_bundle_file " + bundle_file + ": " + drainSslErrors());
+        return makeError(name_ + ": " + bundle_src->what() + ": " + drainSslErrors());
       }
     }
     if (!client_) {
@@ -343,8 +376,8 @@ Result<std::shared_ptr<const ServerContext>> ServerContext::create(const v1::Lis
   std::shared_ptr<ServerContext> c(new ServerContext(name));
   if (!cfg.has_certificate()) {
     return makeError(c->name_ +
-                     ": certificate (certificate_chain_file, private_key_file) is "
-                     "required");
+                     ": certificate (certificate_chain_file or certificate_chain_pem, "
+                     "private_key_file or private_key_pem) is required");
   }
   const v1::TlsValidation* validation = cfg.has_validation() ? &cfg.validation() : nullptr;
   if (auto st = c->init(&cfg.certificate(), validation, cfg.min_version(), cfg.max_version());
@@ -441,10 +474,11 @@ std::unique_ptr<Transport> ServerContext::newTransport(int fd) const {
 Result<std::shared_ptr<const ClientContext>> ClientContext::create(const v1::UpstreamTls& cfg,
                                                                    std::string_view name) {
   std::shared_ptr<ClientContext> c(new ClientContext(name));
-  if (!cfg.has_validation() || cfg.validation().trust_bundle_file().empty()) {
+  if (!cfg.has_validation() || (cfg.validation().trust_bundle_file().empty() &&
+                                cfg.validation().trust_bundle_pem().empty())) {
     return makeError(c->name_ +
-                     ": validation.trust_bundle_file is required (weft does not originate "
-                     "unverified TLS)");
+                     ": validation.trust_bundle_file or validation.trust_bundle_pem is required "
+                     "(weft does not originate unverified TLS)");
   }
   const v1::TlsCertificate* certificate = cfg.has_certificate() ? &cfg.certificate() : nullptr;
   if (auto st = c->init(certificate, &cfg.validation(), cfg.min_version(), cfg.max_version());

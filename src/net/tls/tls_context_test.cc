@@ -115,7 +115,8 @@ TEST_F(TlsContextTest, ServerValidationNeedsTrustBundle) {
   cfg.mutable_validation();
   auto ctx = ServerContext::create(cfg);
   ASSERT_FALSE(ctx);
-  EXPECT_EQ(ctx.error().message, "listener tls: validation.trust_bundle_file is required");
+  EXPECT_EQ(ctx.error().message,
+            "listener tls: validation.trust_bundle_file or trust_bundle_pem is required");
 
   cfg.mutable_validation()->set_trust_bundle_file(certs_->ca.cert_file);
   ctx = ServerContext::create(cfg);
@@ -136,8 +137,8 @@ TEST_F(TlsContextTest, ClientRequiresTrustBundle) {
   auto ctx = ClientContext::create(cfg, "cluster backend tls");
   ASSERT_FALSE(ctx) << "a client context without a trust bundle must be refused";
   EXPECT_EQ(ctx.error().message,
-            "cluster backend tls: validation.trust_bundle_file is required (weft does not "
-            "originate unverified TLS)");
+            "cluster backend tls: validation.trust_bundle_file or validation.trust_bundle_pem is "
+            "required (weft does not originate unverified TLS)");
 
   cfg = clientConfig(certs_->ca);
   cfg.mutable_validation()->set_trust_bundle_file(certs_->dir.file("missing-ca.pem"));
@@ -164,6 +165,79 @@ TEST_F(TlsContextTest, FilesOfListsWhatIsRead) {
             (std::vector<std::string>{certs_->server.cert_file, certs_->server.key_file,
                                       certs_->ca.cert_file}));
   EXPECT_EQ(filesOf(clientConfig(certs_->ca)), std::vector<std::string>{certs_->ca.cert_file});
+}
+
+TEST_F(TlsContextTest, InlinePemServesAndVerifiesLikeFiles) {
+  // Server certificate and key inline, client trust inline: a full handshake verifies.
+  v1::ListenerTls server;
+  server.set_mode(v1::ListenerTls::STRICT);
+  server.mutable_certificate()->set_certificate_chain_pem(certs_->server.cert_pem);
+  server.mutable_certificate()->set_private_key_pem(certs_->server.key_pem);
+  auto sctx = ServerContext::create(server);
+  ASSERT_TRUE(sctx) << "expected a server context from inline PEM: " << sctx.error().message;
+  EXPECT_TRUE(filesOf(server).empty()) << "inline PEM names no file to watch";
+
+  v1::UpstreamTls client;
+  client.mutable_validation()->set_trust_bundle_pem(certs_->ca.cert_pem);
+  auto cctx = ClientContext::create(client);
+  ASSERT_TRUE(cctx) << "expected a client context from an inline trust bundle: "
+                    << cctx.error().message;
+  EXPECT_TRUE(filesOf(client).empty());
+
+  testing::FdPair fds = testing::socketPair();
+  auto st = (*sctx)->newTransport(fds.a);
+  auto ct = (*cctx)->newTransport(fds.b, "api.example.test");
+  testing::HandshakeResult r = testing::runHandshake(*ct, *st);
+  EXPECT_EQ(r.client.status, IoStatus::kOk) << "client handshake: " << r.client.error;
+  EXPECT_EQ(r.server.status, IoStatus::kOk) << "server handshake: " << r.server.error;
+
+  // An inline bundle of another CA refuses the same server.
+  client.mutable_validation()->set_trust_bundle_pem(certs_->other_ca.cert_pem);
+  auto other = ClientContext::create(client);
+  ASSERT_TRUE(other) << other.error().message;
+  testing::FdPair fds2 = testing::socketPair();
+  auto st2 = (*sctx)->newTransport(fds2.a);
+  auto ct2 = (*other)->newTransport(fds2.b, "api.example.test");
+  r = testing::runHandshake(*ct2, *st2);
+  EXPECT_EQ(r.client.status, IoStatus::kError) << "expected the untrusted server refused";
+}
+
+TEST_F(TlsContextTest, InlinePemErrorsNameTheFieldNotTheContent) {
+  v1::ListenerTls cfg = serverConfig(certs_->server);
+  cfg.mutable_certificate()->set_certificate_chain_pem(certs_->server.cert_pem);
+  auto ctx = ServerContext::create(cfg);
+  ASSERT_FALSE(ctx) << "a file and inline PEM for one item must be refused";
+  EXPECT_EQ(ctx.error().message,
+            "listener tls: certificate_chain_file and certificate_chain_pem are both set; give "
+            "one of them");
+
+  cfg = v1::ListenerTls();
+  cfg.set_mode(v1::ListenerTls::STRICT);
+  cfg.mutable_certificate()->set_certificate_chain_pem(certs_->server.cert_pem);
+  ctx = ServerContext::create(cfg);
+  ASSERT_FALSE(ctx);
+  EXPECT_EQ(ctx.error().message, "listener tls: private_key_file or private_key_pem is required");
+
+  cfg.mutable_certificate()->set_private_key_pem(certs_->client.key_pem);
+  ctx = ServerContext::create(cfg);
+  ASSERT_FALSE(ctx) << "expected a key/certificate mismatch";
+  EXPECT_EQ(ctx.error().message,
+            "listener tls: private key (inline PEM) does not match certificate (inline PEM)");
+
+  cfg.mutable_certificate()->set_private_key_pem(
+      "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n"
+      "-----END PRIVATE KEY-----\n");
+  ctx = ServerContext::create(cfg);
+  ASSERT_FALSE(ctx);
+  EXPECT_THAT(ctx.error().message, HasSubstr("listener tls: private_key_pem: cannot parse"));
+  EXPECT_THAT(ctx.error().message, ::testing::Not(HasSubstr("bm90IGEga2V5")))
+      << "an error must never carry key material";
+
+  v1::UpstreamTls client;
+  client.mutable_validation()->set_trust_bundle_pem("not pem");
+  auto cctx = ClientContext::create(client);
+  ASSERT_FALSE(cctx);
+  EXPECT_THAT(cctx.error().message, HasSubstr("upstream tls: trust_bundle_pem"));
 }
 
 TEST(VerifyFailureName, MetricLabels) {
