@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "http/router.h"
+#include "net/socket.h"
 #include "proxy/agent.h"
 #include "proxy/config_loader.h"
 #include "proxy/server.h"
@@ -48,6 +49,9 @@ Control-plane mode (not with --config):
                            control plane is unreachable (default /var/lib/weft-proxy)
       --host NAME          shown by `weft proxies` (default: this machine's host name)
       --network ID         the registry network this proxy is in, shown by `weft proxies`
+      --app-address IP     the address the app is reached at, registered in the service
+                           registry (repeatable or comma-separated; default: this host's
+                           non-loopback interface addresses, IPv4 first)
   Until the first config is active the admin listener answers /ready with 503 and /server_info
   with state PRE_INITIALIZING; a config stored by a previous run is served at once.
 
@@ -181,6 +185,14 @@ int main(int argc, char** argv) {
       const char* v = value("--network");
       if (!v) return usageError("--network needs an id");
       agent.network = v;
+    } else if (a == "--app-address") {
+      const char* v = value("--app-address");
+      if (!v) return usageError("--app-address needs an IP address");
+      for (const std::string& ip : splitList(v)) {
+        if (!weft::net::parseAddress(ip, 0))
+          return usageError("--app-address '" + ip + "' is not an IPv4 or IPv6 address");
+        agent.app_addresses.push_back(ip);
+      }
     } else if (a == "--log-level") {
       const char* v = value("--log-level");
       weft::log::Level level;
@@ -227,9 +239,11 @@ int main(int argc, char** argv) {
     return usageError("either --config FILE or --control-plane HOST:PORT is required");
   if (control_plane.empty()) {
     if (!resource.empty() || !token_file.empty() || !ca_file.empty() || insecure ||
-        !admin.empty() || !agent.host.empty() || !agent.network.empty()) {
+        !admin.empty() || !agent.host.empty() || !agent.network.empty() ||
+        !agent.app_addresses.empty()) {
       return usageError(
-          "--resource, --token-file, --ca-file, --insecure, --admin, --host and --network "
+          "--resource, --token-file, --ca-file, --insecure, --admin, --host, --network and "
+          "--app-address "
           "belong to --control-plane mode (with --config, set admin in the file)");
     }
   } else {

@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -36,6 +37,7 @@
 #include "control/api/crypto_util.h"
 #include "control/api/http_server.h"
 #include "control/ca/ca_api.h"
+#include "control/ca/certificate_source.h"
 #include "control/ca/kek.h"
 #include "control/compile/compiler.h"
 #include "control/credentials/credentials.h"
@@ -44,6 +46,7 @@
 #include "control/push/push_server.h"
 #include "control/push/stream_ca.h"
 #include "control/push/tokens.h"
+#include "control/registry/auto_registration.h"
 #include "control/registry/dns_server.h"
 #include "control/registry/registry_api.h"
 #include "control/stacks/stack_api.h"
@@ -79,6 +82,9 @@ constexpr const char* kHelp =
     "                       default: env WEFT_CA_KEY, else DIR/ca-kek made on first start)\n"
     "  --dns HOST:PORT      registry DNS server, UDP and TCP; comma-separated for several\n"
     "                       (default 127.0.0.1:7053; the ports file gets \"dns=<port>\")\n"
+    "  --dns-upstream HOST:PORT[,HOST:PORT...]\n"
+    "                       resolvers that names outside the mesh's DNS namespaces are\n"
+    "                       forwarded to (default none: such names are REFUSED)\n"
     "  --stream HOST:PORT   the config stream weft-proxy connects to (gRPC over TLS; default\n"
     "                       127.0.0.1:7081; port 0 picks a free port). Its certificate comes\n"
     "                       from the server's own CA, whose certificate is written to\n"
@@ -88,9 +94,13 @@ constexpr const char* kHelp =
     "                       the --stream host: the names proxies use in --control-plane\n"
     "  --insecure           serve the config stream in plaintext, without TLS (local tests\n"
     "                       only; proxies need --insecure too)\n"
+    "  --proxy-stale-after D  a proxy gone (or silent) this long makes its auto-registered\n"
+    "                       instance UNHEALTHY, twice this deregisters it (default 30s;\n"
+    "                       forms 45s, 1500ms, 2m)\n"
     "  --config FILE        YAML file with the keys data-dir, api, region, account-id,\n"
-    "                       ports-file, log-level, dns, stream, stream-san, insecure\n"
-    "                       (true/false) and quotas (a map of App Mesh quota names:\n"
+    "                       ports-file, log-level, dns, dns-upstream, stream, stream-san,\n"
+    "                       insecure (true/false), proxy-stale-after and quotas (a map of\n"
+    "                       App Mesh quota names:\n"
     "                       virtual_nodes_per_mesh, virtual_services_per_mesh,\n"
     "                       virtual_routers_per_mesh, routes_per_virtual_router,\n"
     "                       backends_per_virtual_node, virtual_gateways_per_mesh,\n"
@@ -110,17 +120,20 @@ struct Settings {
   std::string region = kDefaultRegion;
   std::string account_id;  // empty: stored or generated
   std::string ports_file;
-  std::string dns = "127.0.0.1:7053";   // registry DNS: HOST:PORT[,HOST:PORT...]
-  std::string stream = kDefaultStream;  // the config stream (gRPC)
-  std::string stream_san;               // extra SANs, comma-separated
-  std::string insecure = "false";       // "true": plaintext stream
+  std::string dns = "127.0.0.1:7053";     // registry DNS: HOST:PORT[,HOST:PORT...]
+  std::string dns_upstream;               // forwarding resolvers: HOST:PORT[,HOST:PORT...]
+  std::string stream = kDefaultStream;    // the config stream (gRPC)
+  std::string stream_san;                 // extra SANs, comma-separated
+  std::string insecure = "false";         // "true": plaintext stream
+  std::string proxy_stale_after = "30s";  // docs/registry.md "Instances from proxies"
   std::string log_level = "info";
   std::string ca_key_file;  // CA key-encryption key (docs/ca.md); empty: WEFT_CA_KEY or DIR/ca-kek
   std::map<std::string, int> quotas;
 };
 
-const char* const kKeys[] = {"data-dir",  "api", "region", "account-id", "ports-file",
-                             "log-level", "dns", "stream", "stream-san", "insecure"};
+const char* const kKeys[] = {"data-dir",   "api",        "region",   "account-id",
+                             "ports-file", "log-level",  "dns",      "dns-upstream",
+                             "stream",     "stream-san", "insecure", "proxy-stale-after"};
 
 std::string* field(Settings& s, std::string_view key) {
   if (key == "data-dir") return &s.data_dir;
@@ -131,9 +144,11 @@ std::string* field(Settings& s, std::string_view key) {
   if (key == "log-level") return &s.log_level;
   if (key == "ca-key-file") return &s.ca_key_file;
   if (key == "dns") return &s.dns;
+  if (key == "dns-upstream") return &s.dns_upstream;
   if (key == "stream") return &s.stream;
   if (key == "stream-san") return &s.stream_san;
   if (key == "insecure") return &s.insecure;
+  if (key == "proxy-stale-after") return &s.proxy_stale_after;
   return nullptr;
 }
 
@@ -186,6 +201,22 @@ Status loadConfig(const std::string& path, Settings& s) {
     return makeError("--config " + path + ": " + e.what());
   }
   return {};
+}
+
+// "45s", "1500ms", "2m" (a bare number is seconds); positive, at most a day.
+Result<std::chrono::milliseconds> parseStaleAfter(std::string_view s) {
+  size_t digits = 0;
+  while (digits < s.size() && digits < 9 && s[digits] >= '0' && s[digits] <= '9') ++digits;
+  std::string_view unit = s.substr(digits);
+  long long n = digits ? std::stoll(std::string(s.substr(0, digits))) : 0;
+  long long ms = unit == "ms"                  ? n
+                 : unit == "s" || unit.empty() ? n * 1000
+                 : unit == "m"                 ? n * 60'000
+                                               : -1;
+  if (digits == 0 || ms <= 0 || ms > 86'400'000)
+    return makeError("--proxy-stale-after '" + std::string(s) +
+                     "': expected a duration such as 30s, 1500ms or 2m (at most 24h)");
+  return std::chrono::milliseconds(ms);
 }
 
 // Parses "HOST:PORT" ("127.0.0.1:7080", "[::1]:7080", "localhost:7080").
@@ -498,14 +529,25 @@ int runServer(int argc, char** argv) {
     dns_addresses.push_back(*a);
     pos = comma + 1;
   }
-  registry::DnsServer dns_server(registry_api.snapshots(), time);
+  registry::DnsServerOptions dns_options;
+  for (size_t pos = 0; pos < settings.dns_upstream.size();) {
+    size_t comma = std::min(settings.dns_upstream.find(',', pos), settings.dns_upstream.size());
+    auto a = parseHostPort(settings.dns_upstream.substr(pos, comma - pos));
+    if (!a) return usageError("--dns-upstream: " + a.error().message);
+    dns_options.upstreams.push_back(*a);
+    pos = comma + 1;
+  }
+  registry::DnsServer dns_server(registry_api.snapshots(), time, dns_options);
   auto dns_bound = dns_server.start(dns_addresses);
   if (!dns_bound) return fail(dns_bound.error().message);
   for (const auto& a : *dns_bound)
     log::info("server", "registry DNS on " + a.toString() + " (UDP and TCP)");
 
   // Config push: the compiler, join tokens, the stream (TLS from the stream CA) and its API.
-  compile::Compiler compiler(notifying, compile::CompileOptions{settings.region, *account});
+  // ACM certificates and ACM PCA trust named by specs come from the CA (docs/security.md).
+  ca::CaCertificateSource ca_certificates(ca_api);
+  compile::Compiler compiler(notifying, compile::CompileOptions{settings.region, *account},
+                             &ca_certificates);
   push::Tokens tokens(notifying, time);
   auto stream_cert = push::issueStreamCertificate(notifying, *ca_kek, time, stream_names);
   if (!stream_cert) return fail("config stream certificate: " + stream_cert.error().message);
@@ -517,6 +559,12 @@ int runServer(int argc, char** argv) {
   push_options.insecure = insecure;
   push_options.cert_pem = stream_cert->cert_pem;
   push_options.key_pem = stream_cert->key_pem;
+  // The registry learns from the proxies: Hellos and health reports auto-register instances.
+  auto stale_after = parseStaleAfter(settings.proxy_stale_after);
+  if (!stale_after) return fail(stale_after.error().message);
+  registry::AutoRegistration auto_registration(notifying, registry_api, time);
+  push_options.registrar = &auto_registration;
+  push_options.stale_after = *stale_after;
   push::PushServer push_server(compiler, tokens, time, push_options);
   notifying.setListener(
       [&push_server](const std::vector<std::string>& keys) { push_server.onStoreChanged(keys); });

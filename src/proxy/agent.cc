@@ -1,7 +1,11 @@
 #include "proxy/agent.h"
 
+#include <arpa/inet.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <openssl/sha.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -181,6 +185,31 @@ Result<MeshResource> parseMeshResource(std::string_view text) {
   return m;
 }
 
+std::vector<std::string> hostAddresses() {
+  std::vector<std::string> v4, v6;
+  struct ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return {};
+  for (struct ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || (i->ifa_flags & IFF_LOOPBACK) || !(i->ifa_flags & IFF_UP)) continue;
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (i->ifa_addr->sa_family == AF_INET) {
+      auto* a = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+      if ((ntohl(a->sin_addr.s_addr) >> 24) == 127) continue;
+      if (inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf)) v4.emplace_back(buf);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      auto* a = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
+      if (IN6_IS_ADDR_LINKLOCAL(&a->sin6_addr) || IN6_IS_ADDR_LOOPBACK(&a->sin6_addr)) continue;
+      if (inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf)) v6.emplace_back(buf);
+    }
+  }
+  ::freeifaddrs(list);
+  std::vector<std::string> out;
+  for (auto* l : {&v4, &v6})
+    for (auto& a : *l)
+      if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
+  return out;
+}
+
 std::string proxyConfigHash(const v1::ProxyConfig& config) {
   std::string bytes;
   {
@@ -209,7 +238,8 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
         rng_(std::random_device{}()),
         reconnect_timer_(loop.timers(), [this] { connectNext(); }),
         keepalive_timer_(loop.timers(), [this] { onKeepalive(); }),
-        teardown_timer_(loop.timers(), [this] { teardown(); }) {
+        teardown_timer_(loop.timers(), [this] { teardown(); }),
+        health_timer_(loop.timers(), [this] { reportHealth(false); }) {
     keepalive_interval_ = options_.keepalive_interval;
     connected_gauge_->set(0);
   }
@@ -278,9 +308,16 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
     reconnect_timer_.disarm();
     keepalive_timer_.disarm();
     teardown_timer_.disarm();
+    health_timer_.disarm();
     if (resolver_ && query_) resolver_->cancel(query_);
     query_ = 0;
     if (codec_ && conn_) {
+      if (stream_id_ > 0 && !ending_) {
+        // Going away on purpose: the control plane deregisters our instance at once.
+        v1::ProxyMessage bye;
+        bye.mutable_goodbye();
+        (void)codec_->sendData(stream_id_, upstream::grpcFrame(bye.SerializeAsString()), false);
+      }
       if (stream_id_ > 0) (void)codec_->sendData(stream_id_, "", true);  // half-close
       codec_->terminate(http2::kNoError);                                // GOAWAY
       conn_->flush();
@@ -294,6 +331,15 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
     }
     dropConnection();
     log::info(kComponent, "config stream closed (shutting down)");
+  }
+
+  void setHealthSource(HealthSource source) {
+    health_source_ = std::move(source);
+    healthChanged();
+  }
+
+  void healthChanged() {
+    if (codec_ && stream_id_ > 0 && !ending_ && !stopped_) reportHealth(false);
   }
 
   bool connected() const { return connected_; }
@@ -330,11 +376,15 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
     h->set_network(options_.network);
     h->set_proxy_version(WEFT_VERSION);
     h->set_running_hash(running_hash_);
+    for (const std::string& a :
+         options_.app_addresses.empty() ? hostAddresses() : options_.app_addresses)
+      h->add_addresses(a);
     if (!send(m)) return;
     last_rx_ = loop_.now();
     ping_outstanding_ = false;
     keepalive_timer_.arm(keepalive_interval_);
     setConnected(true);
+    reportHealth(true);
     log::info(kComponent, "connected to the control plane at " + target_ + " as " +
                               options_.resource +
                               (running_hash_.empty() ? "" : " (running a config)"));
@@ -622,6 +672,33 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
                                 dir.error().message + " (a restart cannot start from it)");
   }
 
+  // -- health reports ---------------------------------------------------------------------------
+
+  // Sends the health source's answer when it changed since the last report on this stream, when
+  // the report interval has passed, or when `force`d (right after Hello); re-arms the poll.
+  void reportHealth(bool force) {
+    if (!codec_ || stream_id_ <= 0 || ending_ || stopped_) return;
+    std::vector<std::pair<uint32_t, AppHealth>> now;
+    if (health_source_) now = health_source_();
+    std::sort(now.begin(), now.end());
+    const MonoTime t = loop_.now();
+    if (force || now != last_health_ || t - last_health_sent_ >= options_.health_report_interval) {
+      v1::ProxyMessage m;
+      for (const auto& [port, state] : now) {
+        v1::PortHealth* p = m.mutable_health()->add_ports();
+        p->set_port(port);
+        p->set_state(state == AppHealth::kHealthy     ? v1::PortHealth::HEALTHY
+                     : state == AppHealth::kUnhealthy ? v1::PortHealth::UNHEALTHY
+                                                      : v1::PortHealth::UNKNOWN);
+      }
+      m.mutable_health();  // an empty report still counts as a sign of life
+      if (!send(m)) return;
+      last_health_ = std::move(now);
+      last_health_sent_ = t;
+    }
+    health_timer_.arm(options_.health_poll_interval);
+  }
+
   // -- failure, teardown, reconnect -------------------------------------------------------------
 
   // Ends the current connection (from any callback: the work happens on a fresh timer tick so no
@@ -767,6 +844,12 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
   Timer reconnect_timer_;
   Timer keepalive_timer_;
   Timer teardown_timer_;
+
+  // Health reports.
+  HealthSource health_source_;
+  std::vector<std::pair<uint32_t, AppHealth>> last_health_;  // last sent on this stream
+  MonoTime last_health_sent_{};
+  Timer health_timer_;
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -778,6 +861,8 @@ std::optional<v1::ProxyConfig> Agent::loadStored() const { return impl_->loadSto
 void Agent::setRunning(const v1::ProxyConfig& config) { impl_->setRunning(config); }
 void Agent::start() { impl_->start(); }
 void Agent::stop() { impl_->stop(); }
+void Agent::setHealthSource(HealthSource source) { impl_->setHealthSource(std::move(source)); }
+void Agent::healthChanged() { impl_->healthChanged(); }
 bool Agent::connected() const { return impl_->connected(); }
 uint64_t Agent::lastAppliedVersion() const { return impl_->lastAppliedVersion(); }
 const std::string& Agent::lastError() const { return impl_->lastError(); }

@@ -18,6 +18,12 @@
 // stream that delivered a config. A refusal's reason is logged once per distinct reason.
 // Keepalive: a PING after keepalive_interval without any byte from the server; no byte for
 // keepalive_timeout after it ends the connection (and a reconnect follows).
+// Registry feed (docs/proxy-agent.md): Hello carries the app's addresses (app_addresses, else
+// hostAddresses()); after the Hello and whenever the health source's answer changes (checked
+// every health_poll_interval and at healthChanged()), and at least every
+// health_report_interval, a HealthReport goes out (an empty one without a source: it keeps the
+// proxy's instance fresh). stop() sends a Goodbye before it half-closes, so the control plane
+// deregisters the proxy's auto-registered instance at once.
 //
 // Thread-safety: main loop only (every method, every callback).
 
@@ -50,7 +56,20 @@ struct AgentOptions {
   std::chrono::milliseconds backoff_cap{30'000};
   std::chrono::milliseconds keepalive_interval{20'000};
   std::chrono::milliseconds keepalive_timeout{10'000};
+  // Added (issue 6): the app's addresses for Hello (--app-address); empty: hostAddresses().
+  std::vector<std::string> app_addresses;
+  std::chrono::milliseconds health_report_interval{10'000};
+  std::chrono::milliseconds health_poll_interval{1'000};
 };
+
+// The health of the proxy's own app on one port of its node's listeners.
+enum class AppHealth { kUnknown, kHealthy, kUnhealthy };
+// (listener port, health) for each port the proxy checks; main loop.
+using HealthSource = std::function<std::vector<std::pair<uint32_t, AppHealth>>()>;
+
+// This host's non-loopback, non-link-local interface addresses: IPv4 ones first, then IPv6, each
+// in interface order, without duplicates.
+std::vector<std::string> hostAddresses();
 
 // An App Mesh resource the proxy runs as: "mesh/M/virtualNode/N", "mesh/M/virtualGateway/G", or
 // an ARN "arn:aws:appmesh:REGION:ACCOUNT:mesh/M/virtualNode/N" (any partition, region, account).
@@ -92,8 +111,12 @@ class Agent {
   void setRunning(const v1::ProxyConfig& config);
   // Starts connecting. Returns at once.
   void start();
-  // Closes the stream (half-close, then GOAWAY) and stops reconnecting.
+  // Closes the stream (Goodbye, half-close, then GOAWAY) and stops reconnecting.
   void stop();
+  // Added (issue 6): where health reports come from (the proxy's checks of its own app); may be
+  // set at any time. healthChanged(): the answer may have changed, report now if it did.
+  void setHealthSource(HealthSource source);
+  void healthChanged();
 
   bool connected() const;
   uint64_t lastAppliedVersion() const;

@@ -89,6 +89,14 @@ class TestStreamServer {
     std::lock_guard lk(mu_);
     return nacks_;
   }
+  std::vector<v1::HealthReport> healths() const {
+    std::lock_guard lk(mu_);
+    return healths_;
+  }
+  int goodbyes() const {
+    std::lock_guard lk(mu_);
+    return goodbyes_;
+  }
   bool streamOpen() const {
     std::lock_guard lk(mu_);
     return current_ != nullptr;
@@ -116,6 +124,10 @@ class TestStreamServer {
         s_.acks_.push_back(in_.ack());
       } else if (in_.has_nack()) {
         s_.nacks_.push_back(in_.nack());
+      } else if (in_.has_health()) {
+        s_.healths_.push_back(in_.health());
+      } else if (in_.has_goodbye()) {
+        ++s_.goodbyes_;
       }
       StartRead(&in_);
     }
@@ -191,6 +203,8 @@ class TestStreamServer {
   std::vector<v1::Hello> hellos_;
   std::vector<v1::Ack> acks_;
   std::vector<v1::Nack> nacks_;
+  std::vector<v1::HealthReport> healths_;
+  int goodbyes_ = 0;
 };
 
 bool TestStreamServer::send(const v1::ServerMessage& m) {
@@ -591,6 +605,99 @@ TEST_F(AgentTest, TlsVerifiesTheServerAgainstTheCaFile) {
   ASSERT_TRUE(runUntil(loop_, [&] { return !wrong->lastError().empty(); }));
   EXPECT_NE(wrong->lastError().find("TLS handshake"), std::string::npos) << wrong->lastError();
   EXPECT_EQ(server.hellos().size(), 1u);
+}
+
+}  // namespace
+}  // namespace weft::proxy
+
+namespace weft::proxy {
+namespace {
+
+std::string describe(const v1::HealthReport& r) {
+  std::string out;
+  for (const v1::PortHealth& p : r.ports())
+    out += std::to_string(p.port()) + "=" + v1::PortHealth::State_Name(p.state()) + " ";
+  return out;
+}
+
+TEST_F(AgentTest, HelloCarriesTheAppAddresses) {
+  TestStreamServer server;
+  AgentOptions o = options({server.address()});
+  o.app_addresses = {"10.0.0.5", "fd00::5"};
+  auto agent = makeAgent(o);
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.hellos().size() == 1; })) << agent->lastError();
+  v1::Hello h = server.hellos()[0];
+  ASSERT_EQ(h.addresses_size(), 2);
+  EXPECT_EQ(h.addresses(0), "10.0.0.5");
+  EXPECT_EQ(h.addresses(1), "fd00::5");
+}
+
+TEST_F(AgentTest, HelloWithoutAppAddressesCarriesTheHostsOwn) {
+  TestStreamServer server;
+  auto agent = makeAgent(options({server.address()}));
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.hellos().size() == 1; })) << agent->lastError();
+  v1::Hello h = server.hellos()[0];
+  std::vector<std::string> got(h.addresses().begin(), h.addresses().end());
+  EXPECT_EQ(got, hostAddresses());
+  for (const std::string& a : got) {
+    EXPECT_NE(a.rfind("127.", 0), 0u) << "loopback address " << a << " in Hello";
+    EXPECT_NE(a, "::1");
+  }
+}
+
+TEST_F(AgentTest, HealthIsReportedAfterHelloOnChangeAndPeriodically) {
+  TestStreamServer server;
+  AgentOptions o = options({server.address()});
+  o.health_poll_interval = milliseconds(10);
+  o.health_report_interval = milliseconds(300);
+  auto agent = makeAgent(o);
+  AppHealth app = AppHealth::kHealthy;
+  agent->setHealthSource([&] {
+    return std::vector<std::pair<uint32_t, AppHealth>>{{8080, app}, {9090, AppHealth::kUnknown}};
+  });
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.healths().size() == 1; }))
+      << "expected a report right after Hello; " << agent->lastError();
+  EXPECT_EQ(describe(server.healths()[0]), "8080=HEALTHY 9090=UNKNOWN ");
+  app = AppHealth::kUnhealthy;
+  agent->healthChanged();
+  ASSERT_TRUE(runUntil(
+      loop_, [&] { return server.healths().size() == 2; }, milliseconds(250)))
+      << "expected a report on the change, before the periodic one; got "
+      << server.healths().size();
+  EXPECT_EQ(describe(server.healths()[1]), "8080=UNHEALTHY 9090=UNKNOWN ");
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.healths().size() == 3; }))
+      << "expected the unchanged state again after health_report_interval";
+  EXPECT_EQ(describe(server.healths()[2]), "8080=UNHEALTHY 9090=UNKNOWN ");
+  // A change is also noticed by polling, without healthChanged().
+  app = AppHealth::kHealthy;
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.healths().size() == 4; }));
+  EXPECT_EQ(describe(server.healths()[3]), "8080=HEALTHY 9090=UNKNOWN ");
+}
+
+TEST_F(AgentTest, WithoutAHealthSourceEmptyReportsKeepTheProxyFresh) {
+  TestStreamServer server;
+  AgentOptions o = options({server.address()});
+  o.health_poll_interval = milliseconds(10);
+  o.health_report_interval = milliseconds(100);
+  auto agent = makeAgent(o);
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.healths().size() >= 2; }))
+      << "expected periodic (empty) reports; got " << server.healths().size();
+  EXPECT_EQ(server.healths()[0].ports_size(), 0);
+}
+
+TEST_F(AgentTest, StopSaysGoodbyeBeforeClosing) {
+  TestStreamServer server;
+  auto agent = makeAgent(options({server.address()}));
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return agent->connected() && server.streamOpen(); }))
+      << agent->lastError();
+  agent->stop();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.goodbyes() == 1 && !server.streamOpen(); }))
+      << "expected a Goodbye, then the stream closed; goodbyes " << server.goodbyes();
 }
 
 }  // namespace

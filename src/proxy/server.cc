@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "common/log.h"
+#include "net/socket.h"
 #include "net/tls/tls_context.h"
 #include "proxy/access_log.h"
 #include "proxy/admin.h"
@@ -121,6 +122,7 @@ Status Server::start() {
   agent_ = std::make_unique<Agent>(
       loop_, options_.agent, [this](const v1::ProxyConfig& c) { return applyConfig(c); },
       *registry_);
+  agent_->setHealthSource([this] { return appHealth(); });
   if (auto stored = agent_->loadStored()) {
     Status st = applyConfig(*stored);
     if (st) {
@@ -717,10 +719,28 @@ Server::HealthCluster& Server::ensureHealth(const v1::Cluster& c, const ClusterI
     auto it = health_.find(name);
     if (it == health_.end() || !it->second.base) return;
     republishHosts(name, it->second.checker->withHealth(*it->second.base));
+    if (agent_) agent_->healthChanged();
   };
   hc.checker = std::make_unique<upstream::HealthChecker>(healthCheckConfig(h), *hc.factory,
                                                          loop_.timers(), std::move(cb), st);
   return hc;
+}
+
+std::vector<std::pair<uint32_t, AppHealth>> Server::appHealth() const {
+  std::vector<std::pair<uint32_t, AppHealth>> out;
+  if (!snapshot_) return out;
+  for (const v1::Cluster& c : snapshot_->config.clusters()) {
+    if (c.name().rfind("cds_ingress_", 0) != 0 || c.endpoints_size() == 0) continue;
+    const v1::Endpoint& e = c.endpoints(0);
+    AppHealth state = AppHealth::kUnknown;
+    auto hc = health_.find(c.name());
+    auto address = net::parseAddress(e.address(), static_cast<uint16_t>(e.port()));
+    if (hc != health_.end() && hc->second.checker && address &&
+        !hc->second.checker->pending(*address))
+      state = hc->second.checker->healthy(*address) ? AppHealth::kHealthy : AppHealth::kUnhealthy;
+    out.emplace_back(e.port(), state);
+  }
+  return out;
 }
 
 void Server::beginDrain() {

@@ -83,6 +83,9 @@ class Server {
   void writePortsFile();
   void beginDrain();
   void pollCertificates();
+  // The agent's health source: for each inbound (cds_ingress_*) cluster, its app port and what
+  // its health checker says of the app (UNKNOWN: no check, or not probed yet). Main thread.
+  std::vector<std::pair<uint32_t, AppHealth>> appHealth() const;
   std::string certificateFingerprint(const v1::ProxyConfig& c) const;
 
   ServerOptions options_;

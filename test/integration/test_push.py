@@ -397,7 +397,11 @@ class SidecarTest(unittest.TestCase):
             r = self.sh("curl -s -o /dev/null -w %{http_code} http://127.0.0.1:9901/ready",
                         check=False)
             return r.stdout == "200"
-        wait_until(ready, 30, what="the sidecar's first pushed config")
+        try:
+            wait_until(ready, 30, what="the sidecar's first pushed config")
+        except AssertionError as e:
+            self.fail("%s\nproxy log:\n%s\nserver log:\n%s"
+                      % (e, proxy_log()[-4000:], self.server.log()[-4000:]))
 
         # As App Mesh's sidecars: every outbound TCP connection not made by the proxy itself
         # goes to the outbound listener (loopback excepted, so the test reads the admin port).

@@ -184,6 +184,8 @@ ApiResponse PushApi::proxyConfig(const ApiRequest& request) {
     return apiError(409, "ConflictException",
                     "cannot compile " + who->resource() + ": " + compiled.error().message);
   }
+  // The proxy's own stream carries its listener keys; an API answer never does.
+  compile::redactSecrets(compiled->config);
   std::string json;
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -23,6 +24,11 @@ using v1::ProxyMessage;
 using v1::ServerMessage;
 
 constexpr const char* kLog = "push";
+constexpr std::chrono::seconds kHelloTimeout{10};
+// Bounds on what one proxy can make the registrar hold.
+constexpr size_t kMaxAddresses = 16;
+constexpr size_t kMaxReportedPorts = 64;
+constexpr std::chrono::seconds kRegistrarTick{1};
 
 // A compiled config shared by every stream of one resource (immutable once built).
 struct Compiled {
@@ -92,7 +98,13 @@ class PushServer::Impl {
   // Called by streams (gRPC threads).
   void registerStream(const std::shared_ptr<Stream>& s);
   void unregisterStream(uint64_t id);
+  // A stream that has not said Hello within kHelloTimeout is ended (a peer cannot hold a stream
+  // without authenticating). awaitHello when it opens, helloReceived when the Hello arrives.
+  void awaitHello(const std::shared_ptr<Stream>& s);
+  void helloReceived(uint64_t id);
   uint64_t nextStreamId() { return next_stream_id_.fetch_add(1) + 1; }
+  // Queues a call to the registrar for the push thread (no-op without one). Any thread.
+  void toRegistrar(std::function<void(InstanceRegistrar&)> call);
   Tokens& tokens() { return tokens_; }
   const TimeSource& time() const { return time_; }
 
@@ -116,9 +128,13 @@ class PushServer::Impl {
   bool stopping_ = false;
   bool running_ = false;
   std::map<uint64_t, std::shared_ptr<Stream>> streams_;
+  std::map<uint64_t, std::pair<std::weak_ptr<Stream>, std::chrono::steady_clock::time_point>>
+      awaiting_hello_;                                // opened, no Hello yet: since when
   std::set<std::string> changed_keys_;                // queued by onStoreChanged
   std::chrono::steady_clock::time_point last_run_;    // start of the last recompilation
   std::vector<std::shared_ptr<Stream>> new_streams_;  // accepted, not compiled yet
+  std::vector<std::function<void(InstanceRegistrar&)>> registrar_calls_;  // in arrival order
+  std::chrono::steady_clock::time_point last_tick_;                       // registrar tick
 };
 
 // One proxy's stream. Owned by itself (self_) from creation until gRPC calls OnDone, and shared
@@ -199,12 +215,36 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
         if (in_.ack().version() <= status_.version_sent)
           status_.version_acked = std::max(status_.version_acked, in_.ack().version());
         break;
-      case ProxyMessage::kNack:
+      case ProxyMessage::kNack: {
+        const bool repeat = status_.last_nack_version == in_.nack().version();
         status_.last_nack_version = in_.nack().version();
         status_.last_nack_reason = in_.nack().reason().substr(0, 4096);
-        log::warn(kLog, status_.resource + " (" + status_.peer + ") rejected version " +
-                            std::to_string(in_.nack().version()) + ": " + status_.last_nack_reason);
-        if (in_.nack().version() == last_delta_version_ && sent_) resendFullLocked();
+        if (!repeat)  // a proxy repeating itself is not news
+          log::warn(kLog, status_.resource + " (" + status_.peer + ") rejected version " +
+                              std::to_string(in_.nack().version()) + ": " +
+                              status_.last_nack_reason);
+        if (in_.nack().version() == last_delta_version_ && sent_) {
+          last_delta_version_ = 0;  // once per delta: a repeated NACK does not resend again
+          resendFullLocked();
+        }
+        break;
+      }
+      case ProxyMessage::kHealth: {
+        std::vector<std::pair<uint32_t, AppHealth>> ports;
+        for (const v1::PortHealth& p : in_.health().ports()) {
+          if (ports.size() == kMaxReportedPorts) break;
+          ports.emplace_back(p.port(), p.state() == v1::PortHealth::HEALTHY ? AppHealth::kHealthy
+                                       : p.state() == v1::PortHealth::UNHEALTHY
+                                           ? AppHealth::kUnhealthy
+                                           : AppHealth::kUnknown);
+        }
+        impl_.toRegistrar([id = id_, ports = std::move(ports)](InstanceRegistrar& r) {
+          r.proxyHealth(id, ports);
+        });
+        break;
+      }
+      case ProxyMessage::kGoodbye:
+        goodbye_ = true;
         break;
       case ProxyMessage::kHello:
         finishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -220,13 +260,16 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
     std::lock_guard lock(mu_);
     write_in_flight_ = false;
     out_.Clear();
-    if (!ok) {
-      finishLocked(grpc::Status::OK);  // the stream is broken; the read fails too
+    if (finish_wanted_) {
+      // end() waited for this write (whether it succeeded or not): finish now.
+      grpc::Status st = std::move(*finish_wanted_);
+      finish_wanted_.reset();
+      finishing_ = false;
+      finishLocked(std::move(st));
       return;
     }
-    if (finish_wanted_) {
-      finishing_ = false;
-      finishLocked(std::move(*finish_wanted_));
+    if (!ok) {
+      finishLocked(grpc::Status::OK);  // the stream is broken; the read fails too
       return;
     }
     if (pending_ && !finishing_) {
@@ -239,10 +282,15 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
   }
 
   void OnDone() override {
+    bool clean;
     {
       std::lock_guard lock(mu_);
       done_ = true;
+      clean = goodbye_;
     }
+    if (announced_)
+      impl_.toRegistrar(
+          [id = id_, clean](InstanceRegistrar& r) { r.proxyDisconnected(id, clean); });
     if (registered_) impl_.unregisterStream(id_);
     self_.reset();  // may destroy this
   }
@@ -252,6 +300,7 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
   // compiles its config. Refusals end the stream with the status the protocol names.
   void handleHello() {
     hello_done_ = true;
+    impl_.helloReceived(id_);
     if (in_.kind_case() != ProxyMessage::kHello) {
       end(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                        "the first message on a config stream must be a Hello (resource, token)"));
@@ -293,12 +342,26 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
       status_.peer = context_->peer();
       status_.connected_at = unixNow(impl_.time());
       if (finishing_ || done_) return;
-      StartRead(&in_);
+      // Told before the next read starts, so this stream's reports queue after it.
+      ConnectedProxy proxy;
+      proxy.stream_id = id_;
+      proxy.who = who_;
+      proxy.host = status_.host;
+      for (const std::string& a : hello.addresses()) {
+        if (proxy.addresses.size() == kMaxAddresses) break;
+        proxy.addresses.push_back(a.substr(0, 64));
+      }
+      impl_.toRegistrar(
+          [proxy = std::move(proxy)](InstanceRegistrar& r) { r.proxyConnected(proxy); });
+      announced_ = true;
     }
+    // `hello` lives in in_, which the next read reuses: nothing reads it after StartRead.
     log::info(kLog, "proxy " + resource + " connected from " + context_->peer() + " (host " +
-                        hello.host() + ")");
+                        hello.host().substr(0, 256) + ")");
     registered_ = true;
     impl_.registerStream(shared_from_this());
+    std::lock_guard lock(mu_);
+    if (!finishing_ && !done_) StartRead(&in_);
   }
 
   void startWriteLocked(const CompiledPtr& next, bool full = false) {
@@ -348,6 +411,7 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
   // stream is registered; constant afterwards.
   bool hello_done_ = false;
   bool registered_ = false;
+  bool announced_ = false;  // the registrar was told of the Hello
   compile::ProxyIdentity who_;
   std::string token_, token_id_;
   std::vector<std::string> depends_on_;  // push thread only
@@ -355,6 +419,7 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
   mutable std::mutex mu_;
   bool done_ = false;       // OnDone ran: touch nothing of gRPC's
   bool finishing_ = false;  // Finish called or wanted: start no more operations
+  bool goodbye_ = false;    // the proxy said Goodbye: its end is clean
   std::optional<grpc::Status> finish_wanted_;
   bool write_in_flight_ = false;
   ServerMessage out_;                     // the write in flight
@@ -371,6 +436,7 @@ class PushServer::Impl::Service final : public v1::ConfigStream::CallbackService
   grpc::ServerBidiReactor<ProxyMessage, ServerMessage>* Stream(
       grpc::CallbackServerContext* context) override {
     auto s = std::make_shared<Impl::Stream>(impl_, context);
+    impl_.awaitHello(s);  // before the first read: its Hello may arrive at once
     s->begin();
     return s.get();
   }
@@ -405,6 +471,8 @@ Result<uint16_t> PushServer::Impl::start() {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   builder.AddChannelArgument(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 1 << 20);
+  // A proxy needs one stream; a few more per connection cover a reconnect racing the old one.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 4);
   builder.AddChannelArgument(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, 64 << 20);
   server_ = builder.BuildAndStart();
   if (!server_ || port == 0)
@@ -454,6 +522,16 @@ void PushServer::Impl::onStoreChanged(const std::vector<std::string>& keys) {
   wake_.notify_all();
 }
 
+void PushServer::Impl::toRegistrar(std::function<void(InstanceRegistrar&)> call) {
+  if (!options_.registrar) return;
+  {
+    std::lock_guard lock(mu_);
+    if (!running_) return;
+    registrar_calls_.push_back(std::move(call));
+  }
+  wake_.notify_all();
+}
+
 void PushServer::Impl::registerStream(const std::shared_ptr<Stream>& s) {
   {
     std::lock_guard lock(mu_);
@@ -470,6 +548,16 @@ void PushServer::Impl::registerStream(const std::shared_ptr<Stream>& s) {
 void PushServer::Impl::unregisterStream(uint64_t id) {
   std::lock_guard lock(mu_);
   streams_.erase(id);
+}
+
+void PushServer::Impl::awaitHello(const std::shared_ptr<Stream>& s) {
+  std::lock_guard lock(mu_);
+  awaiting_hello_[s->id()] = {s, std::chrono::steady_clock::now()};
+}
+
+void PushServer::Impl::helloReceived(uint64_t id) {
+  std::lock_guard lock(mu_);
+  awaiting_hello_.erase(id);
 }
 
 std::vector<ProxyStatus> PushServer::Impl::proxies() const {
@@ -492,8 +580,51 @@ std::vector<ProxyStatus> PushServer::Impl::proxies() const {
 void PushServer::Impl::pushLoop() {
   std::unique_lock lock(mu_);
   while (true) {
-    wake_.wait(lock, [&] { return stopping_ || !changed_keys_.empty() || !new_streams_.empty(); });
+    auto work = [&] {
+      return stopping_ || !changed_keys_.empty() || !new_streams_.empty() ||
+             !registrar_calls_.empty();
+    };
+    if (awaiting_hello_.empty() && !options_.registrar)
+      wake_.wait(lock, work);
+    else
+      wake_.wait_for(lock, std::chrono::seconds(1), work);
     if (stopping_) return;
+    // The registrar's calls, in arrival order, then its tick; without our lock (it commits to
+    // the store, whose listener calls onStoreChanged).
+    if (options_.registrar) {
+      std::vector<std::function<void(InstanceRegistrar&)>> calls = std::move(registrar_calls_);
+      registrar_calls_.clear();
+      const auto now = std::chrono::steady_clock::now();
+      const bool tick = now - last_tick_ >= kRegistrarTick;
+      if (tick) last_tick_ = now;
+      if (!calls.empty() || tick) {
+        lock.unlock();
+        for (auto& call : calls) call(*options_.registrar);
+        if (tick) options_.registrar->tick(options_.stale_after);
+        lock.lock();
+        if (stopping_) return;
+      }
+    }
+    // Streams still without a Hello after kHelloTimeout are ended.
+    std::vector<std::shared_ptr<Stream>> silent;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = awaiting_hello_.begin(); it != awaiting_hello_.end();) {
+      if (now - it->second.second < kHelloTimeout) {
+        ++it;
+        continue;
+      }
+      if (auto st = it->second.first.lock()) silent.push_back(std::move(st));
+      it = awaiting_hello_.erase(it);
+    }
+    if (!silent.empty()) {
+      lock.unlock();
+      for (auto& st : silent)
+        st->end(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                             "no Hello within " + std::to_string(kHelloTimeout.count()) +
+                                 " s of opening the stream: send Hello (resource, token) first"));
+      lock.lock();
+    }
+    if (changed_keys_.empty() && new_streams_.empty()) continue;
     // At most one recompilation per coalesce_window for store changes: a change after a quiet
     // spell goes at once, the rest of a burst gathers until the window since the last run ends.
     // New streams alone go at once.

@@ -15,6 +15,10 @@
 // most once per coalesce_window (the first change after a quiet spell at once), so a burst of
 // writes gives a few versions.
 //
+// Registry feed: with options.registrar set, each accepted Hello (with the app's addresses),
+// HealthReport and stream end (clean after a Goodbye) is queued for the push thread, which
+// hands them to the registrar in arrival order and ticks it about once a second.
+//
 // Thread-safety: onStoreChanged and proxies() may be called from any thread.
 
 #include <chrono>
@@ -26,6 +30,7 @@
 #include "common/result.h"
 #include "common/time.h"
 #include "control/compile/compiler.h"
+#include "control/push/instance_registrar.h"
 #include "control/push/tokens.h"
 
 namespace weft::control::push {
@@ -37,6 +42,12 @@ struct PushOptions {
   std::string cert_pem;  // the stream's server certificate chain (PEM)
   std::string key_pem;   // its private key (PEM)
   std::chrono::milliseconds coalesce_window{20};
+  // Added (issue 6): told about proxies' Hellos, health reports and stream ends, on the push
+  // thread (docs/registry.md "Instances from proxies"); null: nobody. Must outlive the server.
+  InstanceRegistrar* registrar = nullptr;
+  // A proxy whose stream is gone (or that sent nothing) for this long is stale: its
+  // auto-registered instance turns UNHEALTHY, and is deregistered after twice this.
+  std::chrono::milliseconds stale_after{30'000};
 };
 
 // What `weft proxies` shows for one connected proxy.

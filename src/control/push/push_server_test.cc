@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -62,6 +63,8 @@ class Proxy {
     m.mutable_hello()->set_proxy_version("test");
     return stream_->Write(m);
   }
+  bool write(const v1::ProxyMessage& m) { return stream_->Write(m); }
+  void cancel() { context_.TryCancel(); }
   bool ack(uint64_t version) {
     v1::ProxyMessage m;
     m.mutable_ack()->set_version(version);
@@ -124,10 +127,16 @@ class PushServerTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_EQ(summary(call("PUT", "/v20190125/meshes", R"({"meshName":"m"})")), "200");
     ASSERT_EQ(summary(createNode("n", nodeSpec(8080))), "200");
+    startServer(std::chrono::milliseconds(20));
+  }
+  void startServer(std::chrono::milliseconds coalesce_window) {
+    if (server) server->stop();
     PushOptions options;
     options.address = "127.0.0.1:0";
     options.insecure = true;
-    options.coalesce_window = std::chrono::milliseconds(20);
+    options.coalesce_window = coalesce_window;
+    options.registrar = registrar_;
+    options.stale_after = std::chrono::milliseconds(1234);
     server = std::make_unique<PushServer>(compiler, tokens, time, options);
     auto port = server->start();
     ASSERT_TRUE(port) << port.error().message;
@@ -197,7 +206,140 @@ class PushServerTest : public ::testing::Test {
   Tokens tokens{notifying, time};
   std::unique_ptr<PushServer> server;
   uint16_t port_ = 0;
+  InstanceRegistrar* registrar_ = nullptr;
 };
+
+// Records what the push server tells the registry.
+class FakeRegistrar final : public InstanceRegistrar {
+ public:
+  void proxyConnected(const ConnectedProxy& proxy) override {
+    std::lock_guard lock(mu_);
+    events_.push_back("connected " + std::to_string(proxy.stream_id) + " " + proxy.who.resource() +
+                      " " + proxy.host + " [" + join(proxy.addresses) + "]");
+    last_stream_ = proxy.stream_id;
+  }
+  void proxyHealth(uint64_t stream_id,
+                   const std::vector<std::pair<uint32_t, AppHealth>>& ports) override {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> parts;
+    for (auto& [port, h] : ports)
+      parts.push_back(std::to_string(port) + "=" +
+                      (h == AppHealth::kHealthy     ? "HEALTHY"
+                       : h == AppHealth::kUnhealthy ? "UNHEALTHY"
+                                                    : "UNKNOWN"));
+    events_.push_back("health " + std::to_string(stream_id) + " [" + join(parts) + "]");
+  }
+  void proxyDisconnected(uint64_t stream_id, bool clean) override {
+    std::lock_guard lock(mu_);
+    events_.push_back("disconnected " + std::to_string(stream_id) + (clean ? " clean" : " lost"));
+  }
+  void tick(std::chrono::milliseconds stale_after) override {
+    std::lock_guard lock(mu_);
+    ++ticks_;
+    stale_after_ = stale_after;
+  }
+  std::vector<std::string> events() const {
+    std::lock_guard lock(mu_);
+    return events_;
+  }
+  uint64_t lastStream() const {
+    std::lock_guard lock(mu_);
+    return last_stream_;
+  }
+  int ticks() const {
+    std::lock_guard lock(mu_);
+    return ticks_;
+  }
+  std::chrono::milliseconds staleAfter() const {
+    std::lock_guard lock(mu_);
+    return stale_after_;
+  }
+
+ private:
+  static std::string join(const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+    return out;
+  }
+  mutable std::mutex mu_;
+  std::vector<std::string> events_;
+  uint64_t last_stream_ = 0;
+  int ticks_ = 0;
+  std::chrono::milliseconds stale_after_{0};
+};
+
+class PushServerRegistrarTest : public PushServerTest {
+ protected:
+  void SetUp() override {
+    registrar_ = &fake;
+    PushServerTest::SetUp();
+  }
+  std::string joined() const {
+    std::string out;
+    for (const auto& e : fake.events()) out += e + "\n";
+    return out;
+  }
+  FakeRegistrar fake;
+};
+
+TEST_F(PushServerRegistrarTest, HelloReportsAndGoodbyeReachTheRegistrarInOrder) {
+  Proxy p(port_);
+  v1::ProxyMessage hello;
+  hello.mutable_hello()->set_resource("mesh/m/virtualNode/n");
+  hello.mutable_hello()->set_token(token("mesh/m/virtualNode/n"));
+  hello.mutable_hello()->set_host("host-a");
+  hello.mutable_hello()->add_addresses("10.0.0.7");
+  hello.mutable_hello()->add_addresses("fd00::7");
+  ASSERT_TRUE(p.write(hello));
+  ASSERT_TRUE(p.read().has_value());
+  v1::ProxyMessage report;
+  v1::PortHealth* ph = report.mutable_health()->add_ports();
+  ph->set_port(8080);
+  ph->set_state(v1::PortHealth::UNHEALTHY);
+  ASSERT_TRUE(p.write(report));
+  v1::ProxyMessage bye;
+  bye.mutable_goodbye();
+  ASSERT_TRUE(p.write(bye));
+  EXPECT_TRUE(p.finish().ok());
+  ASSERT_TRUE(eventually([&] { return fake.events().size() == 3; }))
+      << "expected connected, health, disconnected; got:\n"
+      << joined();
+  uint64_t id = fake.lastStream();
+  std::vector<std::string> want = {
+      "connected " + std::to_string(id) + " mesh/m/virtualNode/n host-a [10.0.0.7,fd00::7]",
+      "health " + std::to_string(id) + " [8080=UNHEALTHY]",
+      "disconnected " + std::to_string(id) + " clean"};
+  EXPECT_EQ(fake.events(), want) << joined();
+}
+
+TEST_F(PushServerRegistrarTest, StreamWithoutGoodbyeEndsLost) {
+  {
+    auto p = connected();
+    p->cancel();
+  }
+  ASSERT_TRUE(eventually([&] { return fake.events().size() == 2; })) << joined();
+  EXPECT_EQ(fake.events()[1], "disconnected " + std::to_string(fake.lastStream()) + " lost");
+  // A plain half-close (an older proxy) is not a Goodbye either.
+  auto q = connected();
+  EXPECT_TRUE(q->finish().ok());
+  ASSERT_TRUE(eventually([&] { return fake.events().size() == 4; })) << joined();
+  EXPECT_EQ(fake.events()[3], "disconnected " + std::to_string(fake.lastStream()) + " lost");
+}
+
+TEST_F(PushServerRegistrarTest, RefusedHelloIsNotReported) {
+  EXPECT_EQ(refused("mesh/m/virtualNode/n", "wft_bogus").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  auto p = connected();  // a later good one is
+  ASSERT_TRUE(eventually([&] { return fake.events().size() == 1; })) << joined();
+  EXPECT_EQ(fake.events()[0].rfind("connected ", 0), 0u) << joined();
+}
+
+TEST_F(PushServerRegistrarTest, RegistrarIsTickedWithStaleAfter) {
+  ASSERT_TRUE(eventually([&] { return fake.ticks() >= 2; }))
+      << "expected the push thread to tick the registrar about once a second; ticks "
+      << fake.ticks();
+  EXPECT_EQ(fake.staleAfter(), std::chrono::milliseconds(1234));
+}
 
 TEST_F(PushServerTest, HelloGetsVersionOneAndAckIsRecorded) {
   Proxy p(port_);
@@ -253,6 +395,9 @@ TEST_F(PushServerTest, UnrelatedChangeSendsNothing) {
 }
 
 TEST_F(PushServerTest, BurstIsCoalesced) {
+  // A window far longer than the burst takes, however slow the machine (TSan): the first write
+  // is compiled at once, the other 99 together when the window ends.
+  startServer(std::chrono::seconds(2));
   auto p = connected();
   for (int i = 0; i < 100; ++i)
     ASSERT_EQ(summary(updateNode("n", nodeSpec(10000 + i))), "200") << "update " << i;
@@ -265,7 +410,7 @@ TEST_F(PushServerTest, BurstIsCoalesced) {
     ++versions;
     EXPECT_EQ(versionOf(*m), static_cast<uint64_t>(versions + 1)) << "versions must be 2, 3, ...";
   }
-  EXPECT_LE(versions, 20) << "expected a burst of 100 writes to give a few versions";
+  EXPECT_LE(versions, 3) << "expected a burst of 100 writes to give a few versions";
   EXPECT_GE(versions, 1);
 }
 

@@ -1218,6 +1218,142 @@ struct RegistryApi::Impl {
     });
   }
 
+  // ---- auto-registration (RegistryApi::putAutoInstance etc.)
+
+  static bool isAuto(const Value& inst) {
+    const Value* attrs = inst.find("Attributes");
+    const Value* a = attrs ? attrs->find(RegistryApi::kAutoAttribute) : nullptr;
+    return a && a->str() == "1";
+  }
+
+  Result<std::optional<std::string>> findService(std::string_view namespace_name,
+                                                 std::string_view service) {
+    auto all_ns = listRecords("registry/namespaces/");
+    if (!all_ns) return Unexpected<Error>{all_ns.error()};
+    for (auto& [id, l] : *all_ns) {
+      const Value* p = l.value.find("Properties");
+      const Value* h = p ? p->find("HttpProperties") : nullptr;
+      std::string http_name(h ? str(*h, "HttpName") : str(l.value, "Name"));
+      if (zoneName(http_name) != zoneName(namespace_name) &&
+          zoneName(str(l.value, "Name")) != zoneName(namespace_name))
+        continue;
+      auto index = load("registry/service-names/" + id + "/" + dns::lowerAscii(service));
+      if (!index) return Unexpected<Error>{index.error()};
+      if (!index->has_value()) return std::optional<std::string>();
+      return std::optional<std::string>(std::string(str((*index)->value, "Id")));
+    }
+    return std::optional<std::string>();
+  }
+
+  Result<bool> putAutoInstance(const std::string& sid, const std::string& iid,
+                               const std::map<std::string, std::string>& attributes,
+                               std::string_view health) {
+    if (!instanceIdOk(iid))
+      return invalid("InstanceId '" + iid +
+                     "' must be 1-64 characters of letters, digits and _/:.@-");
+    Value attrs = Value::object();
+    for (const auto& [k, v] : attributes) attrs.set(k, Value::string(v));
+    attrs.set(std::string(RegistryApi::kAutoAttribute), Value::string("1"));
+    bool wrote = false;
+    auto r = mutate([&]() -> Result<Plan> {
+      wrote = false;
+      auto s = loadService(sid);
+      if (!s) return Unexpected<Error>{s.error()};
+      auto checked = checkAttributes(attrs, s->value);
+      if (!checked) return Unexpected<Error>{checked.error()};
+      std::string key = "registry/instances/" + sid + "/" + iid;
+      auto prior = load(key);
+      if (!prior) return Unexpected<Error>{prior.error()};
+      Plan p;
+      p.reply = Value::object();
+      if (prior->has_value() && !isAuto((*prior)->value)) return p;  // the user's: untouched
+      std::string h(health);
+      if (h.empty())
+        h = s->value.find("HealthCheckCustomConfig") || s->value.find("HealthCheckConfig")
+                ? "HEALTHY"
+                : "UNKNOWN";
+      Value inst = obj({{"Id", Value::string(iid)}});
+      inst.set("Attributes", attrs);
+      inst.set("HealthStatus", Value::string(h));
+      wrote = true;
+      if (prior->has_value()) {
+        if (stacks::toJson((*prior)->value) == stacks::toJson(inst)) return p;  // unchanged
+        p.ops.push_back(StoreOp::check("registry/services/" + sid, s->revision));
+        p.ops.push_back(StoreOp::put(key, stacks::toJson(inst), (*prior)->revision));
+        return p;
+      }
+      Value sv = s->value;
+      sv.set("InstanceCount", Value::number(num(sv, "InstanceCount") + 1));
+      p.ops.push_back(StoreOp::put("registry/services/" + sid, stacks::toJson(sv), s->revision));
+      p.ops.push_back(StoreOp::put(key, stacks::toJson(inst), StoreOp::kAbsent));
+      std::string op_id;
+      p.ops.push_back(
+          operation("REGISTER_INSTANCE", {{"INSTANCE", iid}, {"SERVICE", sid}}, &op_id));
+      return p;
+    });
+    if (!r) return Unexpected<Error>{r.error()};
+    return wrote;
+  }
+
+  Result<bool> setAutoInstanceHealth(const std::string& sid, const std::string& iid,
+                                     std::string_view health) {
+    bool found = false;
+    auto r = mutate([&]() -> Result<Plan> {
+      found = false;
+      Plan p;
+      p.reply = Value::object();
+      auto inst = load("registry/instances/" + sid + "/" + iid);
+      if (!inst) return Unexpected<Error>{inst.error()};
+      if (!inst->has_value() || !isAuto((*inst)->value)) return p;
+      found = true;
+      if (str((*inst)->value, "HealthStatus") == health) return p;
+      Value iv = (*inst)->value;
+      iv.set("HealthStatus", Value::string(std::string(health)));
+      p.ops.push_back(StoreOp::put("registry/instances/" + sid + "/" + iid, stacks::toJson(iv),
+                                   (*inst)->revision));
+      return p;
+    });
+    if (!r) return Unexpected<Error>{r.error()};
+    return found;
+  }
+
+  Result<bool> removeAutoInstance(const std::string& sid, const std::string& iid) {
+    bool found = false;
+    auto r = mutate([&]() -> Result<Plan> {
+      found = false;
+      Plan p;
+      p.reply = Value::object();
+      auto inst = load("registry/instances/" + sid + "/" + iid);
+      if (!inst) return Unexpected<Error>{inst.error()};
+      if (!inst->has_value() || !isAuto((*inst)->value)) return p;
+      auto s = loadService(sid);
+      if (!s) return Unexpected<Error>{s.error()};
+      found = true;
+      Value sv = s->value;
+      sv.set("InstanceCount", Value::number(std::max<int64_t>(0, num(sv, "InstanceCount") - 1)));
+      p.ops.push_back(StoreOp::put("registry/services/" + sid, stacks::toJson(sv), s->revision));
+      p.ops.push_back(StoreOp::remove("registry/instances/" + sid + "/" + iid, (*inst)->revision));
+      std::string op_id;
+      p.ops.push_back(
+          operation("DEREGISTER_INSTANCE", {{"INSTANCE", iid}, {"SERVICE", sid}}, &op_id));
+      return p;
+    });
+    if (!r) return Unexpected<Error>{r.error()};
+    return found;
+  }
+
+  Result<std::vector<std::pair<std::string, std::string>>> autoInstances() {
+    auto all = listRecords("registry/instances/");
+    if (!all) return Unexpected<Error>{all.error()};
+    std::vector<std::pair<std::string, std::string>> out;
+    for (auto& [rest, l] : *all) {
+      size_t slash = rest.find('/');
+      if (slash == std::string::npos || !isAuto(l.value)) continue;
+      out.emplace_back(rest.substr(0, slash), rest.substr(slash + 1));
+    }
+    return out;
+  }
+
   Result<Value> discoverInstances(const Value& req) {
     auto ns_name = requiredString(req, "NamespaceName", 1024);
     if (!ns_name) return Unexpected<Error>{ns_name.error()};
@@ -1729,6 +1865,28 @@ RegistryApi::RegistryApi(Store& store, const TimeSource& time, RegistryOptions o
     : impl_(std::make_unique<Impl>(store, time, std::move(options))) {}
 RegistryApi::~RegistryApi() = default;
 
+Result<std::optional<std::string>> RegistryApi::findService(std::string_view namespace_name,
+                                                            std::string_view service) {
+  return impl_->findService(namespace_name, service);
+}
+Result<bool> RegistryApi::putAutoInstance(const std::string& service_id,
+                                          const std::string& instance_id,
+                                          const std::map<std::string, std::string>& attributes,
+                                          std::string_view health) {
+  return impl_->putAutoInstance(service_id, instance_id, attributes, health);
+}
+Result<bool> RegistryApi::setAutoInstanceHealth(const std::string& service_id,
+                                                const std::string& instance_id,
+                                                std::string_view health) {
+  return impl_->setAutoInstanceHealth(service_id, instance_id, health);
+}
+Result<bool> RegistryApi::removeAutoInstance(const std::string& service_id,
+                                             const std::string& instance_id) {
+  return impl_->removeAutoInstance(service_id, instance_id);
+}
+Result<std::vector<std::pair<std::string, std::string>>> RegistryApi::autoInstances() {
+  return impl_->autoInstances();
+}
 Status RegistryApi::refresh() { return impl_->refresh(); }
 const SnapshotHolder& RegistryApi::snapshots() const { return impl_->snapshots; }
 

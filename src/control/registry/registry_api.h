@@ -18,9 +18,13 @@
 //
 // Thread-safety: every handle*() may run on several threads at once.
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "common/result.h"
 #include "common/time.h"
@@ -50,6 +54,33 @@ class RegistryApi {
 
   static bool handlesNetworks(std::string_view path);
   ApiResponse handleNetworks(const ApiRequest& request);
+
+  // ---- Instances from proxies (auto_registration.h; docs/registry.md) ----
+  // The same records, counters, operations and snapshot refresh as the Cloud Map API's.
+
+  // The attribute that marks an instance written by auto-registration ("1").
+  static constexpr std::string_view kAutoAttribute = "weft:auto";
+  // The id of service `service` (case-insensitive) in the namespace whose name or HTTP name is
+  // `namespace_name`; nullopt when either does not exist.
+  Result<std::optional<std::string>> findService(std::string_view namespace_name,
+                                                 std::string_view service);
+  // Upserts instance `instance_id` of `service_id` with `attributes` plus weft:auto=1 and
+  // HealthStatus `health` ("" = what RegisterInstance would start it with: HEALTHY with a custom
+  // health check, else UNKNOWN). Answers false, writing nothing, when an instance of that id was
+  // registered through the API (no weft:auto): it is never touched. Attributes are checked as
+  // RegisterInstance checks them (InvalidInput errors).
+  Result<bool> putAutoInstance(const std::string& service_id, const std::string& instance_id,
+                               const std::map<std::string, std::string>& attributes,
+                               std::string_view health);
+  // Sets an auto-registered instance's HealthStatus (HEALTHY / UNHEALTHY / UNKNOWN). False when
+  // it does not exist or is not auto-registered (nothing written).
+  Result<bool> setAutoInstanceHealth(const std::string& service_id, const std::string& instance_id,
+                                     std::string_view health);
+  // Deregisters an auto-registered instance; false when it does not exist or is not
+  // auto-registered (nothing written).
+  Result<bool> removeAutoInstance(const std::string& service_id, const std::string& instance_id);
+  // Every auto-registered instance: (service id, instance id).
+  Result<std::vector<std::pair<std::string, std::string>>> autoInstances();
 
   // Re-reads registry/ and publishes a new snapshot.
   Status refresh();
