@@ -220,6 +220,33 @@ class RegistryTest(unittest.TestCase):
         self.cli("servicediscovery", "delete-namespace", "--id", ns)
         self.assertEqual(ask_udp(self.dns_port, "crystal." + name, A)["rcode"], REFUSED)
 
+    def test_cli_update_private_dns_namespace_soa_ttl(self):
+        name = "update.hosted.local"
+        op = self.cli("servicediscovery", "create-private-dns-namespace", "--vpc", self.vpc,
+                      "--name", name)["OperationId"]
+        ns = self.cli("servicediscovery", "get-operation", "--operation-id", op)["Operation"]["Targets"]["NAMESPACE"]
+        soa = ask_udp(self.dns_port, name, SOA)
+        self.assertEqual([r[2] for r in soa["answers"]], [15], "SOA TTL before the update: %r" % soa)
+
+        op = self.cli("servicediscovery", "update-private-dns-namespace", "--id", ns, "--namespace",
+                      "Description=x,Properties={DnsProperties={SOA={TTL=30}}}")["OperationId"]
+        got = self.cli("servicediscovery", "get-operation", "--operation-id", op)["Operation"]
+        self.assertEqual((got["Status"], got["Type"], got["Targets"]["NAMESPACE"]),
+                         ("SUCCESS", "UPDATE_NAMESPACE", ns), got)
+        n = self.cli("servicediscovery", "get-namespace", "--id", ns)["Namespace"]
+        self.assertEqual(n["Description"], "x", n)
+        self.assertEqual(n["Properties"]["DnsProperties"]["SOA"]["TTL"], 30, n)
+        soa = ask_udp(self.dns_port, name, SOA)
+        self.assertEqual([r[2] for r in soa["answers"]], [30], "SOA TTL after the update: %r" % soa)
+        nx = ask_udp(self.dns_port, "nope." + name, A)
+        self.assertEqual(nx["authority"][0][2], 30, "negative answer's SOA TTL: %r" % nx)
+
+        rc, _, err = self.server.aws("servicediscovery", "update-private-dns-namespace", "--id",
+                                     "ns-nope", "--namespace", "Description=x")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("NamespaceNotFound", err)
+        self.cli("servicediscovery", "delete-namespace", "--id", ns)
+
     def test_boto3_discover_and_errors(self):
         sd = self.client()
         op = sd.create_http_namespace(Name="shop")["OperationId"]

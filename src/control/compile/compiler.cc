@@ -24,6 +24,7 @@
 #include "aws/appmesh/v20190125/appmesh.pb.h"
 #include "aws/appmesh/v20190125/records.pb.h"
 #include "control/api/crypto_util.h"
+#include "control/compile/registry_hostname.h"
 #include "control/stacks/json_value.h"
 
 namespace weft::control::compile {
@@ -698,12 +699,11 @@ class Compilation {
 
   // ---- endpoints ----
 
-  // The Cloud Map instances of `cm` (registry/ keys written by the registry API) that carry every
-  // wanted attribute and are not UNHEALTHY, sorted.
-  Result<std::vector<v1::Endpoint>> cloudMapEndpoints(const am::AwsCloudMapServiceDiscovery& cm,
-                                                      uint32_t listener_port,
-                                                      const std::string& node) {
-    std::vector<v1::Endpoint> out;
+  // The id of the registry namespace named `ns_name` (case and trailing dots ignored; an HTTP
+  // namespace also by its HttpName), or "" when there is none. With `private_dns_only`, only
+  // DNS_PRIVATE namespaces count. The namespace collection joins depends_on either way, so a
+  // namespace created later recompiles the caller.
+  Result<std::string> registryNamespaceId(std::string_view ns_name, bool private_dns_only) {
     auto norm = [](std::string_view n) {
       std::string s = lowerAscii(n);
       while (!s.empty() && s.back() == '.') s.pop_back();
@@ -712,27 +712,28 @@ class Compilation {
     deps_.insert("registry/namespaces/");
     auto namespaces = store_.list("registry/namespaces/", "", 0);
     if (!namespaces) return Unexpected<Error>{namespaces.error()};
-    std::string ns_id;
     for (const KeyValue& kv : *namespaces) {
       auto v = stacks::parseJson(kv.value);
       if (!v || !v->isObject()) continue;
+      if (private_dns_only) {
+        const stacks::Value* type = v->find("Type");
+        if (!type || type->str() != "DNS_PRIVATE") continue;
+      }
       std::string name;
       if (const stacks::Value* p = v->find("Properties"))
         if (const stacks::Value* h = p->find("HttpProperties"))
           if (const stacks::Value* n = h->find("HttpName")) name = std::string(n->str());
-      if (name.empty())
+      if (name.empty() || private_dns_only)
         if (const stacks::Value* n = v->find("Name")) name = std::string(n->str());
-      if (norm(name) == norm(cm.namespacename())) {
-        ns_id = kv.key.substr(std::string_view("registry/namespaces/").size());
-        break;
-      }
+      if (norm(name) == norm(ns_name))
+        return kv.key.substr(std::string_view("registry/namespaces/").size());
     }
-    if (ns_id.empty()) {
-      warn("virtual node \"" + node + "\": Cloud Map namespace \"" + cm.namespacename() +
-           "\" not found");
-      return out;
-    }
-    std::string index = "registry/service-names/" + ns_id + "/" + lowerAscii(cm.servicename());
+    return std::string();
+  }
+
+  // The id of service `service` in namespace `ns_id` (its name index joins depends_on), or "".
+  Result<std::string> registryServiceId(const std::string& ns_id, std::string_view service) {
+    std::string index = "registry/service-names/" + ns_id + "/" + lowerAscii(service);
     deps_.insert(index);
     auto idx = store_.get(index);
     if (!idx) return Unexpected<Error>{idx.error()};
@@ -742,18 +743,25 @@ class Compilation {
       if (v && v->isObject())
         if (const stacks::Value* id = v->find("Id")) service_id = std::string(id->str());
     }
-    if (service_id.empty()) {
-      warn("virtual node \"" + node + "\": Cloud Map service \"" + cm.servicename() +
-           "\" not found in namespace \"" + cm.namespacename() + "\"");
-      return out;
-    }
+    return service_id;
+  }
+
+  // The instances of registry service `service_id` (its instance prefix joins depends_on) that
+  // carry every attribute of `wanted` and are not UNHEALTHY, as endpoints: the address
+  // `ip_preference` picks among AWS_INSTANCE_IPV4 / AWS_INSTANCE_IPV6 (IPv4 only when empty), the
+  // port AWS_INSTANCE_PORT else `listener_port`; sorted by address then port, unique.
+  Result<std::vector<v1::Endpoint>> registryEndpoints(
+      const std::string& service_id,
+      const pb::RepeatedPtrField<am::AwsCloudMapInstanceAttribute>& wanted_attributes,
+      const std::string& ip_preference, uint32_t listener_port) {
+    std::vector<v1::Endpoint> out;
     std::string prefix = "registry/instances/" + service_id + "/";
     deps_.insert(prefix);
     auto instances = store_.list(prefix, "", 0);
     if (!instances) return Unexpected<Error>{instances.error()};
-    bool v6_first = cm.ippreference() == "IPv6_PREFERRED" || cm.ippreference() == "IPv6_ONLY";
-    bool v4_ok = cm.ippreference() != "IPv6_ONLY";
-    bool v6_ok = cm.ippreference() != "IPv4_ONLY" && !cm.ippreference().empty();
+    bool v6_first = ip_preference == "IPv6_PREFERRED" || ip_preference == "IPv6_ONLY";
+    bool v4_ok = ip_preference != "IPv6_ONLY";
+    bool v6_ok = ip_preference != "IPv4_ONLY" && !ip_preference.empty();
     for (const KeyValue& kv : *instances) {
       auto v = stacks::parseJson(kv.value);
       if (!v || !v->isObject()) continue;
@@ -765,7 +773,7 @@ class Compilation {
         return a ? std::string(a->str()) : std::string();
       };
       bool wanted = true;
-      for (const am::AwsCloudMapInstanceAttribute& a : cm.attributes())
+      for (const am::AwsCloudMapInstanceAttribute& a : wanted_attributes)
         if (!attrs || !attrs->find(a.key()) || attr(a.key()) != a.value()) wanted = false;
       if (!wanted) continue;
       std::string v4 = attr("AWS_INSTANCE_IPV4"), v6 = attr("AWS_INSTANCE_IPV6");
@@ -795,6 +803,55 @@ class Compilation {
                           }),
               out.end());
     return out;
+  }
+
+  // The Cloud Map instances of `cm` (registry/ keys written by the registry API) that carry every
+  // wanted attribute and are not UNHEALTHY, sorted.
+  Result<std::vector<v1::Endpoint>> cloudMapEndpoints(const am::AwsCloudMapServiceDiscovery& cm,
+                                                      uint32_t listener_port,
+                                                      const std::string& node) {
+    auto ns_id = registryNamespaceId(cm.namespacename(), false);
+    if (!ns_id) return Unexpected<Error>{ns_id.error()};
+    if (ns_id->empty()) {
+      warn("virtual node \"" + node + "\": Cloud Map namespace \"" + cm.namespacename() +
+           "\" not found");
+      return std::vector<v1::Endpoint>();
+    }
+    auto service_id = registryServiceId(*ns_id, cm.servicename());
+    if (!service_id) return Unexpected<Error>{service_id.error()};
+    if (service_id->empty()) {
+      warn("virtual node \"" + node + "\": Cloud Map service \"" + cm.servicename() +
+           "\" not found in namespace \"" + cm.namespacename() + "\"");
+      return std::vector<v1::Endpoint>();
+    }
+    return registryEndpoints(*service_id, cm.attributes(), cm.ippreference(), listener_port);
+  }
+
+  // For a DNS hostname inside a private DNS namespace of the registry (first label = service, the
+  // rest = namespace: splitRegistryHostname): the registry instances of that service, as
+  // cloudMapEndpoints lists them (no attribute filter; the DNS ipPreference). nullopt when the
+  // hostname is outside every such namespace (the proxy resolves it). A missing service gives an
+  // empty list and a warning: the name is the registry's, and its DNS answers NXDOMAIN.
+  Result<std::optional<std::vector<v1::Endpoint>>> dnsRegistryEndpoints(
+      const am::DnsServiceDiscovery& dns, uint32_t listener_port, const std::string& node) {
+    using Out = std::optional<std::vector<v1::Endpoint>>;
+    auto split = splitRegistryHostname(dns.hostname());
+    if (!split) return Out();
+    auto ns_id = registryNamespaceId(split->namespace_name, true);
+    if (!ns_id) return Unexpected<Error>{ns_id.error()};
+    if (ns_id->empty()) return Out();
+    auto service_id = registryServiceId(*ns_id, split->service);
+    if (!service_id) return Unexpected<Error>{service_id.error()};
+    if (service_id->empty()) {
+      warn("virtual node \"" + node + "\": DNS hostname \"" + dns.hostname() +
+           "\" is inside registry namespace \"" + split->namespace_name + "\" but its service \"" +
+           split->service + "\" does not exist");
+      return Out(std::vector<v1::Endpoint>());
+    }
+    static const pb::RepeatedPtrField<am::AwsCloudMapInstanceAttribute> kNoFilter;
+    auto eps = registryEndpoints(*service_id, kNoFilter, dns.ippreference(), listener_port);
+    if (!eps) return Unexpected<Error>{eps.error()};
+    return Out(std::move(*eps));
   }
 
   // ---- egress clusters ----
@@ -851,12 +908,21 @@ class Compilation {
     v1::Cluster c;
     c.set_name(name);
     std::optional<std::string> result;
+    bool in_registry = false;  // endpoints from the registry (awsCloudMap or a registry hostname)
     if (spec.servicediscovery().has_dns()) {
-      const std::string& host = spec.servicediscovery().dns().hostname();
-      c.set_type(isIpLiteral(host) ? v1::Cluster::STATIC : v1::Cluster::DNS);
-      v1::Endpoint* e = c.add_endpoints();
-      e->set_address(host);
-      e->set_port(port);
+      const am::DnsServiceDiscovery& dns = spec.servicediscovery().dns();
+      auto registered = dnsRegistryEndpoints(dns, port, node);
+      if (!registered) return Unexpected<Error>{registered.error()};
+      if (*registered) {
+        in_registry = true;
+        c.set_type(v1::Cluster::STATIC);
+        for (v1::Endpoint& e : **registered) *c.add_endpoints() = std::move(e);
+      } else {
+        c.set_type(isIpLiteral(dns.hostname()) ? v1::Cluster::STATIC : v1::Cluster::DNS);
+        v1::Endpoint* e = c.add_endpoints();
+        e->set_address(dns.hostname());
+        e->set_port(port);
+      }
     } else if (spec.servicediscovery().has_awscloudmap()) {
       c.set_type(v1::Cluster::STATIC);
       auto eps = cloudMapEndpoints(spec.servicediscovery().awscloudmap(), port, node);
@@ -879,7 +945,7 @@ class Compilation {
       }
       clusters_[name] = std::move(c);
       result = name;
-    } else if (spec.servicediscovery().has_awscloudmap()) {
+    } else if (spec.servicediscovery().has_awscloudmap() || in_registry) {
       warn("target virtual node \"" + node +
            "\" has no healthy Cloud Map instance; its traffic gets 503");
     }

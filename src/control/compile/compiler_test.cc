@@ -7,8 +7,10 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -304,6 +306,103 @@ TEST_F(CompilerTest, DnsDiscoveryAndAllowAllEgress) {
   expectGolden("dns_allow_all", compileNode("client"));
 }
 
+TEST_F(CompilerTest, DnsHostnameInsideRegistryNamespaceListsInstances) {
+  mesh("m");
+  cloudMapService("ns-1", "corp.local", "srv-1", "pay");
+  instance("srv-1", "i-3", R"({"AWS_INSTANCE_IPV4":"10.0.0.3"})", "UNKNOWN");
+  instance("srv-1", "i-1", R"({"AWS_INSTANCE_IPV4":"10.0.0.1","AWS_INSTANCE_PORT":"9090"})");
+  instance("srv-1", "i-2", R"({"AWS_INSTANCE_IPV4":"10.0.0.2"})", "UNHEALTHY");
+  // An HTTP namespace has no DNS names: a hostname "under" it stays a DNS cluster.
+  put("registry/namespaces/ns-2",
+      R"({"Id":"ns-2","Name":"api.local","Type":"HTTP","Properties":{"HttpProperties":{"HttpName":"api.local"}}})");
+  put("registry/service-names/ns-2/orders", R"({"Id":"srv-2"})");
+  instance("srv-2", "i-9", R"({"AWS_INSTANCE_IPV4":"10.9.9.9"})");
+  node("pay", dnsNode("pay.corp.local"));
+  node("pay-endpoints", R"({"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}],
+      "serviceDiscovery":{"dns":{"hostname":"Pay.Corp.Local.","responseType":"ENDPOINTS"}}})");
+  node("orders", dnsNode("orders.api.local"));
+  node("ext", dnsNode("ext.example.com"));
+  nodeService("pay.svc", "pay");
+  nodeService("pay-endpoints.svc", "pay-endpoints");
+  nodeService("orders.svc", "orders");
+  nodeService("ext.svc", "ext");
+  node("client", R"({"backends":[{"virtualService":{"virtualServiceName":"pay.svc"}},
+      {"virtualService":{"virtualServiceName":"pay-endpoints.svc"}},
+      {"virtualService":{"virtualServiceName":"orders.svc"}},
+      {"virtualService":{"virtualServiceName":"ext.svc"}}]})");
+  auto r = compileNode("client");
+  expectGolden("dns_registry", r);
+  ASSERT_TRUE(r.has_value());
+  for (const char* dep :
+       {"registry/namespaces/", "registry/service-names/ns-1/pay", "registry/instances/srv-1/"})
+    EXPECT_NE(std::find(r->depends_on.begin(), r->depends_on.end(), dep), r->depends_on.end())
+        << "depends_on must hold " << dep << "; it holds "
+        << ::testing::PrintToString(r->depends_on);
+  std::map<std::string, const v1::Cluster*> by_name;
+  for (const v1::Cluster& c : r->config.clusters()) by_name[c.name()] = &c;
+  for (const char* name : {"cds_egress_m_pay_http_8080", "cds_egress_m_pay-endpoints_http_8080"}) {
+    ASSERT_TRUE(by_name.count(name)) << "missing cluster " << name;
+    const v1::Cluster& c = *by_name[name];
+    EXPECT_EQ(c.type(), v1::Cluster::STATIC) << name;
+    ASSERT_EQ(c.endpoints_size(), 2)
+        << name << ": want 10.0.0.1:9090 and 10.0.0.3:8080, got " << c.ShortDebugString();
+    EXPECT_EQ(c.endpoints(0).address() + ":" + std::to_string(c.endpoints(0).port()),
+              "10.0.0.1:9090");
+    EXPECT_EQ(c.endpoints(1).address() + ":" + std::to_string(c.endpoints(1).port()),
+              "10.0.0.3:8080");
+  }
+  for (const char* name : {"cds_egress_m_orders_http_8080", "cds_egress_m_ext_http_8080"}) {
+    ASSERT_TRUE(by_name.count(name)) << "missing cluster " << name;
+    EXPECT_EQ(by_name[name]->type(), v1::Cluster::DNS)
+        << name << " is outside every private DNS namespace: " << by_name[name]->ShortDebugString();
+  }
+}
+
+TEST_F(CompilerTest, DnsRegistryHostnameFollowsNamespaceServiceAndInstances) {
+  mesh("m");
+  node("pay", dnsNode("pay.corp.local"));
+  nodeService("pay.svc", "pay");
+  node("client", R"({"backends":[{"virtualService":{"virtualServiceName":"pay.svc"}}]})");
+  // No namespace: the proxy resolves the name, and a namespace created later recompiles it.
+  auto r = compileNode("client");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_NE(std::find(r->depends_on.begin(), r->depends_on.end(), "registry/namespaces/"),
+            r->depends_on.end());
+  std::string j = toJson(r->config);
+  EXPECT_NE(j.find("\"type\": \"DNS\""), std::string::npos) << j;
+  // The namespace without the service: the name is the registry's, so no endpoints (503).
+  put("registry/namespaces/ns-1",
+      R"({"Id":"ns-1","Name":"corp.local","Type":"DNS_PRIVATE","Vpcs":[]})");
+  auto r2 = compileNode("client");
+  ASSERT_TRUE(r2.has_value());
+  j = toJson(r2->config);
+  EXPECT_NE(j.find("\"status\": 503"), std::string::npos) << j;
+  EXPECT_EQ(j.find("\"type\": \"DNS\""), std::string::npos) << j;
+  bool warned = false;
+  for (const std::string& w : r2->warnings) warned |= w.find("\"pay\" does not exist") != w.npos;
+  EXPECT_TRUE(warned) << "want a warning naming the missing service; got "
+                      << ::testing::PrintToString(r2->warnings);
+  EXPECT_NE(
+      std::find(r2->depends_on.begin(), r2->depends_on.end(), "registry/service-names/ns-1/pay"),
+      r2->depends_on.end());
+  // Service and instance: a STATIC cluster; health changes follow.
+  cloudMapService("ns-1", "corp.local", "srv-1", "pay");
+  instance("srv-1", "i-1", R"({"AWS_INSTANCE_IPV4":"10.0.0.1"})");
+  auto r3 = compileNode("client");
+  ASSERT_TRUE(r3.has_value());
+  j = toJson(r3->config);
+  EXPECT_NE(j.find("10.0.0.1"), std::string::npos) << j;
+  ASSERT_EQ(r3->config.clusters_size(), 1) << j;
+  EXPECT_EQ(r3->config.clusters(0).type(), v1::Cluster::STATIC) << j;
+  instance("srv-1", "i-1", R"({"AWS_INSTANCE_IPV4":"10.0.0.1"})", "UNHEALTHY");
+  instance("srv-1", "i-2", R"({"AWS_INSTANCE_IPV4":"10.0.0.2","AWS_INSTANCE_PORT":"81"})");
+  auto r4 = compileNode("client");
+  ASSERT_TRUE(r4.has_value());
+  j = toJson(r4->config);
+  EXPECT_EQ(j.find("10.0.0.1"), std::string::npos) << j;
+  EXPECT_NE(j.find("10.0.0.2"), std::string::npos) << j;
+}
+
 TEST_F(CompilerTest, ClientPolicyTlsDefaultsAndPerBackend) {
   mesh("m");
   node("a", dnsNode("a.local"));
@@ -474,13 +573,13 @@ TEST_F(CompilerTest, DependsOnCoversEveryInputAndChangesFollowIt) {
                                  {"virtualService":{"virtualServiceName":"later"}}]})");
   auto r = compileNode("client");
   ASSERT_TRUE(r.has_value()) << r.error().message;
-  std::vector<std::string> want = {"appmesh/mesh/m",
-                                   "appmesh/route/m/r/",
-                                   "appmesh/virtualNode/m/client",
-                                   "appmesh/virtualNode/m/v1",
-                                   "appmesh/virtualRouter/m/r",
-                                   "appmesh/virtualService/m/later",
-                                   "appmesh/virtualService/m/s1"};
+  std::vector<std::string> want = {"appmesh/mesh/m", "appmesh/route/m/r/",
+                                   "appmesh/virtualNode/m/client", "appmesh/virtualNode/m/v1",
+                                   "appmesh/virtualRouter/m/r", "appmesh/virtualService/m/later",
+                                   "appmesh/virtualService/m/s1",
+                                   // v1's DNS hostname would be the registry's if a private DNS
+                                   // namespace "local" were created.
+                                   "registry/namespaces/"};
   EXPECT_EQ(r->depends_on, want);
   EXPECT_TRUE(std::is_sorted(r->depends_on.begin(), r->depends_on.end()));
   ASSERT_FALSE(r->warnings.empty());

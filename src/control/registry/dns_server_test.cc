@@ -118,10 +118,17 @@ class DnsServerTest : public ::testing::Test {
   }
   // A fake upstream: UDP and TCP on one port of 127.0.0.1.
   void startUpstream() {
-    upstream_udp_ = udpSocket(&upstream_addr_);
-    auto tcp = net::listenTcp(upstream_addr_);
-    ASSERT_TRUE(tcp) << tcp.error().message;
-    upstream_tcp_ = Fd(*tcp);
+    // The UDP port is the kernel's choice; the same TCP port may be taken by another process,
+    // so try a few UDP ports until one has its TCP twin free.
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      upstream_udp_ = udpSocket(&upstream_addr_);
+      auto tcp = net::listenTcp(upstream_addr_);
+      if (tcp) {
+        upstream_tcp_ = Fd(*tcp);
+        return;
+      }
+    }
+    FAIL() << "no port free for both UDP and TCP on 127.0.0.1 after 20 tries";
   }
   DnsServerOptions forwarding() {
     DnsServerOptions o;

@@ -596,6 +596,79 @@ struct RegistryApi::Impl {
     return obj({{"Namespace", namespaceOut(ns->value)}});
   }
 
+  // UpdatePrivateDnsNamespace / UpdatePublicDnsNamespace / UpdateHttpNamespace: `type` is the
+  // namespace type the operation applies to (another type is InvalidInput). The change is
+  // "Namespace": {Description?, Properties?} for DNS, {Description} (required) for HTTP.
+  // A DNS change may carry Properties.DnsProperties.SOA.TTL, which replaces the namespace's SOA
+  // TTL (and so the zone's SOA/negative-answer TTL in the next snapshot). The same
+  // UpdaterRequestId for the same namespace answers the first OperationId; for another
+  // namespace it is DuplicateRequest.
+  Result<Value> updateNamespace(const Value& req, const std::string& type) {
+    auto id = requiredString(req, "Id", 64);
+    if (!id) return Unexpected<Error>{id.error()};
+    auto urid = optionalString(req, "UpdaterRequestId", 64);
+    if (!urid) return Unexpected<Error>{urid.error()};
+    const Value* change = req.find("Namespace");
+    if (!change || !change->isObject()) return invalid("Namespace is required");
+    auto desc = optionalString(*change, "Description", 1024);
+    if (!desc) return Unexpected<Error>{desc.error()};
+    std::optional<int64_t> soa_ttl;
+    if (type == "HTTP") {
+      if (!desc->has_value()) return invalid("Namespace.Description is required");
+    } else if (const Value* props = change->find("Properties"); props && !props->isNull()) {
+      const Value* dp = props->find("DnsProperties");
+      if (!dp) return invalid("Namespace.Properties.DnsProperties is required");
+      const Value* soa = dp->find("SOA");
+      if (!soa) return invalid("Namespace.Properties.DnsProperties.SOA is required");
+      auto ttl = optionalInt(*soa, "TTL", 0, 2147483647, -1);
+      if (!ttl) return Unexpected<Error>{ttl.error()};
+      if (*ttl < 0) return invalid("Namespace.Properties.DnsProperties.SOA.TTL is required");
+      soa_ttl = *ttl;
+    }
+    const bool has_urid = urid->has_value() && !(*urid)->empty();
+    return mutate([&]() -> Result<Plan> {
+      Plan p;
+      if (has_urid) {
+        auto prior = load("registry/requests/" + **urid);
+        if (!prior) return Unexpected<Error>{prior.error()};
+        if (prior->has_value()) {
+          const Value& pv = (*prior)->value;
+          if (str(pv, "Kind") == "update-namespace" && str(pv, "Id") == *id) {
+            p.reply = obj({{"OperationId", Value::string(std::string(str(pv, "OperationId")))}});
+            return p;
+          }
+          return fail(kDuplicateRequest,
+                      "UpdaterRequestId " + **urid + " was already used for another request");
+        }
+      }
+      auto ns = loadNamespace(*id);
+      if (!ns) return Unexpected<Error>{ns.error()};
+      Value nv = ns->value;
+      if (str(nv, "Type") != type)
+        return invalid("Namespace " + *id + " is of type " + std::string(str(nv, "Type")) +
+                       ", not " + type);
+      if (desc->has_value()) nv.set("Description", Value::string(**desc));
+      if (soa_ttl) {
+        Value* props = nv.find("Properties");
+        Value* dp = props ? props->find("DnsProperties") : nullptr;
+        if (!dp) return invalid("Namespace " + *id + " has no DnsProperties");
+        dp->set("SOA", obj({{"TTL", Value::number(*soa_ttl)}}));
+      }
+      p.ops.push_back(StoreOp::put("registry/namespaces/" + *id, stacks::toJson(nv), ns->revision));
+      std::string op_id;
+      p.ops.push_back(operation("UPDATE_NAMESPACE", {{"NAMESPACE", *id}}, &op_id));
+      if (has_urid)
+        p.ops.push_back(
+            StoreOp::put("registry/requests/" + **urid,
+                         stacks::toJson(obj({{"Kind", Value::string("update-namespace")},
+                                             {"Id", Value::string(*id)},
+                                             {"OperationId", Value::string(op_id)}})),
+                         StoreOp::kAbsent));
+      p.reply = obj({{"OperationId", Value::string(op_id)}});
+      return p;
+    });
+  }
+
   // Filters: [{Name, Values, Condition}]; `field(record, name)` answers the record's value for a
   // filter name, or nullopt when the name is not allowed.
   using FieldFn = std::function<std::optional<std::string>(const Value&, std::string_view)>;
@@ -1546,6 +1619,9 @@ struct RegistryApi::Impl {
     if (op == "GetNamespace") return getNamespace(req);
     if (op == "ListNamespaces") return listNamespaces(req);
     if (op == "DeleteNamespace") return deleteNamespace(req);
+    if (op == "UpdatePrivateDnsNamespace") return updateNamespace(req, "DNS_PRIVATE");
+    if (op == "UpdatePublicDnsNamespace") return updateNamespace(req, "DNS_PUBLIC");
+    if (op == "UpdateHttpNamespace") return updateNamespace(req, "HTTP");
     if (op == "CreateService") return createService(r, req);
     if (op == "GetService") return getService(req);
     if (op == "ListServices") return listServices(req);

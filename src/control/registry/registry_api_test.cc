@@ -144,6 +144,94 @@ TEST_F(RegistryApiTest, CreatorRequestIdIsIdempotentAndDuplicateRequestOtherwise
               "DuplicateRequest");
 }
 
+TEST_F(RegistryApiTest, UpdateNamespacesChangeDescriptionAndSoaTtl) {
+  std::string vpc = network();
+  std::string ns = privateNamespace("appmeshworkshop.hosted.local", vpc);
+  ASSERT_EQ(api.snapshots().load()->zones.size(), 1u);
+  EXPECT_EQ(api.snapshots().load()->zones[0].soa_ttl, 15u);
+  Value op = ok("UpdatePrivateDnsNamespace",
+                R"({"Id":")" + ns +
+                    R"(","UpdaterRequestId":"u1","Namespace":{"Description":"x",)"
+                    R"("Properties":{"DnsProperties":{"SOA":{"TTL":30}}}}})");
+  Value got = ok("GetOperation",
+                 R"({"OperationId":")" + std::string(op.find("OperationId")->str()) + "\"}");
+  const Value* o = got.find("Operation");
+  EXPECT_EQ(o->find("Status")->str(), "SUCCESS");
+  EXPECT_EQ(o->find("Type")->str(), "UPDATE_NAMESPACE");
+  EXPECT_EQ(o->find("Targets")->find("NAMESPACE")->str(), ns);
+  Value n = ok("GetNamespace", R"({"Id":")" + ns + "\"}");
+  const Value* nv = n.find("Namespace");
+  EXPECT_EQ(nv->find("Description")->str(), "x");
+  const Value* dp = nv->find("Properties")->find("DnsProperties");
+  EXPECT_EQ(dp->find("SOA")->find("TTL")->text(), "30");
+  EXPECT_EQ(dp->find("HostedZoneId")->str().substr(0, 1), "Z") << "the zone id must be kept";
+  ASSERT_EQ(api.snapshots().load()->zones.size(), 1u);
+  EXPECT_EQ(api.snapshots().load()->zones[0].soa_ttl, 30u)
+      << "the SOA TTL change must reach the DNS snapshot";
+
+  // Same UpdaterRequestId for the same namespace: the first operation; another namespace: error.
+  Value again =
+      ok("UpdatePrivateDnsNamespace",
+         R"({"Id":")" + ns + R"(","UpdaterRequestId":"u1","Namespace":{"Description":"y"}})");
+  EXPECT_EQ(again.find("OperationId")->str(), op.find("OperationId")->str());
+  EXPECT_EQ(
+      ok("GetNamespace", R"({"Id":")" + ns + "\"}").find("Namespace")->find("Description")->str(),
+      "x")
+      << "an idempotent retry must not apply the change again";
+
+  // A description-only change keeps the SOA TTL.
+  ok("UpdatePrivateDnsNamespace", R"({"Id":")" + ns + R"(","Namespace":{"Description":"z"}})");
+  EXPECT_EQ(api.snapshots().load()->zones[0].soa_ttl, 30u);
+
+  expectError("UpdatePrivateDnsNamespace", R"({"Id":"ns-nope","Namespace":{"Description":"x"}})",
+              "NamespaceNotFound");
+  expectError("UpdatePrivateDnsNamespace", R"({"Id":")" + ns + "\"}", "InvalidInput");
+  expectError("UpdatePrivateDnsNamespace",
+              R"({"Id":")" + ns + R"(","Namespace":{"Properties":{"DnsProperties":{"SOA":{}}}}})",
+              "InvalidInput");
+  expectError("UpdatePublicDnsNamespace",
+              R"({"Id":")" + ns + R"(","Namespace":{"Description":"x"}})", "InvalidInput");
+
+  Value pub = ok("CreatePublicDnsNamespace", R"({"Name":"example.com"})");
+  std::string pub_id(ok("GetOperation",
+                        R"({"OperationId":")" + std::string(pub.find("OperationId")->str()) + "\"}")
+                         .find("Operation")
+                         ->find("Targets")
+                         ->find("NAMESPACE")
+                         ->str());
+  ok("UpdatePublicDnsNamespace",
+     R"({"Id":")" + pub_id +
+         R"(","Namespace":{"Properties":{"DnsProperties":{"SOA":{"TTL":60}}}}})");
+  EXPECT_EQ(ok("GetNamespace", R"({"Id":")" + pub_id + "\"}")
+                .find("Namespace")
+                ->find("Properties")
+                ->find("DnsProperties")
+                ->find("SOA")
+                ->find("TTL")
+                ->text(),
+            "60");
+
+  Value http = ok("CreateHttpNamespace", R"({"Name":"api"})");
+  std::string http_id(ok("GetOperation", R"({"OperationId":")" +
+                                             std::string(http.find("OperationId")->str()) + "\"}")
+                          .find("Operation")
+                          ->find("Targets")
+                          ->find("NAMESPACE")
+                          ->str());
+  ok("UpdateHttpNamespace", R"({"Id":")" + http_id + R"(","Namespace":{"Description":"h"}})");
+  EXPECT_EQ(ok("GetNamespace", R"({"Id":")" + http_id + "\"}")
+                .find("Namespace")
+                ->find("Description")
+                ->str(),
+            "h");
+  expectError("UpdateHttpNamespace", R"({"Id":")" + http_id + R"(","Namespace":{}})",
+              "InvalidInput");
+  expectError("UpdateHttpNamespace", R"({"Id":"ns-nope","Namespace":{"Description":"h"}})",
+              "NamespaceNotFound");
+  expectError("UpdateHttpNamespace", R"({"Id":")" + ns + R"(","Namespace":{"Description":"h"}})",
+              "InvalidInput");
+}
+
 TEST_F(RegistryApiTest, ServiceRulesAndErrors) {
   std::string ns = privateNamespace("mesh.local", network());
   std::string http_ns;
