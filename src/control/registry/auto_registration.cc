@@ -7,6 +7,7 @@
 
 #include "aws/appmesh/v20190125/records.pb.h"
 #include "common/log.h"
+#include "control/compile/registry_hostname.h"
 #include "control/model/resource_keys.h"
 
 namespace weft::control::registry {
@@ -100,13 +101,13 @@ std::optional<AutoRegistration::Target> AutoRegistration::targetOf(
     service = cm.servicename();
     for (const auto& a : cm.attributes()) t.attributes[a.key()] = a.value();
   } else if (spec.servicediscovery().has_dns()) {
-    std::string host = spec.servicediscovery().dns().hostname();
-    while (!host.empty() && host.back() == '.') host.pop_back();
-    size_t dot = host.find('.');
-    if (dot == std::string::npos || isIp(AF_INET, host) || isIp(AF_INET6, host))
+    // The same split the compiler uses to feed callers from the registry.
+    const std::string& host = spec.servicediscovery().dns().hostname();
+    auto split = compile::splitRegistryHostname(host);
+    if (!split)
       return problem("its DNS hostname '" + host + "' is not inside a registry namespace");
-    service = host.substr(0, dot);
-    ns = host.substr(dot + 1);
+    service = split->service;
+    ns = split->namespace_name;
   } else {
     return problem("the virtual node has no service discovery");
   }
