@@ -630,7 +630,8 @@ void Server::ensureDns(const v1::Cluster& c) {
     key += e.address() + ":" + std::to_string(e.port()) + ";";
     eps.push_back({e.address(), static_cast<uint16_t>(e.port())});
   }
-  key += std::to_string(dnsMinRefresh(c).count());
+  key += std::to_string(dnsMinRefresh(c).count()) + ";" + std::to_string(c.dns_family()) + ";" +
+         std::to_string(c.dns_lookup());
   DnsCluster& d = dns_[c.name()];
   if (d.refresher && d.endpoints_key == key) return;
   if (!resolver_) {
@@ -643,6 +644,20 @@ void Server::ensureDns(const v1::Cluster& c) {
   }
   upstream::DnsRefresherOptions opts;
   opts.min_refresh = dnsMinRefresh(c);
+  switch (c.dns_family()) {
+    case v1::Cluster::V4_ONLY:
+      opts.family = upstream::DnsFamily::kV4Only;
+      break;
+    case v1::Cluster::V6_ONLY:
+      opts.family = upstream::DnsFamily::kV6Only;
+      break;
+    case v1::Cluster::V6_PREFERRED:
+      opts.family = upstream::DnsFamily::kV6Preferred;
+      break;
+    default:
+      opts.family = upstream::DnsFamily::kV4Preferred;
+  }
+  opts.first_address_only = c.dns_lookup() == v1::Cluster::FIRST_ADDRESS;
   d.endpoints_key = key;
   d.hosts = nullptr;
   std::string name = c.name();

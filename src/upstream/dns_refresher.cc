@@ -82,8 +82,10 @@ void DnsRefresher::onResolved(Target& target, Result<DnsAnswer> result) {
     target.failures = 0;
     std::vector<net::Address> addrs;
     addrs.reserve(result->addresses.size());
-    for (const net::Address& a : result->addresses)
+    for (const net::Address& a : result->addresses) {
       addrs.push_back(withPort(a, target.endpoint.port));
+      if (options_.first_address_only) break;
+    }
     std::sort(addrs.begin(), addrs.end(), addressLess);
     target.addresses = std::move(addrs);
     target.timer->arm(successDelay(result->ttl));

@@ -40,6 +40,9 @@ struct ResolvedEndpoint {
 
 struct DnsRefresherOptions {
   DnsFamily family = DnsFamily::kV4Preferred;
+  // Only the first address of each answer becomes an endpoint (the name fronts a load balancer);
+  // otherwise every address does.
+  bool first_address_only = false;
   // Re-resolution after a good answer happens after the answer's TTL clamped to this range (a
   // TTL of 0 — /etc/hosts, literals — means min_refresh).
   Duration min_refresh = seconds(5);

@@ -243,6 +243,18 @@ TEST_F(DnsRefresherTest, PassesFamilyAndCancelsOnDestruction) {
   EXPECT_EQ(timers_.size(), 0u) << "the refresher's timers must be gone with it";
 }
 
+TEST_F(DnsRefresherTest, FirstAddressOnlyTakesTheAnswersFirstAddress) {
+  DnsRefresherOptions opts;
+  opts.first_address_only = true;
+  make({{"lb.svc", 80}}, opts);
+  resolver_.answer("lb.svc", {"10.0.0.9", "10.0.0.1"}, seconds(5));
+  EXPECT_EQ(last_, "lb.svc=10.0.0.9:80") << "the first address as answered, not the lowest";
+  advance(seconds(5));
+  resolver_.answer("lb.svc", {"10.0.0.1", "10.0.0.9"}, seconds(5));
+  EXPECT_EQ(last_, "lb.svc=10.0.0.1:80") << "a new answer's first address replaces it";
+  EXPECT_EQ(updates_, 2);
+}
+
 TEST_F(DnsRefresherTest, SameAddressUnderTwoNamesIsKeptOnceInHostSet) {
   make({{"a.svc", 80}, {"b.svc", 80}});
   resolver_.answer("a.svc", {"10.0.0.1"}, seconds(5));

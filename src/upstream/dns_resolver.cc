@@ -26,7 +26,7 @@ struct DnsResolver::Query {
   Callback callback;
   DnsResolver* owner;
   bool cancelled = false;
-  bool tried_v6 = false;  // kV4Preferred: the AAAA fallback has been started
+  bool tried_fallback = false;  // k*Preferred: the other family's lookup has been started
 };
 
 // One c-ares socket registered with the loop. After close() the object only waits to be freed
@@ -50,6 +50,8 @@ const char* familyName(DnsFamily f) {
   switch (f) {
     case DnsFamily::kV4Preferred:
       return "A, else AAAA";
+    case DnsFamily::kV6Preferred:
+      return "AAAA, else A";
     case DnsFamily::kV4Only:
       return "A";
     case DnsFamily::kV6Only:
@@ -217,7 +219,7 @@ Resolver::QueryId DnsResolver::resolve(const std::string& hostname, DnsFamily fa
   queries_.emplace(id, std::move(q));
 
   int af = AF_INET;
-  if (family == DnsFamily::kV6Only) af = AF_INET6;
+  if (family == DnsFamily::kV6Only || family == DnsFamily::kV6Preferred) af = AF_INET6;
   if (family == DnsFamily::kBoth) af = AF_UNSPEC;
   bool outer = !in_resolve_;
   in_resolve_ = true;
@@ -283,10 +285,12 @@ void DnsResolver::onAddrInfo(Query& query, int status, ares_addrinfo* result) {
     }
   }
 
-  if (status != ARES_SUCCESS && isNotFound(status) && query.family == DnsFamily::kV4Preferred &&
-      !query.tried_v6) {
-    query.tried_v6 = true;
-    start(query, AF_INET6);  // this callback runs again for the AAAA answer
+  bool preferred =
+      query.family == DnsFamily::kV4Preferred || query.family == DnsFamily::kV6Preferred;
+  if (status != ARES_SUCCESS && isNotFound(status) && preferred && !query.tried_fallback) {
+    query.tried_fallback = true;
+    // this callback runs again for the other family's answer
+    start(query, query.family == DnsFamily::kV4Preferred ? AF_INET6 : AF_INET);
     return;
   }
   if (status != ARES_SUCCESS) {

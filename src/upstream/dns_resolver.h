@@ -29,6 +29,7 @@ enum class DnsFamily {
   kV4Only,       // A records only
   kV6Only,       // AAAA records only
   kBoth,         // A and AAAA records
+  kV6Preferred,  // AAAA records; A only if the name has no AAAA records
 };
 
 struct DnsAnswer {

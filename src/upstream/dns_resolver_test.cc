@@ -181,6 +181,7 @@ class DnsResolverTest : public ::testing::Test {
     server_.set("svc.test", {.a = {{"10.1.2.3", 9}, {"10.1.2.4", 7}}, .aaaa = {}});
     server_.set("dual.test", {.a = {{"10.1.2.3", 20}}, .aaaa = {{"fd00::1", 12}}});
     server_.set("v6.test", {.a = {}, .aaaa = {{"fd00::2", 30}}});
+    server_.set("v4.test", {.a = {{"10.9.9.9", 30}}, .aaaa = {}});
   }
   std::unique_ptr<DnsResolver> makeResolver(DnsResolverOptions options = {}) {
     options.nameservers = {server_.address()};
@@ -246,6 +247,21 @@ TEST_F(DnsResolverTest, V4PreferredUsesAWhenPresentElseAaaa) {
   EXPECT_EQ(ips(**v6), "fd00::2");
   EXPECT_EQ((*v6)->ttl, seconds(30));
   EXPECT_EQ(server_.queries, std::vector<std::string>({"v6.test/A", "v6.test/AAAA"}));
+}
+
+TEST_F(DnsResolverTest, V6PreferredUsesAaaaWhenPresentElseA) {
+  auto r = makeResolver();
+  auto dual = resolveAndWait(*r, "dual.test", DnsFamily::kV6Preferred);
+  ASSERT_TRUE(dual && *dual);
+  EXPECT_EQ(ips(**dual), "fd00::1");
+  EXPECT_EQ(server_.queries, std::vector<std::string>({"dual.test/AAAA"}))
+      << "no A query when the name has AAAA records";
+
+  server_.queries.clear();
+  auto v4 = resolveAndWait(*r, "v4.test", DnsFamily::kV6Preferred);
+  ASSERT_TRUE(v4 && *v4) << (v4 && !*v4 ? v4->error().message : "");
+  EXPECT_EQ(ips(**v4), "10.9.9.9");
+  EXPECT_EQ(server_.queries, std::vector<std::string>({"v4.test/AAAA", "v4.test/A"}));
 }
 
 TEST_F(DnsResolverTest, NxDomainIsNotFound) {

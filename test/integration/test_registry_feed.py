@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
 import unittest
 
 from control_harness import ControlServer, wait_until
@@ -128,7 +129,85 @@ class RegistryFeedTest(unittest.TestCase):
         return "\nsidecar log:\n%s\nserver log:\n%s" % (
             self.proxy.log_text() if self.proxy else "-", self.server.log()[-6000:])
 
-    # ---- the test (one lifecycle, in order)
+    def start_caller(self):
+        p = self.server.weft("token", "create", "--resource", CALLER)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        token_file = os.path.join(self.tmp, "caller.token")
+        with open(token_file, "w") as f:
+            f.write(p.stdout.strip() + "\n")
+        args = ["--control-plane", "127.0.0.1:%d" % self.stream_port, "--resource", CALLER,
+                "--token-file", token_file,
+                "--ca-file", os.path.join(self.server.data_dir, "ca-bundle.pem"),
+                "--admin", "127.0.0.1:0", "--state-dir", os.path.join(self.tmp, "caller"),
+                "--host", "caller"]
+        proxy = Proxy(None, name="caller", args=args).start(timeout=20)
+        type(self).proxy = proxy
+        return proxy
+
+    def running_endpoints(self, proxy):
+        """The web cluster's hosts in the running proxy (its admin /clusters), sorted."""
+        out = []
+        for line in proxy.admin("/clusters")[1].splitlines():
+            parts = line.split("::")
+            if (len(parts) == 4 and parts[0].startswith("cds_egress_%s_web_" % MESH)
+                    and parts[2] == "health_flags"):
+                out.append(parts[1])
+        return sorted(out)
+
+    # ---- the tests (each one lifecycle, in order; one proxy at a time: they bind 15000/15001)
+
+    def test_caller_follows_registry_changes_within_a_second(self):
+        """Instance and health changes made through the Cloud Map API reach a running caller
+        proxy's load balancer (not only its compiled config) within a second each."""
+        sd = self.sd_client()
+        port = free_port()
+        caller = self.start_caller()
+        deadline_s = 1.0
+        measured = []
+
+        def change_then_wait(what, change, want):
+            t0 = time.monotonic()
+            change()
+            got = wait_until(lambda: self.running_endpoints(caller) == want or None,
+                             10, interval=0.01,
+                             what="%s in the running caller: want %s, has %s%s" % (
+                                 what, want, self.running_endpoints(caller), self.logs()))
+            elapsed = time.monotonic() - t0
+            measured.append((what, elapsed))
+            self.assertTrue(got)
+            self.assertLessEqual(elapsed, deadline_s,
+                                 "%s took %.3f s to reach the running caller (want <= %.1f s)"
+                                 % (what, elapsed, deadline_s))
+
+        attrs = {"AWS_INSTANCE_IPV4": "127.0.0.1", "AWS_INSTANCE_PORT": str(port),
+                 "stage": "blue"}
+        ep = "127.0.0.1:%d" % port
+        ep2 = "127.0.0.2:%d" % port
+        try:
+            change_then_wait("a registered instance", lambda: sd.register_instance(
+                ServiceId=self.service_id, InstanceId="user-1", Attributes=attrs), [ep])
+            change_then_wait("a second instance", lambda: sd.register_instance(
+                ServiceId=self.service_id, InstanceId="user-2",
+                Attributes=dict(attrs, AWS_INSTANCE_IPV4="127.0.0.2")), [ep, ep2])
+            change_then_wait("user-1 UNHEALTHY", lambda: sd.update_instance_custom_health_status(
+                ServiceId=self.service_id, InstanceId="user-1", Status="UNHEALTHY"), [ep2])
+            change_then_wait("user-1 HEALTHY again",
+                             lambda: sd.update_instance_custom_health_status(
+                                 ServiceId=self.service_id, InstanceId="user-1",
+                                 Status="HEALTHY"), [ep, ep2])
+            change_then_wait("user-2 deregistered", lambda: sd.deregister_instance(
+                ServiceId=self.service_id, InstanceId="user-2"), [ep])
+            print("registry change -> running caller: " + ", ".join(
+                "%s %.0f ms" % (w, e * 1000) for w, e in measured))
+        finally:
+            for iid in ("user-1", "user-2"):
+                try:
+                    sd.deregister_instance(ServiceId=self.service_id, InstanceId=iid)
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+            caller.stop()
+            type(self).proxy = None
+
 
     def test_sidecar_registers_reports_health_and_deregisters(self):
         sidecar = self.start_sidecar("a")

@@ -746,10 +746,27 @@ class Compilation {
     return service_id;
   }
 
+  // A node's ipPreference, else the mesh's (MeshSpec.serviceDiscovery), else "" (App Mesh's
+  // defaults apply: Cloud Map IPv4 then IPv6, DNS IPv6 then IPv4).
+  std::string ipPreference(const std::string& node_preference) const {
+    if (!node_preference.empty()) return node_preference;
+    return mesh_.spec().servicediscovery().ippreference();
+  }
+
+  // The proxy's DNS family for an App Mesh ipPreference of a DNS-discovered node.
+  v1::Cluster::DnsFamily dnsFamily(const std::string& node_preference) const {
+    std::string p = ipPreference(node_preference);
+    if (p == "IPv4_ONLY") return v1::Cluster::V4_ONLY;
+    if (p == "IPv6_ONLY") return v1::Cluster::V6_ONLY;
+    if (p == "IPv4_PREFERRED") return v1::Cluster::V4_PREFERRED;
+    return v1::Cluster::V6_PREFERRED;  // IPv6_PREFERRED, and App Mesh's DNS default
+  }
+
   // The instances of registry service `service_id` (its instance prefix joins depends_on) that
   // carry every attribute of `wanted` and are not UNHEALTHY, as endpoints: the address
-  // `ip_preference` picks among AWS_INSTANCE_IPV4 / AWS_INSTANCE_IPV6 (IPv4 only when empty), the
-  // port AWS_INSTANCE_PORT else `listener_port`; sorted by address then port, unique.
+  // `ip_preference` picks among AWS_INSTANCE_IPV4 / AWS_INSTANCE_IPV6 (empty: IPv4, else IPv6), the
+  // port AWS_INSTANCE_PORT else `listener_port`; sorted by address then port, unique. An instance
+  // with no IP attribute gives its AWS_INSTANCE_CNAME (a host name; see setRegistryEndpoints).
   Result<std::vector<v1::Endpoint>> registryEndpoints(
       const std::string& service_id,
       const pb::RepeatedPtrField<am::AwsCloudMapInstanceAttribute>& wanted_attributes,
@@ -761,7 +778,7 @@ class Compilation {
     if (!instances) return Unexpected<Error>{instances.error()};
     bool v6_first = ip_preference == "IPv6_PREFERRED" || ip_preference == "IPv6_ONLY";
     bool v4_ok = ip_preference != "IPv6_ONLY";
-    bool v6_ok = ip_preference != "IPv4_ONLY" && !ip_preference.empty();
+    bool v6_ok = ip_preference != "IPv4_ONLY";
     for (const KeyValue& kv : *instances) {
       auto v = stacks::parseJson(kv.value);
       if (!v || !v->isObject()) continue;
@@ -781,6 +798,7 @@ class Compilation {
       bool has4 = v4_ok && !v4.empty() && inet_pton(AF_INET, v4.c_str(), buf) == 1;
       bool has6 = v6_ok && !v6.empty() && inet_pton(AF_INET6, v6.c_str(), buf) == 1;
       std::string address = v6_first ? (has6 ? v6 : has4 ? v4 : "") : (has4 ? v4 : has6 ? v6 : "");
+      if (address.empty() && v4.empty() && v6.empty()) address = attr("AWS_INSTANCE_CNAME");
       if (address.empty()) continue;
       uint32_t port = listener_port;
       std::string p = attr("AWS_INSTANCE_PORT");
@@ -824,7 +842,8 @@ class Compilation {
            "\" not found in namespace \"" + cm.namespacename() + "\"");
       return std::vector<v1::Endpoint>();
     }
-    return registryEndpoints(*service_id, cm.attributes(), cm.ippreference(), listener_port);
+    return registryEndpoints(*service_id, cm.attributes(), ipPreference(cm.ippreference()),
+                             listener_port);
   }
 
   // For a DNS hostname inside a private DNS namespace of the registry (first label = service, the
@@ -849,7 +868,9 @@ class Compilation {
       return Out(std::vector<v1::Endpoint>());
     }
     static const pb::RepeatedPtrField<am::AwsCloudMapInstanceAttribute> kNoFilter;
-    auto eps = registryEndpoints(*service_id, kNoFilter, dns.ippreference(), listener_port);
+    // The registry's instances answer for the name: Cloud Map's family order, not DNS's.
+    auto eps =
+        registryEndpoints(*service_id, kNoFilter, ipPreference(dns.ippreference()), listener_port);
     if (!eps) return Unexpected<Error>{eps.error()};
     return Out(std::move(*eps));
   }
@@ -874,6 +895,22 @@ class Compilation {
     for (const am::Listener& l : ls)
       if (l.portmapping().protocol() == protocol_hint) return &l;
     return &ls[0];
+  }
+
+  // Registry endpoints into `c`: IP addresses make a STATIC cluster (updated by endpoint
+  // deltas). When every instance is CNAME-only, the names make a DNS cluster the proxy resolves;
+  // CNAME-only instances beside instances with addresses are left out (a cluster is one kind).
+  void setRegistryEndpoints(v1::Cluster& c, std::vector<v1::Endpoint> eps,
+                            const std::string& node) {
+    size_t names = 0;
+    for (const v1::Endpoint& e : eps) names += isIpLiteral(e.address()) ? 0 : 1;
+    bool all_names = names > 0 && names == eps.size();
+    if (names > 0 && !all_names)
+      warn("virtual node \"" + node + "\": " + std::to_string(names) +
+           " CNAME-only instance(s) left out beside instances with IP addresses");
+    c.set_type(all_names ? v1::Cluster::DNS : v1::Cluster::STATIC);
+    for (v1::Endpoint& e : eps)
+      if (all_names || isIpLiteral(e.address())) *c.add_endpoints() = std::move(e);
   }
 
   // The name of the egress cluster toward `node` (built on first use), or nullopt when the node,
@@ -915,19 +952,22 @@ class Compilation {
       if (!registered) return Unexpected<Error>{registered.error()};
       if (*registered) {
         in_registry = true;
-        c.set_type(v1::Cluster::STATIC);
-        for (v1::Endpoint& e : **registered) *c.add_endpoints() = std::move(e);
+        setRegistryEndpoints(c, std::move(**registered), node);
       } else {
         c.set_type(isIpLiteral(dns.hostname()) ? v1::Cluster::STATIC : v1::Cluster::DNS);
         v1::Endpoint* e = c.add_endpoints();
         e->set_address(dns.hostname());
         e->set_port(port);
+        if (c.type() == v1::Cluster::DNS) {
+          // App Mesh's default responseType is LOADBALANCER: the name fronts a balancer.
+          if (dns.responsetype() != "ENDPOINTS") c.set_dns_lookup(v1::Cluster::FIRST_ADDRESS);
+          c.set_dns_family(dnsFamily(dns.ippreference()));
+        }
       }
     } else if (spec.servicediscovery().has_awscloudmap()) {
-      c.set_type(v1::Cluster::STATIC);
       auto eps = cloudMapEndpoints(spec.servicediscovery().awscloudmap(), port, node);
       if (!eps) return Unexpected<Error>{eps.error()};
-      for (v1::Endpoint& e : *eps) *c.add_endpoints() = std::move(e);
+      setRegistryEndpoints(c, std::move(*eps), node);
     } else {
       warn("target virtual node \"" + node + "\" has no serviceDiscovery; its traffic gets 503");
     }

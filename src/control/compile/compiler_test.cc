@@ -358,6 +358,81 @@ TEST_F(CompilerTest, DnsHostnameInsideRegistryNamespaceListsInstances) {
   }
 }
 
+TEST_F(CompilerTest, DnsResponseTypeAndIpPreference) {
+  mesh("m", R"({"serviceDiscovery":{"ipPreference":"IPv4_ONLY"}})");
+  node("lb", dnsNode("lb.example.com"));  // LOADBALANCER by default; the mesh's IPv4_ONLY
+  node("all", R"({"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}],
+      "serviceDiscovery":{"dns":{"hostname":"all.example.com","responseType":"ENDPOINTS",
+                                 "ipPreference":"IPv6_PREFERRED"}}})");
+  nodeService("lb.svc", "lb");
+  nodeService("all.svc", "all");
+  node("client", R"({"backends":[{"virtualService":{"virtualServiceName":"lb.svc"}},
+      {"virtualService":{"virtualServiceName":"all.svc"}}]})");
+  auto r = compileNode("client");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  std::map<std::string, const v1::Cluster*> by_name;
+  for (const v1::Cluster& c : r->config.clusters()) by_name[c.name()] = &c;
+  ASSERT_TRUE(by_name.count("cds_egress_m_lb_http_8080"));
+  ASSERT_TRUE(by_name.count("cds_egress_m_all_http_8080"));
+  const v1::Cluster& lb = *by_name["cds_egress_m_lb_http_8080"];
+  EXPECT_EQ(lb.dns_lookup(), v1::Cluster::FIRST_ADDRESS) << "LOADBALANCER is App Mesh's default";
+  EXPECT_EQ(lb.dns_family(), v1::Cluster::V4_ONLY) << "the mesh's ipPreference applies";
+  const v1::Cluster& all = *by_name["cds_egress_m_all_http_8080"];
+  EXPECT_EQ(all.dns_lookup(), v1::Cluster::ALL_ADDRESSES);
+  EXPECT_EQ(all.dns_family(), v1::Cluster::V6_PREFERRED) << "the node's ipPreference wins";
+
+  // Without any preference: DNS prefers IPv6 (App Mesh's default for DNS discovery).
+  mesh("m2");
+  create("virtualNodes", "virtualNodeName", "d", dnsNode("d.example.com"), "m2");
+  create("virtualServices", "virtualServiceName", "d.svc",
+         R"({"provider":{"virtualNode":{"virtualNodeName":"d"}}})", "m2");
+  create("virtualNodes", "virtualNodeName", "c",
+         R"({"backends":[{"virtualService":{"virtualServiceName":"d.svc"}}]})", "m2");
+  auto r2 = compileNode("c", "m2");
+  ASSERT_TRUE(r2.has_value()) << r2.error().message;
+  ASSERT_EQ(r2->config.clusters_size(), 1) << r2->config.ShortDebugString();
+  EXPECT_EQ(r2->config.clusters(0).dns_family(), v1::Cluster::V6_PREFERRED);
+}
+
+TEST_F(CompilerTest, CloudMapIpPreferenceAndCnameOnlyInstances) {
+  mesh("m");
+  cloudMapService("ns-1", "corp.local", "srv-1", "pay");
+  instance("srv-1", "i-1", R"({"AWS_INSTANCE_IPV4":"10.0.0.1","AWS_INSTANCE_IPV6":"fd00::1"})");
+  instance("srv-1", "i-2", R"({"AWS_INSTANCE_IPV6":"fd00::2"})");
+  instance("srv-1", "i-3", R"({"AWS_INSTANCE_CNAME":"legacy.example.com"})");
+  cloudMapService("ns-1", "corp.local", "srv-2", "old");
+  instance("srv-2", "i-7", R"({"AWS_INSTANCE_CNAME":"old-a.example.com"})");
+  instance("srv-2", "i-8", R"({"AWS_INSTANCE_CNAME":"old-b.example.com"})");
+  auto cm = [](const std::string& svc, const std::string& pref) {
+    return R"({"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}],
+      "serviceDiscovery":{"awsCloudMap":{"namespaceName":"corp.local","serviceName":")" +
+           svc + R"(")" + (pref.empty() ? "" : R"(,"ipPreference":")" + pref + R"(")") + "}}}";
+  };
+  node("v4", cm("pay", ""));
+  node("v6", cm("pay", "IPv6_PREFERRED"));
+  node("v6only", cm("pay", "IPv6_ONLY"));
+  node("old", cm("old", ""));
+  for (const char* n : {"v4", "v6", "v6only", "old"}) nodeService(std::string(n) + ".svc", n);
+  node("client", R"({"backends":[{"virtualService":{"virtualServiceName":"v4.svc"}},
+      {"virtualService":{"virtualServiceName":"v6.svc"}},
+      {"virtualService":{"virtualServiceName":"v6only.svc"}},
+      {"virtualService":{"virtualServiceName":"old.svc"}}]})");
+  auto r = compileNode("client");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  std::map<std::string, std::string> got;  // cluster -> "TYPE a,b,..."
+  for (const v1::Cluster& c : r->config.clusters()) {
+    std::string eps = v1::Cluster::Type_Name(c.type());
+    for (const v1::Endpoint& e : c.endpoints()) eps += " " + e.address();
+    got[c.name()] = eps;
+  }
+  EXPECT_EQ(got["cds_egress_m_v4_http_8080"], "STATIC 10.0.0.1 fd00::2")
+      << "no preference: IPv4 first, IPv6 when that is all an instance has; CNAME-only left out";
+  EXPECT_EQ(got["cds_egress_m_v6_http_8080"], "STATIC fd00::1 fd00::2");
+  EXPECT_EQ(got["cds_egress_m_v6only_http_8080"], "STATIC fd00::1 fd00::2");
+  EXPECT_EQ(got["cds_egress_m_old_http_8080"], "DNS old-a.example.com old-b.example.com")
+      << "every instance CNAME-only: the proxy resolves the names";
+}
+
 TEST_F(CompilerTest, DnsRegistryHostnameFollowsNamespaceServiceAndInstances) {
   mesh("m");
   node("pay", dnsNode("pay.corp.local"));

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <ctime>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -347,7 +348,9 @@ struct RegistryApi::Impl {
   const TimeSource& time;
   RegistryOptions options;
   SnapshotHolder snapshots;
-  std::mutex refresh_mu;  // serialises refreshes so snapshots are published in listing order
+  std::mutex refresh_mu;        // serialises refreshes so snapshots are published in listing order
+  SnapshotBuilder builder;      // guarded by refresh_mu
+  int64_t built_revision = -1;  // guarded by refresh_mu: store revision the snapshot reflects
 
   Impl(Store& s, const TimeSource& t, RegistryOptions o)
       : store(s), time(t), options(std::move(o)) {}
@@ -409,7 +412,7 @@ struct RegistryApi::Impl {
       if (p->ops.empty()) return std::move(p->reply);
       auto committed = store.commit(p->ops);
       if (committed) {
-        if (auto st = refresh(); !st)
+        if (auto st = refresh(*committed); !st)
           log::error("registry", "refreshing the DNS snapshot: " + st.error().message);
         return std::move(p->reply);
       }
@@ -419,11 +422,23 @@ struct RegistryApi::Impl {
                 "too many concurrent changes to the same resources; retry the request");
   }
 
-  Status refresh() {
+  // Publishes a snapshot that reflects at least store revision `at_least` (0: the current one).
+  // Writers that committed while another refresh waited on the lock are covered by the first
+  // listing made after their commit: concurrent writes share one rebuild.
+  Status refresh(int64_t at_least = 0) {
     std::lock_guard<std::mutex> lock(refresh_mu);
-    auto kvs = store.list("registry/", "", 0);
-    if (!kvs) return Unexpected<Error>{kvs.error()};
-    snapshots.store(buildSnapshot(*kvs));
+    if (at_least > 0 && built_revision >= at_least) return {};
+    // The revision read before listing bounds what the listing includes from below.
+    auto revision = store.commit({});
+    if (!revision) return Unexpected<Error>{revision.error()};
+    std::vector<KeyValue> kvs;
+    for (const char* prefix : kSnapshotPrefixes) {
+      auto part = store.list(prefix, "", 0);
+      if (!part) return Unexpected<Error>{part.error()};
+      std::move(part->begin(), part->end(), std::back_inserter(kvs));
+    }
+    snapshots.store(builder.build(kvs, static_cast<uint32_t>(std::max<int64_t>(*revision, 1))));
+    built_revision = *revision;
     return {};
   }
 

@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <optional>
+#include <unordered_map>
 
 #include "control/registry/dns_message.h"
 #include "control/stacks/json_value.h"
@@ -63,33 +65,65 @@ const DnsZone* Snapshot::findZone(const std::string& qname) const {
   return best;
 }
 
-std::shared_ptr<const Snapshot> buildSnapshot(const std::vector<KeyValue>& kvs) {
+struct SnapshotBuilder::Cache {
+  struct Parsed {
+    int64_t revision = 0;
+    std::optional<Value> value;  // nullopt: not a JSON object (skipped)
+  };
+  std::unordered_map<std::string, Parsed> by_key;
+};
+
+SnapshotBuilder::SnapshotBuilder() : cache_(std::make_unique<Cache>()) {}
+SnapshotBuilder::~SnapshotBuilder() = default;
+
+std::shared_ptr<const Snapshot> buildSnapshot(const std::vector<KeyValue>& kvs, uint32_t serial) {
+  return SnapshotBuilder().build(kvs, serial);
+}
+
+std::shared_ptr<const Snapshot> SnapshotBuilder::build(const std::vector<KeyValue>& kvs,
+                                                       uint32_t serial) {
   auto snap = std::make_shared<Snapshot>();
-  std::map<std::string, Value> networks, namespaces, services;
-  std::map<std::string, std::vector<Value>> instances;  // by service id
+  // Parse only what changed since the last build; keys gone from the listing leave the cache.
+  std::unordered_map<std::string, Cache::Parsed> next;
+  next.reserve(kvs.size());
+  std::map<std::string, const Value*> networks, namespaces, services;
+  std::map<std::string, std::vector<const Value*>> instances;  // by service id
   int64_t max_rev = 1;
   for (const auto& kv : kvs) {
-    max_rev = std::max(max_rev, kv.revision);
-    auto parsed = stacks::parseJson(kv.value);
-    if (!parsed || !parsed->isObject()) continue;
     std::string_view key = kv.key;
+    bool wanted = false;
+    for (const char* p : kSnapshotPrefixes) wanted = wanted || startsWith(key, p);
+    if (!wanted) continue;
+    max_rev = std::max(max_rev, kv.revision);
+    Cache::Parsed parsed;
+    auto old = cache_->by_key.find(kv.key);
+    if (old != cache_->by_key.end() && old->second.revision == kv.revision) {
+      parsed = std::move(old->second);
+    } else {
+      parsed.revision = kv.revision;
+      if (auto v = stacks::parseJson(kv.value); v && v->isObject()) parsed.value = std::move(*v);
+    }
+    auto [it, inserted] = next.emplace(kv.key, std::move(parsed));
+    if (!it->second.value) continue;
+    const Value* v = &*it->second.value;
     if (startsWith(key, "registry/networks/")) {
-      networks[std::string(key.substr(18))] = std::move(*parsed);
+      networks[std::string(key.substr(18))] = v;
     } else if (startsWith(key, "registry/namespaces/")) {
-      namespaces[std::string(key.substr(20))] = std::move(*parsed);
+      namespaces[std::string(key.substr(20))] = v;
     } else if (startsWith(key, "registry/services/")) {
-      services[std::string(key.substr(18))] = std::move(*parsed);
-    } else if (startsWith(key, "registry/instances/")) {
+      services[std::string(key.substr(18))] = v;
+    } else {
       std::string_view rest = key.substr(19);
       size_t slash = rest.find('/');
       if (slash == std::string_view::npos) continue;
-      instances[std::string(rest.substr(0, slash))].push_back(std::move(*parsed));
+      instances[std::string(rest.substr(0, slash))].push_back(v);
     }
   }
-  snap->serial = static_cast<uint32_t>(max_rev);
+  snap->serial = serial ? serial : static_cast<uint32_t>(max_rev);
 
   std::map<std::string, size_t> zone_of_ns;
-  for (const auto& [id, ns] : namespaces) {
+  for (const auto& [id, ns_ptr] : namespaces) {
+    const Value& ns = *ns_ptr;
     std::string_view type = str(ns, "Type");
     if (type != "DNS_PRIVATE" && type != "DNS_PUBLIC") continue;
     DnsZone z;
@@ -105,7 +139,7 @@ std::shared_ptr<const Snapshot> buildSnapshot(const std::vector<KeyValue>& kvs) 
       for (const Value& v : vpcs->items()) {
         auto net = networks.find(std::string(v.str()));
         if (net == networks.end()) continue;
-        if (const Value* cidrs = net->second.find("Cidrs"); cidrs && cidrs->isArray())
+        if (const Value* cidrs = net->second->find("Cidrs"); cidrs && cidrs->isArray())
           for (const Value& c : cidrs->items())
             if (auto cidr = net::parseCidr(c.str())) z.cidrs.push_back(*cidr);
       }
@@ -114,7 +148,8 @@ std::shared_ptr<const Snapshot> buildSnapshot(const std::vector<KeyValue>& kvs) 
     snap->zones.push_back(std::move(z));
   }
 
-  for (const auto& [id, svc] : services) {
+  for (const auto& [id, svc_ptr] : services) {
+    const Value& svc = *svc_ptr;
     auto zi = zone_of_ns.find(std::string(str(svc, "NamespaceId")));
     const Value* dns_config = svc.find("DnsConfig");
     if (zi == zone_of_ns.end() || !dns_config) continue;
@@ -136,7 +171,8 @@ std::shared_ptr<const Snapshot> buildSnapshot(const std::vector<KeyValue>& kvs) 
                                  static_cast<uint32_t>(std::clamp<int64_t>(ttl, 0, 2147483647)));
       }
     }
-    for (const Value& inst : instances[id]) {
+    for (const Value* inst_ptr : instances[id]) {
+      const Value& inst = *inst_ptr;
       DnsInstance di;
       di.id = dns::lowerAscii(str(inst, "Id"));
       std::string_view health = str(inst, "HealthStatus");
@@ -167,6 +203,7 @@ std::shared_ptr<const Snapshot> buildSnapshot(const std::vector<KeyValue>& kvs) 
       addAncestors(zone, host);
     }
   }
+  cache_->by_key = std::move(next);
   return snap;
 }
 

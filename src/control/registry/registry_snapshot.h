@@ -1,8 +1,8 @@
 #pragma once
 // An immutable, query-ready view of the registry for the DNS server: the DNS namespaces (zones),
 // their services' record configuration and their instances' addresses and health, and the CIDRs
-// of the networks each private zone is attached to. Built from one store listing of
-// "registry/..." after every registry write; readers never touch the store.
+// of the networks each private zone is attached to. Built from a store listing of
+// kSnapshotPrefixes after registry writes; readers never touch the store.
 //
 // Thread-safety: a Snapshot is immutable once published; SnapshotHolder's load/store are atomic,
 // so any thread may read the current snapshot while another publishes a new one.
@@ -59,16 +59,39 @@ struct DnsZone {
 };
 
 struct Snapshot {
-  uint32_t serial = 1;  // SOA serial: the highest store revision under registry/
+  uint32_t serial = 1;  // SOA serial: the store revision the snapshot was built at
   std::vector<DnsZone> zones;
 
   // The zone with the longest name that `qname` (lower case) is inside, or nullptr.
   const DnsZone* findZone(const std::string& qname) const;
 };
 
-// Builds a snapshot from the store's "registry/" keys (records as RegistryApi writes them).
-// Records that fail to parse are skipped (the API never writes such records).
-std::shared_ptr<const Snapshot> buildSnapshot(const std::vector<KeyValue>& registry_keys);
+// The store prefixes a snapshot is built from (the rest of "registry/" — operations, request
+// ids, name indexes — never reaches DNS).
+inline constexpr const char* kSnapshotPrefixes[] = {"registry/networks/", "registry/namespaces/",
+                                                    "registry/services/", "registry/instances/"};
+
+// Builds a snapshot from the store's "registry/" keys (records as RegistryApi writes them); keys
+// under other prefixes than kSnapshotPrefixes are ignored. Records that fail to parse are
+// skipped (the API never writes such records). `serial` is the SOA serial; 0 takes the highest
+// revision among the keys.
+std::shared_ptr<const Snapshot> buildSnapshot(const std::vector<KeyValue>& registry_keys,
+                                              uint32_t serial = 0);
+
+// buildSnapshot with a memory: records whose (key, revision) it parsed in the previous build are
+// not parsed again, so rebuilding after one write costs a listing and a walk, not a parse of the
+// whole registry. Not thread-safe: one builder per refreshing thread (RegistryApi serialises).
+class SnapshotBuilder {
+ public:
+  SnapshotBuilder();
+  ~SnapshotBuilder();
+  std::shared_ptr<const Snapshot> build(const std::vector<KeyValue>& registry_keys,
+                                        uint32_t serial = 0);
+
+ private:
+  struct Cache;
+  std::unique_ptr<Cache> cache_;
+};
 
 class SnapshotHolder {
  public:
