@@ -63,11 +63,13 @@ NO_BACKEND = 'no backend found'
 MAX_LINE = 8192        # bytes of the request line or of one header line
 MAX_HEADERS = 100      # header lines per request
 MAX_BODY = 1 << 20     # a request body (read and dropped) larger than this closes the connection
-IDLE_TIMEOUT = 60      # seconds a kept-alive connection may wait for its next request
+IDLE_TIMEOUT = 60      # seconds a connection may wait for its first or next request
 HEAD_TIMEOUT = 10      # seconds a client has to send a whole request head
 
 TOKEN = /\A[!\#$%&'*+\-.^_`|~0-9A-Za-z]+\z/.freeze
 REQUEST_LINE = %r{\A([!\#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^ \x00-\x1f\x7f]+) HTTP/(1)\.([01])\z}.freeze
+# Bytes that cannot appear in a request line (controls other than the CR of its CRLF, non-ASCII).
+NOT_IN_REQUEST_LINE = /[\x00-\x0c\x0e-\x1f\x7f-\xff]/n.freeze
 # A well-formed request line of another HTTP version: answered 505.
 OTHER_VERSION = %r{\A\S+ \S+ HTTP/\d\.\d\z}.freeze
 REASONS = {
@@ -75,6 +77,10 @@ REASONS = {
   408 => 'Request Timeout', 413 => 'Content Too Large', 431 => 'Request Header Fields Too Large',
   501 => 'Not Implemented', 505 => 'HTTP Version Not Supported'
 }.freeze
+
+def now
+  Process.clock_gettime(Process::CLOCK_MONOTONIC)
+end
 
 # A request the server refuses: the status to answer before closing the connection.
 class BadRequest < StandardError
@@ -95,21 +101,23 @@ class Reader
     @buf.force_encoding(Encoding::BINARY)
   end
 
-  def buffered?
-    !@buf.empty?
-  end
-
   # The next line without its CRLF (or LF); nil on EOF before any byte. Raises BadRequest when
-  # the line is longer than max or the deadline passes.
-  def line(max, deadline, on_timeout)
+  # the line is longer than max, the deadline passes, or a byte of it matches forbidden (checked
+  # as bytes arrive, so a client speaking another protocol, say a TLS ClientHello, is refused
+  # at once rather than when its line would end). With idle_is_eof, a deadline passing before
+  # any byte came is an EOF (an idle connection is closed without an answer).
+  def line(max, deadline, forbidden: nil, idle_is_eof: false)
     loop do
-      if (i = @buf.index("\n"))
+      i = @buf.index("\n")
+      if forbidden && forbidden.match?(i ? @buf[0, i] : @buf)
+        raise BadRequest.new(400, 'not an HTTP/1.x request line')
+      end
+      if i
         raise BadRequest.new(431, 'line too long') if i > max
-        out = @buf.slice!(0, i + 1).chomp("\n").chomp("\r")
-        return out
+        return @buf.slice!(0, i + 1).chomp("\n").chomp("\r")
       end
       raise BadRequest.new(431, 'line too long') if @buf.bytesize > max
-      chunk = fill(deadline, on_timeout)
+      chunk = fill(deadline, idle_is_eof && @buf.empty?)
       return nil if chunk.nil? && @buf.empty?
       raise BadRequest.new(400, 'connection closed mid-line') if chunk.nil?
     end
@@ -119,7 +127,7 @@ class Reader
   def skip(n, deadline)
     while n.positive?
       if @buf.empty?
-        raise BadRequest.new(400, 'connection closed mid-body') if fill(deadline, 408).nil?
+        raise BadRequest.new(400, 'connection closed mid-body') if fill(deadline, false).nil?
       end
       take = [n, @buf.bytesize].min
       @buf.slice!(0, take)
@@ -129,14 +137,16 @@ class Reader
 
   private
 
-  # Appends what the socket has; nil on EOF.
-  def fill(deadline, on_timeout)
+  # Appends what the socket has; nil on EOF (and on the deadline when timeout_is_eof).
+  def fill(deadline, timeout_is_eof)
     loop do
       chunk = @sock.read_nonblock(16 * 1024, exception: false)
       case chunk
       when :wait_readable
         left = deadline - now
-        raise BadRequest.new(on_timeout, 'timed out') if left <= 0 || !@sock.wait_readable(left)
+        next if left.positive? && @sock.wait_readable(left)
+        return nil if timeout_is_eof
+        raise BadRequest.new(408, 'timed out')
       when nil
         return nil
       else
@@ -147,14 +157,6 @@ class Reader
   rescue Errno::ECONNRESET, Errno::EPIPE, IOError
     nil
   end
-
-  def now
-    Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  end
-end
-
-def now
-  Process.clock_gettime(Process::CLOCK_MONOTONIC)
 end
 
 # GETs url; its body (stripped) on a 2xx answer within timeout seconds, else nil. Net::HTTP's own
@@ -249,11 +251,11 @@ end
 
 # Reads the head of one request; [method, target, minor version, headers (lowercase names)], or
 # nil on a clean EOF before the request line.
-def read_head(reader, first)
-  line = reader.line(MAX_LINE, now + (first ? HEAD_TIMEOUT : IDLE_TIMEOUT), 408)
+def read_head(reader)
+  line = reader.line(MAX_LINE, now + IDLE_TIMEOUT, forbidden: NOT_IN_REQUEST_LINE, idle_is_eof: true)
   return nil if line.nil?
   # Tolerate one empty line before a request (RFC 9112 §2.2).
-  line = reader.line(MAX_LINE, now + HEAD_TIMEOUT, 408) if line.empty?
+  line = reader.line(MAX_LINE, now + HEAD_TIMEOUT, forbidden: NOT_IN_REQUEST_LINE) if line.empty?
   return nil if line.nil?
   m = REQUEST_LINE.match(line.b)
   unless m
@@ -263,7 +265,7 @@ def read_head(reader, first)
   headers = {}
   deadline = now + HEAD_TIMEOUT
   loop do
-    h = reader.line(MAX_LINE, deadline, 408)
+    h = reader.line(MAX_LINE, deadline)
     raise BadRequest.new(400, 'connection closed in the head') if h.nil?
     break if h.empty?
     raise BadRequest.new(431, 'too many header lines') if headers.size >= MAX_HEADERS
@@ -279,12 +281,11 @@ end
 def serve_connection(sock)
   client = sock.remote_address.ip_address rescue '-'
   reader = Reader.new(sock)
-  first = true
   loop do
     started = nil
     request_line = '-'
     begin
-      head = read_head(reader, first)
+      head = read_head(reader)
       return if head.nil?
       started = now
       method, target, minor, headers = head
@@ -302,10 +303,7 @@ def serve_connection(sock)
       bytes = write_response(sock, status, type, body, extra, keep_alive, method == 'HEAD')
       access_log(client, request_line, status, bytes, started)
       return unless keep_alive
-      first = false
     rescue BadRequest => e
-      # A client that went idle on a kept-alive connection is just closed.
-      return if e.status == 408 && !first && !reader.buffered? && started.nil?
       body = "#{REASONS.fetch(e.status)}\n"
       bytes = write_response(sock, e.status, 'text/plain; charset=utf-8', body, {}, false, false)
       access_log(client, started ? request_line : "(#{e.message})", e.status, bytes, started || now)

@@ -32,6 +32,27 @@ lib LibIfaddrs
   fun freeifaddrs(ifa : Ifaddrs*) : Void
 end
 
+# Crystal 1.6's request parser answers a bad request line or an oversized head with 400/414/431
+# itself, but a malformed Content-Length raises ArgumentError out of HTTP::Request.from_io: the
+# connection's fiber dies ("Unhandled exception in spawn") and the client gets no answer. Here
+# that becomes a 400 and a closed connection. Only parsing raises ArgumentError out of process
+# (exceptions of the handler are rescued inside it), so no response has been started for this
+# request when it lands here.
+class HTTP::Server::RequestProcessor
+  def process(input, output) : Nil
+    previous_def
+  rescue ex : ArgumentError
+    body = "400 Bad Request\n"
+    begin
+      output << "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: " \
+                << body.bytesize << "\r\nConnection: close\r\n\r\n" << body
+      output.flush
+    rescue IO::Error
+    end
+    STDOUT.puts "#{Time.utc.to_rfc3339(fraction_digits: 3)} - \"(malformed request: #{ex.message})\" 400 #{body.bytesize} 0.0ms"
+  end
+end
+
 module HostAddress
   IFF_UP      = 0x1_u32
   IFF_RUNNING = 0x40_u32
