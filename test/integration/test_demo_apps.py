@@ -270,7 +270,7 @@ class NetnsPair:
 
     def curl_from_b(self, port, path):
         r = subprocess.run(list(self.exec_in(self.b)) +
-                           ["curl", "-sS", "--max-time", "10", "http://%s:%d%s"
+                           ["curl", "-sS", "--noproxy", "*", "--max-time", "10", "http://%s:%d%s"
                             % (self.ADDR_A, port, path)],
                            capture_output=True, text=True, timeout=20)
         return r.returncode, r.stdout, r.stderr

@@ -53,6 +53,16 @@ class HTTP::Server::RequestProcessor
   end
 end
 
+# HTTP::Server sets no read timeout: a client that goes quiet (an idle keep-alive connection, or a
+# peer speaking another protocol whose bytes never make a line) would hold its fiber and socket
+# for ever. 60 s, as the frontend and the Node.js backend allow, then the connection is closed.
+class HTTP::Server
+  private def handle_client(io : IO)
+    io.read_timeout = 60.seconds if io.is_a?(Socket)
+    previous_def
+  end
+end
+
 module HostAddress
   IFF_UP      = 0x1_u32
   IFF_RUNNING = 0x40_u32
@@ -159,7 +169,7 @@ end
 
 {Signal::TERM, Signal::INT}.each do |signal|
   signal.trap do
-    STDOUT.puts "crystal backend: #{signal}, exiting"
+    STDOUT.puts "crystal backend: SIG#{signal}, exiting"
     server.close
   end
 end
