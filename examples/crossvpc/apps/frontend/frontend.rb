@@ -74,8 +74,9 @@ NOT_IN_REQUEST_LINE = /[\x00-\x0c\x0e-\x1f\x7f-\xff]/n.freeze
 OTHER_VERSION = %r{\A\S+ \S+ HTTP/\d\.\d\z}.freeze
 REASONS = {
   200 => 'OK', 400 => 'Bad Request', 404 => 'Not Found', 405 => 'Method Not Allowed',
-  408 => 'Request Timeout', 413 => 'Content Too Large', 431 => 'Request Header Fields Too Large',
-  501 => 'Not Implemented', 505 => 'HTTP Version Not Supported'
+  408 => 'Request Timeout', 413 => 'Content Too Large', 414 => 'URI Too Long',
+  431 => 'Request Header Fields Too Large', 501 => 'Not Implemented',
+  505 => 'HTTP Version Not Supported'
 }.freeze
 
 def now
@@ -106,17 +107,17 @@ class Reader
   # as bytes arrive, so a client speaking another protocol, say a TLS ClientHello, is refused
   # at once rather than when its line would end). With idle_is_eof, a deadline passing before
   # any byte came is an EOF (an idle connection is closed without an answer).
-  def line(max, deadline, forbidden: nil, idle_is_eof: false)
+  def line(max, deadline, forbidden: nil, idle_is_eof: false, too_long: 431)
     loop do
       i = @buf.index("\n")
       if forbidden && forbidden.match?(i ? @buf[0, i] : @buf)
         raise BadRequest.new(400, 'not an HTTP/1.x request line')
       end
       if i
-        raise BadRequest.new(431, 'line too long') if i > max
+        raise BadRequest.new(too_long, 'line too long') if i > max
         return @buf.slice!(0, i + 1).chomp("\n").chomp("\r")
       end
-      raise BadRequest.new(431, 'line too long') if @buf.bytesize > max
+      raise BadRequest.new(too_long, 'line too long') if @buf.bytesize > max
       chunk = fill(deadline, idle_is_eof && @buf.empty?)
       return nil if chunk.nil? && @buf.empty?
       raise BadRequest.new(400, 'connection closed mid-line') if chunk.nil?
@@ -221,7 +222,9 @@ end
 # [status, content type, body, extra headers] for one request.
 def route(method, target)
   path = target.split('?', 2).first
-  return [404, 'text/plain; charset=utf-8', "Not Found\n", {}] unless ['/', '/health'].include?(path)
+  unless ['/', '/health'].include?(path)
+    return [404, 'text/plain; charset=utf-8', "Not Found\n", {}]
+  end
   unless %w[GET HEAD].include?(method)
     return [405, 'text/plain; charset=utf-8', "Method Not Allowed\n", { 'Allow' => 'GET, HEAD' }]
   end
@@ -254,10 +257,13 @@ end
 # Reads the head of one request; [method, target, minor version, headers (lowercase names)], or
 # nil on a clean EOF before the request line.
 def read_head(reader)
-  line = reader.line(MAX_LINE, now + IDLE_TIMEOUT, forbidden: NOT_IN_REQUEST_LINE, idle_is_eof: true)
+  line = reader.line(MAX_LINE, now + IDLE_TIMEOUT, forbidden: NOT_IN_REQUEST_LINE,
+                                                  too_long: 414, idle_is_eof: true)
   return nil if line.nil?
   # Tolerate one empty line before a request (RFC 9112 §2.2).
-  line = reader.line(MAX_LINE, now + HEAD_TIMEOUT, forbidden: NOT_IN_REQUEST_LINE) if line.empty?
+  if line.empty?
+    line = reader.line(MAX_LINE, now + HEAD_TIMEOUT, forbidden: NOT_IN_REQUEST_LINE, too_long: 414)
+  end
   return nil if line.nil?
   m = REQUEST_LINE.match(line.b)
   unless m
@@ -265,12 +271,14 @@ def read_head(reader)
     raise BadRequest.new(400, "malformed request line #{line.b.inspect[0, 80]}")
   end
   headers = {}
+  count = 0
   deadline = now + HEAD_TIMEOUT
   loop do
     h = reader.line(MAX_LINE, deadline)
     raise BadRequest.new(400, 'connection closed in the head') if h.nil?
     break if h.empty?
-    raise BadRequest.new(431, 'too many header lines') if headers.size >= MAX_HEADERS
+    count += 1
+    raise BadRequest.new(431, 'too many header lines') if count > MAX_HEADERS
     name, sep, value = h.partition(':')
     raise BadRequest.new(400, 'malformed header line') if sep.empty? || !TOKEN.match?(name)
     key = name.downcase

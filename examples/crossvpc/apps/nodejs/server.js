@@ -2,7 +2,7 @@
 // The reference scenario's Node.js backend (App Mesh cross-VPC walkthrough), standard library only.
 //
 //   GET /, /nodejs    -> "Node.js backend: Hello! from <IP> in <AZ>\n"   (text/plain)
-//   GET /nodejs/api   -> {"from": IP, "zone": AZ, "service": "nodejs", "hostname": ..., "time": ...}
+//   GET /nodejs/api   -> {"from": IP, "zone": AZ, "service": "nodejs", "hostname", "time"}
 //   GET /health       -> "Healthy!\n"
 //   anything else     -> 404; methods other than GET/HEAD on the paths above -> 405;
 //   a malformed request -> 400 (answered by node:http's parser, logged here).
@@ -43,8 +43,8 @@ const GREETING = `Node.js backend: Hello! from ${IP} in ${ZONE}`;
 // One line per request: time, client, request line, status, body bytes, duration.
 function accessLog(client, requestLine, status, bytes, startNs) {
   const ms = Number(process.hrtime.bigint() - startNs) / 1e6;
-  process.stdout.write(
-      `${new Date().toISOString()} ${client} "${requestLine}" ${status} ${bytes} ${ms.toFixed(1)}ms\n`);
+  const time = new Date().toISOString();
+  process.stdout.write(`${time} ${client} "${requestLine}" ${status} ${bytes} ${ms.toFixed(1)}ms\n`);
 }
 
 function route(method, path) {
@@ -56,7 +56,9 @@ function route(method, path) {
     return {status: 405, type: 'text/plain; charset=utf-8', body: 'Method Not Allowed\n',
             headers: {allow: 'GET, HEAD'}};
   }
-  if (path === '/health') return {status: 200, type: 'text/plain; charset=utf-8', body: 'Healthy!\n'};
+  if (path === '/health') {
+    return {status: 200, type: 'text/plain; charset=utf-8', body: 'Healthy!\n'};
+  }
   if (path === '/nodejs/api') {
     const doc = {from: IP, zone: ZONE, service: SERVICE, hostname: os.hostname(),
                  time: new Date().toISOString()};
@@ -96,8 +98,12 @@ server.on('clientError', (err, socket) => {
   }
 });
 
-const port = process.env.PORT === undefined || process.env.PORT === '' ? 3000 : Number(process.env.PORT);
+const port = process.env.PORT ? Number(process.env.PORT) : 3000;
 const bind = process.env.BIND_ADDRESS || '0.0.0.0';
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  process.stderr.write(`nodejs backend: PORT=${process.env.PORT} is not a port number\n`);
+  process.exit(2);
+}
 server.keepAliveTimeout = 60000;
 
 server.on('error', (err) => {

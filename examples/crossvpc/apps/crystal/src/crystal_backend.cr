@@ -1,7 +1,7 @@
 # The reference scenario's Crystal backend (App Mesh cross-VPC walkthrough), standard library only.
 #
 #   GET /crystal      -> "Crystal backend: Hello! from <IP> in <AZ>\n"   (text/plain)
-#   GET /crystal/api  -> {"from": IP, "zone": AZ, "service": "crystal", "hostname": ..., "time": ...}
+#   GET /crystal/api  -> {"from": IP, "zone": AZ, "service": "crystal", "hostname", "time"}
 #   GET /health       -> "Healthy!\n"
 #   anything else     -> 404; methods other than GET/HEAD on the paths above -> 405;
 #   a malformed request -> 400 (answered by HTTP::Server's parser before any handler runs).
@@ -49,7 +49,8 @@ class HTTP::Server::RequestProcessor
       output.flush
     rescue IO::Error
     end
-    STDOUT.puts "#{Time.utc.to_rfc3339(fraction_digits: 3)} - \"(malformed request: #{ex.message})\" 400 #{body.bytesize} 0.0ms"
+    STDOUT.puts "#{Time.utc.to_rfc3339(fraction_digits: 3)} - " \
+                "\"(malformed request: #{ex.message})\" 400 #{body.bytesize} 0.0ms"
   end
 end
 
@@ -105,10 +106,10 @@ ZONE    = ENV["AZ"]?.presence || "unknown"
 
 GREETING = "Crystal backend: Hello! from #{IP} in #{ZONE}"
 
-def respond(ctx : HTTP::Server::Context, status : Int32, content_type : String, body : String) : Int32
+def respond(ctx : HTTP::Server::Context, status : Int32, type : String, body : String) : Int32
   response = ctx.response
   response.status_code = status
-  response.content_type = content_type
+  response.content_type = type
   response.content_length = body.bytesize
   # HTTP::Server writes whatever the handler prints, HEAD included: hold the body back here.
   return 0 if ctx.request.method == "HEAD"
