@@ -90,11 +90,12 @@ class App:
 
     def __init__(self, name, argv, env=None, wrap=(), bind="127.0.0.1"):
         self.name = name
-        self.log_path = tempfile.mktemp(prefix="weft-demo-%s-" % name, suffix=".log")
+        self._log = tempfile.NamedTemporaryFile(prefix="weft-demo-%s-" % name, suffix=".log",
+                                                delete=False)
+        self.log_path = self._log.name
         full_env = {k: v for k, v in os.environ.items() if k not in APP_ENV_VARS}
         full_env.update({"PORT": "0", "BIND_ADDRESS": bind})
         full_env.update(env or {})
-        self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(list(wrap) + list(argv), env=full_env, stdout=self._log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.port = None
