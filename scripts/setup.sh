@@ -19,6 +19,8 @@ PACKAGES=(
   # side-by-side benchmark peers
   haproxy nginx-light
   dnsperf unbound dnsmasq-base  # bench/dns: the load tool and the DNS peers
+  # the demo apps (examples/crossvpc/apps): their runtimes, and what crystal links the backend with
+  ruby nodejs crystal gcc libgc-dev libevent-dev libpcre3-dev
 )
 
 missing=()
