@@ -336,7 +336,8 @@ Result<pid_t> spawn(const SpawnSpec& spec) {
 
 class Workload {
  public:
-  Workload(const RunOptions& o, std::ostream& err) : o_(o), err_(err) {}
+  Workload(const RunOptions& o, std::ostream& err)
+      : o_(o), err_(err), intercept_(o.intercept_config) {}
   ~Workload() { cleanup(); }
 
   int run();
@@ -360,8 +361,13 @@ class Workload {
   std::string proxyTail() const;
   std::string probeHost() const;
 
+  // Without --app-ports, the virtual node's listener ports, as the proxy's config lists them:
+  // the interception is installed again with them once the proxy is ready.
+  Status learnAppPorts();
+
   const RunOptions& o_;
   std::ostream& err_;
+  InterceptConfig intercept_;  // o_.intercept_config, app ports filled in by learnAppPorts
   std::string proxy_path_;
   std::string run_dir_;
   std::string ports_file_;
@@ -578,6 +584,31 @@ Status Workload::waitReady() {
   }
 }
 
+Status Workload::learnAppPorts() {
+  auto r = httpGet(probeHost(), admin_port_, "/clusters");
+  if (!r || r->first != 200)
+    return makeError(
+        "cannot read the proxy's clusters to find the app ports (" +
+        (r ? "/clusters answered " + std::to_string(r->first) : "/clusters: " + r.error().message) +
+        "); give --app-ports");
+  intercept_.app_ports = appPortsFromClusters(r->second);
+  if (intercept_.app_ports.empty()) {
+    say("the virtual node has no listener: no inbound interception");
+    return {};
+  }
+  if (auto st = validateInterceptConfig(intercept_); !st)
+    return makeError("the virtual node's listener ports: " + st.error().message);
+  if (auto st = interceptor_->install(intercept_); !st) {
+    intercepting_ = false;  // install removed it
+    return makeError("cannot install the interception: " + st.error().message);
+  }
+  std::string ports;
+  for (uint16_t p : intercept_.app_ports) ports += (ports.empty() ? "" : ",") + std::to_string(p);
+  say("app port(s) " + ports + " (the virtual node's listeners): inbound TCP to them -> " +
+      std::to_string(intercept_.proxy_ingress_port));
+  return {};
+}
+
 void Workload::stopAppProcesses() {
   // The app's process group first (what a shell wrapper started), then any other process left
   // with us as its parent (daemonized descendants reparented to us, the subreaper).
@@ -634,10 +665,10 @@ void Workload::cleanup() {
     stopProxy();
   }
   if (intercepting_) {
-    auto r = interceptor_->remove(o_.intercept_config.id);
+    auto r = interceptor_->remove(intercept_.id);
     if (!r)
       say("could not remove the interception rules: " + r.error().message +
-          " (remove them with `weft intercept remove --id " + o_.intercept_config.id + "`)");
+          " (remove them with `weft intercept remove --id " + intercept_.id + "`)");
     else
       say("interception removed");
     intercepting_ = false;
@@ -678,7 +709,7 @@ int Workload::run() {
   if (auto st = prepare(); !st) return failed(st.error().message);
 
   if (o_.intercept) {
-    const InterceptConfig& c = o_.intercept_config;
+    const InterceptConfig& c = intercept_;
     std::string ports;
     for (uint16_t p : c.app_ports) ports += (ports.empty() ? "" : ",") + std::to_string(p);
     interceptor_ = std::make_unique<Interceptor>(runner_);
@@ -688,8 +719,9 @@ int Workload::run() {
       return failed("cannot install the interception: " + st.error().message);
     }
     say("interception installed (id " + c.id + "): inbound TCP to " +
-        (ports.empty() ? std::string("no app port") : "port(s) " + ports) + " -> " +
-        std::to_string(c.proxy_ingress_port) + ", outbound TCP -> " +
+        (ports.empty() ? std::string("the app ports (learnt once the proxy is ready)")
+                       : "port(s) " + ports) +
+        " -> " + std::to_string(c.proxy_ingress_port) + ", outbound TCP -> " +
         std::to_string(c.proxy_egress_port) + ", uid " + std::to_string(c.ignored_uid) + " exempt");
   }
 
@@ -698,6 +730,10 @@ int Workload::run() {
     int sig = signals_.empty() ? 0 : signals_.front();
     failed(st.error().message);
     return sig != 0 ? 128 + sig : 1;
+  }
+
+  if (o_.intercept && intercept_.app_ports.empty()) {
+    if (auto st = learnAppPorts(); !st) return failed(st.error().message);
   }
 
   SpawnSpec app;
@@ -839,6 +875,13 @@ Result<RunOptions> makeRunOptions(const RunFlags& f,
   o.control_plane = trim(f.control_plane);
   if (o.control_plane.empty())
     return makeError("--control-plane HOST:PORT is required (`weft server --stream` address)");
+  for (const std::string& addr : splitList(o.control_plane)) {
+    size_t colon = addr.rfind(':');
+    bool ok = colon != std::string::npos && colon > 0 && allDigits(addr.substr(colon + 1)) &&
+              std::atol(addr.substr(colon + 1).c_str()) <= 65535;
+    if (!ok)
+      return makeError("--control-plane: '" + addr + "' is not HOST:PORT (IPv6 as [ADDR]:PORT)");
+  }
   o.token_file = f.token_file;
   if (o.token_file.empty())
     return makeError("--token-file is required (`weft token create --resource " + path + "`)");
@@ -930,6 +973,29 @@ Argv proxyArgv(const RunOptions& o, const std::string& proxy_path, const std::st
   if (!o.network.empty()) a.insert(a.end(), {"--network", o.network});
   if (!o.proxy_log_level.empty()) a.insert(a.end(), {"--log-level", o.proxy_log_level});
   return a;
+}
+
+std::vector<uint16_t> appPortsFromClusters(const std::string& clusters) {
+  std::vector<uint16_t> out;
+  std::istringstream in(clusters);
+  std::string line;
+  while (std::getline(in, line)) {
+    // cds_ingress_<mesh>_<node>_<protocol>_<port>::127.0.0.1:<port>::health_flags::healthy
+    if (line.rfind("cds_ingress_", 0) != 0) continue;
+    size_t a = line.find("::");
+    if (a == std::string::npos) continue;
+    size_t b = line.find("::", a + 2);
+    if (b == std::string::npos) continue;
+    std::string endpoint = line.substr(a + 2, b - a - 2);
+    size_t colon = endpoint.rfind(':');
+    if (colon == std::string::npos) continue;
+    std::string port = endpoint.substr(colon + 1);
+    if (!allDigits(port)) continue;
+    long p = std::atol(port.c_str());
+    if (p <= 0 || p > 65535) continue;
+    if (std::find(out.begin(), out.end(), p) == out.end()) out.push_back(static_cast<uint16_t>(p));
+  }
+  return out;
 }
 
 std::optional<int> adminPortFromPortsFile(const std::string& contents) {

@@ -2,7 +2,8 @@
 // `weft run`: an app and its sidecar started, watched and stopped together, as an ECS task with
 // an App Mesh proxy configuration runs them (docs/workloads.md):
 //
-//   1. interception installed (unless disabled);
+//   1. interception installed (unless disabled); without app ports given, the inbound rules are
+//      added once the proxy is ready, for the ports of the virtual node's listeners;
 //   2. weft-proxy started in agent mode as the proxy user (uid 1337 by default), its stderr
 //      passed through to ours;
 //   3. the app started only once the proxy's admin /ready answers 200;
@@ -91,6 +92,10 @@ Result<RunOptions> makeRunOptions(const RunFlags& flags,
 Argv proxyArgv(const RunOptions& options, const std::string& proxy_path,
                const std::string& token_file, const std::string& ca_file,
                const std::string& ports_file, const std::string& state_dir);
+
+// The app ports of a sidecar: the ports of the endpoints of its inbound (cds_ingress_*)
+// clusters in weft-proxy's admin /clusters text, in order, without duplicates.
+std::vector<uint16_t> appPortsFromClusters(const std::string& clusters);
 
 // The admin port from a weft-proxy --ports-file ({"admin": P, ...}); nullopt if absent.
 std::optional<int> adminPortFromPortsFile(const std::string& contents);

@@ -78,6 +78,10 @@ TEST(RunOptions, Refusals) {
   f = validFlags();
   f.control_plane.clear();
   EXPECT_THAT(refusal(f), HasSubstr("--control-plane HOST:PORT is required"));
+  f.control_plane = "198.18.0.1:7081,cp2";
+  EXPECT_THAT(refusal(f), HasSubstr("--control-plane: 'cp2' is not HOST:PORT"));
+  f.control_plane = "[::1]:7081,cp2:7081";
+  EXPECT_EQ(refusal(f), "accepted");
   f = validFlags();
   f.token_file.clear();
   EXPECT_THAT(refusal(f), HasSubstr("weft token create --resource mesh/m/virtualNode/web"));
@@ -170,6 +174,17 @@ TEST(RunOptions, Users) {
   ASSERT_TRUE(explicit_gid);
   EXPECT_EQ(explicit_gid->gid, 42u);
   EXPECT_FALSE(resolveUser("no-such-user-weft"));
+}
+
+TEST(RunOptions, AppPortsFromTheProxysClusters) {
+  std::string clusters =
+      "cds_egress_m_echo_http_8080::198.18.70.2:8080::health_flags::healthy\n"
+      "cds_ingress_m_web_http_3000::127.0.0.1:3000::health_flags::healthy\n"
+      "cds_ingress_m_web_http_3000::127.0.0.1:3000::hostname::x\n"
+      "cds_ingress_m_web_grpc_9090::127.0.0.1:9090::health_flags::unhealthy\n"
+      "passthrough::no_endpoints\n";
+  EXPECT_THAT(appPortsFromClusters(clusters), ElementsAre(3000, 9090));
+  EXPECT_TRUE(appPortsFromClusters("").empty());
 }
 
 TEST(RunOptions, AdminPortFromThePortsFile) {

@@ -79,13 +79,18 @@ CONNECT = textwrap.dedent("""
 # The app run by `weft run`: calls a mesh backend once at start (through the egress listener:
 # it only works if the sidecar is already serving), records the outcome, then serves HTTP on
 # port 3000. GET /hello answers with its uid; GET /exit/N exits with code N once answered.
-# SIGTERM is recorded and ends it with code 0.
+# SIGTERM is recorded and ends it with code 0. With the argument "orphan" it first starts a
+# daemon (`sleep 600` in a new session) that it never stops.
 APP = textwrap.dedent("""
-    import http.server, os, signal, socket, sys, threading
+    import http.server, os, signal, socket, subprocess, sys, threading
     status_file = sys.argv[1]
     def note(line):
         with open(status_file, 'a') as f:
             f.write(line + '\\n')
+    if 'orphan' in sys.argv[3:]:
+        # A daemon of its own: a new session (out of the app's process group), left behind.
+        p = subprocess.Popen(['sleep', '600'], start_new_session=True)
+        note('orphan %d' % p.pid)
     def on_term(sig, frame):
         note('got SIGTERM')
         os._exit(0)
@@ -439,7 +444,7 @@ class RunTest(unittest.TestCase):
                 in_ns(NS_A, weft_binary(), "intercept", "remove", "--id",
                       line.split("_", 2)[2], check=False)
 
-    def start(self, *extra, control_plane=None, app_args=None):
+    def start(self, *extra, control_plane=None, app_args=None, app_ports="3000"):
         cp = control_plane or "%s:%d" % (SERVER_IP, self.stream_port)
         self.log_path = os.path.join(self.work, "weft-run.log")
         log = open(self.log_path, "w")
@@ -447,7 +452,9 @@ class RunTest(unittest.TestCase):
         args = ["ip", "netns", "exec", NS_A, weft_binary(), "run",
                 "--resource", "mesh/wl/virtualNode/web", "--control-plane", cp,
                 "--token-file", self.token_file, "--ca-file", self.ca_file,
-                "--app-ports", "3000", "--app-user", str(APP_UID), "--stop-timeout", "10s"]
+                "--app-user", str(APP_UID), "--stop-timeout", "10s"]
+        if app_ports:
+            args += ["--app-ports", app_ports]
         args += list(extra)
         args += ["--", sys.executable, self.app_file, self.status_file, B_IP] + (app_args or [])
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log,
@@ -508,7 +515,7 @@ class RunTest(unittest.TestCase):
         return [x for x in data if x["resource"] == "mesh/wl/virtualNode/web"]
 
     def test_app_runs_behind_its_sidecar_and_its_exit_code_is_weft_runs(self):
-        self.start()
+        self.start(app_args=["orphan"])
         self.wait_serving()
         log = self.log()
         # The proxy was ready before the app started, so the app's very first call (made at
@@ -530,7 +537,10 @@ class RunTest(unittest.TestCase):
                                       cluster="cds_egress_wl_echo_http_8080"), 1,
                          "the start-up call counted on the egress cluster")
         wait_until(lambda: self.web_proxies(), 10, what="weft proxies to list the sidecar")
-        pids = [self.pid_of("weft-proxy"), self.pid_of("the app")]
+        m = re.search(r"orphan (\d+)", self.status())
+        self.assertIsNotNone(m, "status: %r\nlog:\n%s" % (self.status(), self.log()))
+        orphan = int(m.group(1))
+        pids = [self.pid_of("weft-proxy"), self.pid_of("the app"), orphan]
 
         # The app exits with 7: so does weft run, after stopping the proxy and the rules.
         r = in_ns(NS_B, "curl", "-s", "-m", "10", "http://%s:3000/exit/7" % A_IP, check=False)
@@ -538,6 +548,7 @@ class RunTest(unittest.TestCase):
         self.assertEqual(self.wait_exit(), 7, "weft run's exit code; its log:\n" + self.log())
         log = self.log()
         self.assertIn("the app exited with code 7", log)
+        self.assertIn("stopping 1 process(es) the app left behind", log)
         self.assertIn("stopping weft-proxy", log)
         self.assertIn("weft-proxy exited with code 0", log)
         self.assertIn("interception removed", log)
@@ -546,8 +557,12 @@ class RunTest(unittest.TestCase):
                    what="the drained sidecar to leave `weft proxies`")
 
     def test_sigterm_stops_the_app_then_the_proxy(self):
-        self.start()
+        # Without --app-ports: the inbound rules follow the virtual node's listener (3000).
+        self.start(app_ports=None)
         self.wait_serving()
+        self.assertIn("app port(s) 3000 (the virtual node's listeners)", self.log())
+        r = in_ns(NS_B, "curl", "-s", "-m", "10", "http://%s:3000/hello" % A_IP, check=False)
+        self.assertEqual(r.stdout, "hello from the app uid=%d\n" % APP_UID, r.stderr)
         pids = [self.pid_of("weft-proxy"), self.pid_of("the app")]
         self.proc.send_signal(signal.SIGTERM)
         self.assertEqual(self.wait_exit(), 0,
@@ -556,6 +571,18 @@ class RunTest(unittest.TestCase):
         log = self.log()
         self.assertIn("SIGTERM received; passing it to the app", log)
         self.assertLess(log.index("the app exited"), log.index("stopping weft-proxy"), log)
+        self.assert_nothing_left(pids)
+
+    def test_proxy_lost_while_the_app_runs_stops_the_app(self):
+        self.start()
+        self.wait_serving()
+        pids = [self.pid_of("weft-proxy"), self.pid_of("the app")]
+        os.kill(pids[0], signal.SIGKILL)
+        self.assertEqual(self.wait_exit(), 1,
+                         "the app exits 0 on SIGTERM, but weft run must fail; log:\n" + self.log())
+        self.assertIn("got SIGTERM", self.status())
+        self.assertIn("weft-proxy was killed by SIGKILL while the app was running; stopping the "
+                      "app", self.log())
         self.assert_nothing_left(pids)
 
     def test_unreachable_control_plane_fails_clearly_and_leaves_nothing(self):
@@ -571,7 +598,7 @@ class RunTest(unittest.TestCase):
         self.assert_nothing_left([self.pid_of("weft-proxy")])
 
     def test_proxy_that_exits_at_once_is_reported_with_its_stderr(self):
-        self.start(control_plane="no-port-here")
+        self.start("--proxy-log-level", "loud")  # weft-proxy refuses it at start
         self.assertEqual(self.wait_exit(), 1, self.log())
         log = self.log()
         self.assertRegex(log, r"weft-proxy exited with code \d+ before it was ready")
@@ -584,6 +611,10 @@ class RunTest(unittest.TestCase):
         r = weft("run", "--resource", "mesh/wl/virtualNode/web", "--", "true")
         self.assertEqual(r.returncode, 2, r)
         self.assertIn("--control-plane HOST:PORT is required", r.stderr)
+        r = weft("run", "--resource", "mesh/wl/virtualNode/web", "--control-plane", "no-port",
+                 "--token-file", self.token_file, "--ca-file", self.ca_file, "--", "true")
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn("--control-plane: 'no-port' is not HOST:PORT", r.stderr)
         r = weft("run", "--resource", "mesh/wl/virtualNode/web")
         self.assertEqual(r.returncode, 2, r)
         self.assertIn("give its command after --", r.stderr)
