@@ -373,8 +373,6 @@ class Workload {
   std::string ports_file_;
   int admin_port_ = 0;
   int sigfd_ = -1;
-  sigset_t old_mask_{};
-  bool mask_changed_ = false;
   bool intercepting_ = false;
   ProcessCommandRunner runner_;
   std::unique_ptr<Interceptor> interceptor_;
@@ -448,6 +446,16 @@ Status Workload::prepare() {
       return st;
   }
   ports_file_ = run_dir_ + "/ports.json";
+  // A --state-dir that does not exist yet is made for the proxy's user (it could not make it
+  // in a directory of root's); an existing one is left as it is.
+  if (!o_.state_dir.empty() && ::access(o_.state_dir.c_str(), F_OK) != 0) {
+    if (::mkdir(o_.state_dir.c_str(), 0700) != 0)
+      return makeError("cannot make --state-dir " + o_.state_dir + ": " + errnoText(errno));
+    if (::geteuid() == 0 &&
+        ::chown(o_.state_dir.c_str(), o_.proxy_user.uid, o_.proxy_user.gid) != 0)
+      return makeError("cannot give --state-dir " + o_.state_dir +
+                       " to the proxy user: " + errnoText(errno));
+  }
   return {};
 }
 
@@ -678,8 +686,8 @@ void Workload::cleanup() {
   proxy_err_ = -1;
   if (sigfd_ >= 0) ::close(sigfd_);
   sigfd_ = -1;
-  if (mask_changed_) ::sigprocmask(SIG_SETMASK, &old_mask_, nullptr);
-  mask_changed_ = false;
+  // The signals stay blocked: unblocking would deliver one that arrived since the last read of
+  // the signalfd, and kill us before we exit with the app's code. The caller exits next.
 }
 
 int Workload::run() {
@@ -697,9 +705,8 @@ int Workload::run() {
   sigset_t mask;
   sigemptyset(&mask);
   for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&mask, s);
-  if (::sigprocmask(SIG_BLOCK, &mask, &old_mask_) != 0)
+  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0)
     return failed("sigprocmask: " + errnoText(errno));
-  mask_changed_ = true;
   ::signal(SIGPIPE, SIG_IGN);
   sigfd_ = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sigfd_ < 0) return failed("signalfd: " + errnoText(errno));

@@ -102,8 +102,9 @@ std::optional<int> adminPortFromPortsFile(const std::string& contents);
 
 // Runs the workload to its end (see the top of this file). Progress lines and the proxy's
 // stderr go to `err`. Answers the app's exit code, or 1 when the workload could not run (with
-// "weft run: ..." lines saying why). Must be called from a single-threaded process: it blocks
-// signals, makes the process a child subreaper and reaps every child.
+// "weft run: ..." lines saying why). Must be called from a single-threaded process that exits
+// right after: it blocks SIGTERM, SIGINT, SIGHUP and SIGCHLD (and leaves them blocked), ignores
+// SIGPIPE, makes the process a child subreaper and reaps every child.
 int runWorkload(const RunOptions& options, std::ostream& err);
 
 }  // namespace weft::workload

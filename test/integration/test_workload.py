@@ -558,7 +558,9 @@ class RunTest(unittest.TestCase):
 
     def test_sigterm_stops_the_app_then_the_proxy(self):
         # Without --app-ports: the inbound rules follow the virtual node's listener (3000).
-        self.start(app_ports=None)
+        # A --state-dir that does not exist is made for the proxy's user, and kept.
+        state = os.path.join(self.work, "state")
+        self.start("--state-dir", state, app_ports=None)
         self.wait_serving()
         self.assertIn("app port(s) 3000 (the virtual node's listeners)", self.log())
         r = in_ns(NS_B, "curl", "-s", "-m", "10", "http://%s:3000/hello" % A_IP, check=False)
@@ -572,6 +574,9 @@ class RunTest(unittest.TestCase):
         self.assertIn("SIGTERM received; passing it to the app", log)
         self.assertLess(log.index("the app exited"), log.index("stopping weft-proxy"), log)
         self.assert_nothing_left(pids)
+        self.assertEqual(os.stat(state).st_uid, 1337, "--state-dir's owner")
+        self.assertTrue(os.path.exists(os.path.join(state, "config.yaml")),
+                        "the proxy's stored config in --state-dir")
 
     def test_proxy_lost_while_the_app_runs_stops_the_app(self):
         self.start()
