@@ -541,7 +541,10 @@ void Workload::pump(milliseconds wait) {
 }
 
 void Workload::forward(int sig) {
-  if (app_pid_ > 0 && !app_status_) ::kill(-app_pid_, sig);
+  if (app_pid_ <= 0 || app_status_) return;
+  // Its process group (what a shell wrapper started gets it too), or the app alone if it
+  // has left the group we gave it (setsid).
+  if (::kill(-app_pid_, sig) != 0) ::kill(app_pid_, sig);
 }
 
 Status Workload::waitReady() {
