@@ -23,6 +23,7 @@
 #include "cli/resources.h"
 #include "cli/stack_deploy.h"
 #include "control/push/tokens.h"
+#include "workload/commands.h"
 
 namespace weft::cli {
 
@@ -53,6 +54,8 @@ constexpr const char* kTopHelp =
     "  ca            the certificate authority: CAs and certificates (create, issue, ...)\n"
     "  token         manage the join tokens proxies connect with (create, list, revoke)\n"
     "  proxies       list the proxies connected to the config stream\n"
+    "  run           run an app with its sidecar: weft run --resource R ... -- COMMAND\n"
+    "  intercept     install, remove or show the iptables rules of a sidecar (EC2 hosts)\n"
     "  version       print the version\n"
     "\n"
     "Kinds: mesh, virtualnode (vn), virtualservice (vs), virtualrouter (vr), route (rt),\n"
@@ -102,7 +105,11 @@ Result<ParsedArgs> parseArgs(const std::vector<std::string>& args,
   ParsedArgs out;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if (a.size() < 2 || a[0] != '-' || a == "--") {
+    if (a == "--") {  // everything after it is an argument, flags included (`weft run -- CMD`)
+      out.positional.insert(out.positional.end(), args.begin() + static_cast<long>(i), args.end());
+      break;
+    }
+    if (a.size() < 2 || a[0] != '-') {
       out.positional.push_back(a);
       continue;
     }
@@ -1253,6 +1260,61 @@ int cmdCa(Command& c) {
               Error{kUsage, "unknown subcommand '" + sub + "' (expected " + kSubs + ")"});
 }
 
+// ---- workloads (src/workload) ----
+
+workload::InterceptFlags interceptFlags(const ParsedArgs& a) {
+  workload::InterceptFlags f;
+  f.app_ports = a.get("--app-ports");
+  f.proxy_ingress_port = a.get("--proxy-ingress-port");
+  f.proxy_egress_port = a.get("--proxy-egress-port");
+  if (a.has("--egress-ignored-ports")) f.egress_ignored_ports = a.get("--egress-ignored-ports");
+  if (a.has("--egress-ignored-ips")) f.egress_ignored_ips = a.get("--egress-ignored-ips");
+  return f;
+}
+
+int cmdIntercept(Command& c) {
+  if (c.args.positional.size() != 1)
+    return fail(c.env, c.name, Error{kUsage, "expected one of install, remove, status"});
+  workload::InterceptFlags f = interceptFlags(c.args);
+  f.id = c.args.get("--id");
+  f.ignored_uid = c.args.get("--ignored-uid");
+  f.ignored_gid = c.args.get("--ignored-gid");
+  return workload::interceptCommand(c.args.positional[0], f, c.args.has("--id"), c.env.out,
+                                    c.env.err);
+}
+
+int cmdRun(Command& c) {
+  const auto& pos = c.args.positional;
+  if (pos.empty() || pos[0] != "--")
+    return fail(c.env, c.name,
+                Error{kUsage, pos.empty() ? "no app to run: give its command after --"
+                                          : "unexpected '" + pos[0] +
+                                                "' (the app's command "
+                                                "goes after --)"});
+  workload::RunFlags f;
+  f.command.assign(pos.begin() + 1, pos.end());
+  f.intercept = interceptFlags(c.args);
+  f.intercept.id = c.args.get("--intercept-id");
+  f.resource = c.args.get("--resource");
+  f.control_plane = c.args.get("--control-plane");
+  f.token_file = c.args.get("--token-file");
+  f.ca_file = c.args.get("--ca-file");
+  f.insecure = c.args.has("--insecure");
+  f.proxy = c.args.get("--proxy");
+  f.proxy_user = c.args.get("--proxy-user");
+  f.app_user = c.args.get("--app-user");
+  f.no_intercept = c.args.has("--no-intercept");
+  f.admin = c.args.get("--admin");
+  f.state_dir = c.args.get("--state-dir");
+  f.app_addresses = c.args.all("--app-address");
+  f.host = c.args.get("--host");
+  f.network = c.args.get("--network");
+  f.proxy_log_level = c.args.get("--proxy-log-level");
+  f.ready_timeout = c.args.get("--ready-timeout");
+  f.stop_timeout = c.args.get("--stop-timeout");
+  return workload::runCommand(f, c.env.err);
+}
+
 // ---- help ----
 
 struct CommandDef {
@@ -1475,6 +1537,124 @@ const std::vector<CommandDef>& commands() {
        "  --chain                    get-certificate: append the chain\n"
        "  -o, --output FORMAT        list/certificates: table|json|yaml; describe: yaml|json\n",
        cmdCa},
+      {"intercept",
+       {{"--id", ""},
+        {"--app-ports", ""},
+        {"--proxy-ingress-port", ""},
+        {"--proxy-egress-port", ""},
+        {"--ignored-uid", ""},
+        {"--ignored-gid", ""},
+        {"--egress-ignored-ports", ""},
+        {"--egress-ignored-ips", ""}},
+       "Usage: weft intercept install [--id ID] [--app-ports P[,P...]] [--proxy-ingress-port P]\n"
+       "                              [--proxy-egress-port P] [--ignored-uid UID]\n"
+       "                              [--ignored-gid GID] [--egress-ignored-ports P[,P...]]\n"
+       "                              [--egress-ignored-ips IP[/N][,...]]\n"
+       "       weft intercept remove [--id ID]\n"
+       "       weft intercept status [--id ID]\n"
+       "\n"
+       "Sends an app's TCP traffic through its sidecar with iptables (nat table, in the current\n"
+       "network namespace; run as root), as App Mesh does for ECS tasks and EC2 instances\n"
+       "(ProxyConfiguration; the walkthrough's SSM document). The flags are App Mesh's\n"
+       "ProxyConfiguration properties. Inbound TCP to the app ports goes to the proxy's\n"
+       "ingress port; every other outbound TCP connection goes to its egress port, except\n"
+       "the proxy's own (its uid, and gid if given), traffic to this host's own addresses\n"
+       "(loopback: the app itself, the proxy's admin port), and the ignored ports and\n"
+       "addresses. IPv4 only. `weft run` does the same for the time an app runs.\n"
+       "\n"
+       "  install   makes chains WEFT_IN_<id> (from PREROUTING) and WEFT_OUT_<id> (from OUTPUT);\n"
+       "            installing an id again replaces its rules (never duplicates them)\n"
+       "  remove    deletes exactly the chains and jumps of the id (nothing else)\n"
+       "  status    lists the installed interceptions and their rules\n"
+       "\n"
+       "Flags:\n"
+       "  --id ID                      names the installation (default weft; 1-19 of\n"
+       "                               A-Z a-z 0-9 _ -)\n"
+       "  --app-ports P[,P...]         AppPorts: the app's listening ports (default none:\n"
+       "                               outbound only)\n"
+       "  --proxy-ingress-port P       ProxyIngressPort (default 15000)\n"
+       "  --proxy-egress-port P        ProxyEgressPort (default 15001)\n"
+       "  --ignored-uid UID            IgnoredUID: the proxy's user (default 1337)\n"
+       "  --ignored-gid GID            IgnoredGID (default none)\n"
+       "  --egress-ignored-ports LIST  EgressIgnoredPorts (default 22; '' or none: no port)\n"
+       "  --egress-ignored-ips LIST    EgressIgnoredIPs, IPv4 addresses or CIDRs (default\n"
+       "                               169.254.169.254,169.254.170.2; '' or none: none)\n",
+       cmdIntercept},
+      {"run",
+       {{"--resource", ""},
+        {"--control-plane", ""},
+        {"--token-file", ""},
+        {"--ca-file", ""},
+        {"--insecure", "", false},
+        {"--proxy", ""},
+        {"--proxy-user", ""},
+        {"--app-user", ""},
+        {"--no-intercept", "", false},
+        {"--intercept-id", ""},
+        {"--app-ports", ""},
+        {"--proxy-ingress-port", ""},
+        {"--proxy-egress-port", ""},
+        {"--egress-ignored-ports", ""},
+        {"--egress-ignored-ips", ""},
+        {"--admin", ""},
+        {"--state-dir", ""},
+        {"--app-address", ""},
+        {"--host", ""},
+        {"--network", ""},
+        {"--proxy-log-level", ""},
+        {"--ready-timeout", ""},
+        {"--stop-timeout", ""}},
+       "Usage: weft run --resource mesh/M/virtualNode/N --control-plane HOST:PORT\n"
+       "                --token-file F (--ca-file F | --insecure) [--app-ports P[,P...]]\n"
+       "                [flags] -- COMMAND [ARGS...]\n"
+       "\n"
+       "Runs an app with its sidecar, as an ECS task with an App Mesh proxy configuration:\n"
+       "  1. installs the interception (as `weft intercept install`; not with --no-intercept)\n"
+       "  2. starts weft-proxy in control-plane mode as the proxy user\n"
+       "  3. once the proxy's /ready answers 200, starts COMMAND (the app) as the invoking\n"
+       "     user, or --app-user\n"
+       "  4. passes SIGTERM, SIGINT and SIGHUP on to the app (after SIGTERM/SIGINT, SIGKILL\n"
+       "     once --stop-timeout has passed)\n"
+       "  5. when the app exits: stops what it left running, sends the proxy SIGTERM (it\n"
+       "     drains and says Goodbye to the control plane) and waits for it, removes the\n"
+       "     interception, and exits with the app's exit code (128+N after signal N).\n"
+       "If the proxy fails to start, is not ready in time or exits, the app is stopped (or\n"
+       "never started), everything is removed, and weft run exits 1 with the proxy's last\n"
+       "stderr lines. Progress lines and the proxy's log go to stderr. Needs root (iptables,\n"
+       "switching users) unless --no-intercept.\n"
+       "\n"
+       "Flags:\n"
+       "  --resource R              the virtual node (mesh/M/virtualNode/N or its ARN;\n"
+       "                            default $APPMESH_RESOURCE_ARN)\n"
+       "  --control-plane LIST      `weft server --stream` HOST:PORT[,HOST:PORT...]\n"
+       "  --token-file F            the join token (`weft token create --resource R`)\n"
+       "  --ca-file F               the server's DATA_DIR/ca-bundle.pem\n"
+       "  --insecure                plaintext config stream (tests only)\n"
+       "  --proxy PATH              weft-proxy (default: next to this weft binary)\n"
+       "  --proxy-user USER         NAME, UID or UID:GID the proxy runs as (default 1337);\n"
+       "                            its traffic is exempt from interception\n"
+       "  --app-user USER           NAME, UID or UID:GID the app runs as (default: ours)\n"
+       "  --app-ports P[,P...]      the app's ports: inbound TCP to them goes to the proxy\n"
+       "                            (default: the virtual node's listener ports, read from\n"
+       "                            the proxy once it is ready)\n"
+       "  --proxy-ingress-port P    default 15000 (the port the control plane pushes)\n"
+       "  --proxy-egress-port P     default 15001\n"
+       "  --egress-ignored-ports L  default 22 ('' or none: no port)\n"
+       "  --egress-ignored-ips L    default 169.254.169.254,169.254.170.2\n"
+       "  --no-intercept            install no iptables rules\n"
+       "  --intercept-id ID         the interception's id (default run<pid>)\n"
+       "  --admin HOST:PORT         the proxy's admin listener (default 127.0.0.1:0: a free\n"
+       "                            port, shown in the progress lines)\n"
+       "  --state-dir DIR           the proxy's stored config, kept (made for the proxy user\n"
+       "                            if missing; default: a private directory removed at the\n"
+       "                            end)\n"
+       "  --app-address IP          the app's address for the registry (repeatable)\n"
+       "  --host NAME, --network ID shown by `weft proxies`\n"
+       "  --proxy-log-level LEVEL   debug, info, warn or error\n"
+       "  --ready-timeout D         how long to wait for the proxy's /ready (default 30s)\n"
+       "  --stop-timeout D          how long the app and the proxy each get after SIGTERM\n"
+       "                            before SIGKILL (default 20s)\n",
+       cmdRun},
       {"stack",
        {{"--template-file", ""},
         {"--stack-name", ""},
