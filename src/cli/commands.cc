@@ -781,7 +781,7 @@ int cmdLab(Command& c) {
                          c.args.has("--register"),  c.args.has("--keep-networks")};
   lab::LabIo io{c.env.out, c.env.err, c.env.env, [&c]() -> lab::RegistrarFactory::result_type {
                   if (auto s = c.connect(); !s) return Unexpected<Error>{s.error()};
-                  return std::unique_ptr<lab::NetworkRegistrar>(new LabRegistrar(c));
+                  return std::unique_ptr<lab::NetworkRegistrar>(std::make_unique<LabRegistrar>(c));
                 }};
   return lab::runLabCommand(inv, io);
 }

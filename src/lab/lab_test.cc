@@ -233,7 +233,7 @@ RegistrarFactory lend(FakeRegistrar& r) {
     Status remove(const std::string& id) override { return r.remove(id); }
   };
   return [&r]() -> Result<std::unique_ptr<NetworkRegistrar>> {
-    return std::unique_ptr<NetworkRegistrar>(new Proxy(r));
+    return std::unique_ptr<NetworkRegistrar>(std::make_unique<Proxy>(r));
   };
 }
 
