@@ -16,11 +16,11 @@ topology and checked with real traffic.
     state file; `down` after `up` was killed half-way (deterministically, by an `ip` wrapper that
     blocks on one command) and with a state file that lists only the first objects; `up` refuses
     a lab that is up.
-  * RegistrationTest: `up --register` creates the networks in `weft server` (`weft network list`),
-    glibc in a host resolves a name of a private DNS namespace attached to its network through its
-    resolv.conf (the server's DNS on the endpoint addresses, port 53), a host of a network that is
-    not attached is refused, `down` deregisters; an unreachable server fails `up` before anything
-    is built.
+  * RegistrationTest: `up --register` creates the networks in `weft server` (`weft network list`)
+    and `down` deletes them; `weft lab register` does it for a server started after `up` with its
+    DNS on the endpoint addresses (port 53), and glibc in a host resolves a name of a private DNS
+    namespace attached to its network through its resolv.conf, while a host of a network that is
+    not attached gets nothing; an unreachable server fails `up` before anything is built.
 
 Needs root, iproute2 and iptables; skips with the reason otherwise. Names carry a per-run prefix;
 addresses come from 198.19.0.0/16 (free /24s picked per run); everything is removed on exit.
@@ -620,22 +620,35 @@ class RegistrationTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         return {n["name"]: n for n in json.loads(p.stdout)}
 
-    def test_registered_networks_and_dns_through_the_endpoint(self):
+    def test_up_registers_and_down_deregisters(self):
         self.lab.up("--register")
         st = self.lab.status()
-        ids = {n["name"]: n["network_id"] for n in st["networks"]}
         registered = self.networks()
         for net in st["networks"]:
-            self.assertEqual(registered[net["name"]]["id"], ids[net["name"]])
+            self.assertEqual(registered[net["name"]]["id"], net["network_id"])
             self.assertEqual(registered[net["name"]]["cidrs"], [net["cidr"]])
-        endpoint = {n["name"]: n["endpoint"] for n in st["networks"]}
+        p = self.lab.weft("down")
+        for net in st["networks"]:
+            self.assertIn("deregistered network %s (%s)" % (net["name"], net["network_id"]),
+                          p.stderr)
+        self.assertEqual(set(self.networks()) & {"vpc1", "vpc2", "vpc3"}, set())
 
-        # The server's DNS on every endpoint address, port 53 (glibc knows no other port).
+    def test_dns_through_the_endpoint(self):
+        # The order `weft demo up` uses: the lab first, then the server with its DNS on every
+        # endpoint address, port 53 (glibc knows no other port), then `weft lab register`.
+        self.lab.up()
+        st = self.lab.status()
+        endpoint = {n["name"]: n["endpoint"] for n in st["networks"]}
+        self.server.stop()
         self.server.extra_args = ["--dns", "127.0.0.1:0," + ",".join(
             "%s:53" % endpoint[n] for n in ("vpc1", "vpc2", "vpc3"))]
-        self.server.restart()
-        env = self.server.env(AWS_PROFILE="weft")
-        self.lab.env["WEFT_ENDPOINT"] = self.server.endpoint  # for the cleanup's down
+        self.server.start()
+        self.lab.env["WEFT_ENDPOINT"] = self.server.endpoint
+        p = self.lab.weft("register")
+        self.assertIn("registered network vpc3 (198.19.%d.0/24)" % (self.b + 2), p.stderr)
+        ids = {n["name"]: n["network_id"] for n in self.lab.status()["networks"]}
+        self.assertEqual(ids["vpc1"], self.networks()["vpc1"]["id"])
+
         from botocore.config import Config
         sd = self.server._boto_session().client(
             "servicediscovery", endpoint_url=self.server.endpoint,
@@ -655,18 +668,15 @@ class RegistrationTest(unittest.TestCase):
         # `web` alone: the resolv.conf's search domain.
         got = self.lab.exec("h1a", "getent", "hosts", "web", check=False)
         self.assertEqual(got.stdout.split()[:1], [target], got.stderr)
-        # vpc3's DNS queries reach the server from vpc3's addresses: not attached, nothing.
+        # vpc3's queries reach the server from vpc3's addresses: not attached, nothing.
         got = self.lab.exec("h3", "getent", "hosts", "web.lab.test", check=False)
         self.assertNotEqual(got.returncode, 0, "h3 must not resolve web.lab.test: " + got.stdout)
 
-        # down needs the namespace gone before the network can be deleted.
+        # down deletes the networks, which needs the namespace gone first.
         sd.deregister_instance(ServiceId=svc["Id"], InstanceId="i-1")
         sd.delete_service(Id=svc["Id"])
         sd.delete_namespace(Id=ns)
-        p = run([weft_binary(), "lab", "down", "--name", self.lab.name], env=dict(
-            env, WEFT_LAB_STATE_DIR=self.lab.state_dir))
-        for net in ("vpc1", "vpc2", "vpc3"):
-            self.assertIn("deregistered network %s (%s)" % (net, ids[net]), p.stderr)
+        self.lab.weft("down")
         self.assertEqual(set(self.networks()) & {"vpc1", "vpc2", "vpc3"}, set())
 
     def test_an_unreachable_server_fails_up_before_anything_is_built(self):
