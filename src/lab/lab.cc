@@ -749,6 +749,7 @@ Status Lab::up(const Topology& t, const std::string& topology_file, bool registe
   std::vector<std::string> left = session.teardown(registrar, factory, false);
   if (left.empty()) {
     (void)sys_.removeFile(path);
+    (void)sys_.removeFile(path + ".lock");
     return built;
   }
   (void)session.save();
