@@ -91,7 +91,8 @@ int fail(LabIo& io, const std::string& what, const Error& e) {
 }
 
 int usage(LabIo& io, const std::string& what, const std::string& message) {
-  io.err << "weft lab " << what << ": " << message << " (see weft lab --help)\n";
+  io.err << "weft lab" << (what.empty() ? "" : " " + what) << ": " << message
+         << " (see weft lab --help)\n";
   return kUsage;
 }
 

@@ -714,6 +714,9 @@ TEST(CommandTest, UsageErrors) {
     return runLabCommand(inv, io);
   };
   EXPECT_EQ(run({}), 2);
+  EXPECT_EQ(err.str(),
+            "weft lab: expected up, down, status, exec, register, peer or unpeer (see weft lab "
+            "--help)\n");
   EXPECT_EQ(run({"up"}), 2);
   EXPECT_EQ(err.str(), "weft lab up: expected the topology FILE (see weft lab --help)\n");
   EXPECT_EQ(run({"exec", "h"}), 2);
