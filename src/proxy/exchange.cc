@@ -112,7 +112,7 @@ std::optional<LocalReply> ExchangeCore::route(const ListenerInfo& li, const http
 
 void ExchangeCore::appendUpstreamHead(std::string& out, const ListenerInfo& li,
                                       const http1::RequestHead& h, UpstreamBody body,
-                                      uint64_t length) const {
+                                      uint64_t length, std::string_view upgrade) const {
   out.append(h.method).push_back(' ');
   std::string_view pq = h.pathAndQuery();
   std::string rewritten;
@@ -145,6 +145,8 @@ void ExchangeCore::appendUpstreamHead(std::string& out, const ListenerInfo& li,
   out.append("\r\n");
   if (!have_request_id) out.append("x-request-id: ").append(request_id).append("\r\n");
   out.append(li.secure ? "x-forwarded-proto: https\r\n" : "x-forwarded-proto: http\r\n");
+  if (!upgrade.empty())
+    out.append("connection: upgrade\r\nupgrade: ").append(upgrade).append("\r\n");
   switch (body) {
     case UpstreamBody::kLength:
       out.append("content-length: ");
@@ -193,8 +195,8 @@ const upstream::Host* ExchangeCore::pickRetryHost() {
 
 upstream::ConnPool::Acquire ExchangeCore::acquire(upstream::PoolUser& user,
                                                   upstream::PooledConnection*& ready,
-                                                  std::string& error) {
-  upstream::ConnPool::Acquire a = cluster_rt->pool->acquire(*host, user, ready, error);
+                                                  std::string& error, bool fresh) {
+  upstream::ConnPool::Acquire a = cluster_rt->pool->acquire(*host, user, ready, error, fresh);
   switch (a) {
     case upstream::ConnPool::Acquire::kReady:
       break;
@@ -319,6 +321,16 @@ void ExchangeCore::reset() {
   timeout = Duration(0);
   stream_idle_timeout = Duration(0);
   grpc = false;
+}
+
+std::string_view upgradeToForward(const http1::RequestHead& h) {
+  if (!h.upgrade || h.method_id == http1::Method::kConnect) return {};
+  if (h.body_kind == http1::BodyKind::kChunked ||
+      (h.body_kind == http1::BodyKind::kContentLength && h.content_length > 0))
+    return {};
+  const http::HeaderField* u = h.find(http::HeaderToken::kUpgrade);
+  if (!u || u->value.empty() || http::equalsIgnoreCase(u->value, "h2c")) return {};
+  return u->value;
 }
 
 int grpcStatusForHttp(int status) {

@@ -65,9 +65,11 @@ struct ExchangeCore {
   // are set and the request counts against the cluster and its breaker; otherwise the reply to
   // send. The timeouts (request, stream idle) are set either way when a route matched.
   std::optional<LocalReply> route(const ListenerInfo& li, const http1::RequestHead& h);
-  // The HTTP/1.1 head sent upstream for `h` (after route()).
+  // The HTTP/1.1 head sent upstream for `h` (after route()). `upgrade` non-empty: the request
+  // asks to switch protocols (HTTP/1.1 Upgrade); "connection: upgrade" and "upgrade: <upgrade>"
+  // are sent (hop-by-hop fields are otherwise dropped).
   void appendUpstreamHead(std::string& out, const ListenerInfo& li, const http1::RequestHead& h,
-                          UpstreamBody body, uint64_t length) const;
+                          UpstreamBody body, uint64_t length, std::string_view upgrade = {}) const;
 
   // Retries (docs/resilience.md). `replayable`: the request body can be sent again (all of it
   // kept, or none of it sent yet). True: the attempt is abandoned (host released, counted) and
@@ -80,9 +82,9 @@ struct ExchangeCore {
   // Asks the cluster's pool for a connection to `host` for `user`, counting what the pool says:
   // a pending wait (the caller subtracts it when the wait ends), a pending-queue overflow, a
   // connect failure (also fed to outlier detection). `ready` is set for kReady, `error` for
-  // kFailed.
+  // kFailed. `fresh`: a new connection, never a pooled one (ConnPool::acquire).
   upstream::ConnPool::Acquire acquire(upstream::PoolUser& user, upstream::PooledConnection*& ready,
-                                      std::string& error);
+                                      std::string& error, bool fresh = false);
   // Passive health: a connect failure, reset or timeout of the current attempt.
   void noteLocalFailure();
   // A response head arrived from the current host (outlier detection).
@@ -153,6 +155,13 @@ void forEachResponseField(const http1::ResponseHead& h, const ListenerInfo& li,
   scratch = std::to_string(service_ms);
   emit(std::string_view("x-weft-upstream-service-time"), std::string_view(scratch));
 }
+
+// HTTP/1.1 Upgrade passthrough: the Upgrade value to forward for `h` (and then switch to a byte
+// relay on 101), or empty when the request is proxied as a plain request: no Upgrade (or
+// "upgrade" not among the Connection options, or HTTP/1.0), a request body (the switch would
+// come before or in the middle of it), or h2c (RFC 9113 deprecates it; weft speaks to the
+// upstream in the cluster's own protocol). CONNECT is not an upgrade.
+std::string_view upgradeToForward(const http1::RequestHead& h);
 
 // gRPC (https://github.com/grpc/grpc/blob/master/doc/http-grpc-status-mapping.md, and Envoy's
 // mapping for the proxy's own replies): the grpc-status for a local reply with HTTP `status`.

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 namespace weft::proxy {
 namespace {
 
@@ -55,6 +57,47 @@ TEST(IsGrpcContentType, Variants) {
   EXPECT_FALSE(isGrpcContentType("application/grpc-web"));
   EXPECT_FALSE(isGrpcContentType("application/json"));
   EXPECT_FALSE(isGrpcContentType("application/grp"));
+}
+
+// Parses `head` (a complete request head) and returns upgradeToForward's answer.
+std::string upgradeOf(const std::string& head) {
+  http1::RequestParser p(http1::ParseLimits{64 << 10, 100});
+  http1::ParseResult r = p.parse(head);
+  EXPECT_TRUE(r.done()) << "test request did not parse: " << head;
+  if (!r.done()) return "<unparsed>";
+  return std::string(upgradeToForward(p.head()));
+}
+
+TEST(UpgradeToForward, WebSocketHandshakeIsForwarded) {
+  EXPECT_EQ(upgradeOf("GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                      "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n"),
+            "websocket");
+  EXPECT_EQ(upgradeOf("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, upgrade\r\n"
+                      "Upgrade: foo/2\r\nContent-Length: 0\r\n\r\n"),
+            "foo/2")
+      << "an empty Content-Length body is no body";
+}
+
+TEST(UpgradeToForward, PlainRequestsAreNotUpgrades) {
+  EXPECT_EQ(upgradeOf("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"), "")
+      << "Upgrade without Connection: upgrade";
+  EXPECT_EQ(upgradeOf("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n"), "")
+      << "Connection: upgrade without Upgrade";
+  EXPECT_EQ(upgradeOf("GET / HTTP/1.0\r\nHost: a\r\nConnection: upgrade\r\n"
+                      "Upgrade: websocket\r\n\r\n"),
+            "")
+      << "HTTP/1.0 has no Upgrade";
+  EXPECT_EQ(upgradeOf("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                      "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"),
+            "")
+      << "h2c is not passed on";
+  EXPECT_EQ(upgradeOf("POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+                      "Upgrade: websocket\r\nContent-Length: 5\r\n\r\n"),
+            "")
+      << "a request with a body is proxied as a plain request";
+  EXPECT_EQ(upgradeOf("POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+                      "Upgrade: websocket\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "");
 }
 
 }  // namespace

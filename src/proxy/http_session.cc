@@ -60,7 +60,8 @@ HttpSession::HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
       stream_idle_timer_(worker.loop().timers(), [this] { onStreamIdleTimeout(); }),
       ex_(worker),
       per_try_timer_(worker.loop().timers(), [this] { onPerTryTimeout(); }),
-      backoff_timer_(worker.loop().timers(), [this] { onBackoffDone(); }) {
+      backoff_timer_(worker.loop().timers(), [this] { onBackoffDone(); }),
+      relay_(worker.loop().timers(), [this] { onUpgradeIdle(); }) {
   conn_->setCallbacks(this);
   listener_->stats.cx_total->inc();
   listener_->stats.cx_active->add();
@@ -69,6 +70,8 @@ HttpSession::HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
 
 HttpSession::~HttpSession() {
   if (handed_over_) return;  // the connection and its counts belong to the Http2Session now
+  relay_.stop();
+  if (upgrade_counted_) listener_->stats.upgrades_active->sub();
   if (waiting_pool_ && ex_.cluster_rt) ex_.cluster_rt->pool->cancel(*this);
   if (upstream_ && ex_.cluster_rt) ex_.cluster_rt->pool->release(*upstream_, false);
   if (ex_.host && ex_.cluster_rt && ex_.cluster_rt->lb) ex_.cluster_rt->lb->onRequestEnd(*ex_.host);
@@ -136,6 +139,11 @@ void HttpSession::teardown() {
     ex_.cluster->stats.rq_pending_active->sub();
   }
   resetUpstream();
+  relay_.stop();
+  if (upgrade_counted_) {
+    upgrade_counted_ = false;
+    listener_->stats.upgrades_active->sub();
+  }
   if (ex_.active) {
     // The client went away mid-exchange: logged as Envoy does (DC, status so far or 0).
     ex_.flags = "DC";
@@ -147,6 +155,12 @@ void HttpSession::teardown() {
 
 void HttpSession::onClose(net::Connection&, net::CloseReason reason, std::string_view detail) {
   if (state_ == State::kClosed) return;
+  if (state_ == State::kUpgraded) {
+    // The client closed: what it sent reaches the upstream, which is closed after it.
+    relay_.downstreamClosed();
+    endUpgrade("-", false);
+    return;
+  }
   if (reason == net::CloseReason::kHandshakeFailed) {
     countTlsFailure(conn_->transport(), *listener_->stats.ssl_error, *listener_->stats.ssl_no_cert,
                     *listener_->stats.ssl_verify_error, *listener_->stats.ssl_san);
@@ -155,7 +169,13 @@ void HttpSession::onClose(net::Connection&, net::CloseReason reason, std::string
   teardown();
 }
 
-void HttpSession::onData(net::Connection&) { processInput(); }
+void HttpSession::onData(net::Connection&) {
+  if (state_ == State::kUpgraded) {
+    relay_.downstreamData();
+    return;
+  }
+  processInput();
+}
 
 void HttpSession::processInput() {
   in_process_input_ = true;
@@ -227,11 +247,13 @@ void HttpSession::startRequest(size_t head_len) {
     localReply(413, "request body too large", "-", true);
     return;
   }
-  if (h.upgrade || h.method_id == http1::Method::kConnect) {
+  if (h.method_id == http1::Method::kConnect) {
     conn_->input().consume(head_len);
-    localReply(501, "upgrade and CONNECT are not supported on this listener", "-", true);
+    localReply(501, "CONNECT is not supported on this listener", "-", true);
     return;
   }
+  // Upgrade passthrough (WebSocket ...); otherwise the Upgrade fields are dropped as hop-by-hop.
+  upgrade_.assign(upgradeToForward(h));
   if (std::optional<LocalReply> reply = ex_.route(*listener_, h)) {
     conn_->input().consume(head_len);
     localReply(reply->status, reply->body, reply->flags, has_body, reply->add_newline);
@@ -248,7 +270,7 @@ void HttpSession::startRequest(size_t head_len) {
     framing = UpstreamBody::kEmptyLength;
   }
   upstream_head_.clear();
-  ex_.appendUpstreamHead(upstream_head_, *listener_, h, framing, req_body_.remaining());
+  ex_.appendUpstreamHead(upstream_head_, *listener_, h, framing, req_body_.remaining(), upgrade_);
   bool expect_continue = h.expect_100_continue && has_body;
   conn_->input().consume(head_len);
 
@@ -268,7 +290,8 @@ void HttpSession::routeRequest() {
   std::string error;
   if (ex_.retry_policy && ex_.retry_policy->perTryTimeout().count() > 0)
     per_try_timer_.arm(ex_.retry_policy->perTryTimeout());
-  switch (ex_.acquire(*this, ready, error)) {
+  // An upgrade takes a connection of its own: it will never be handed back for reuse.
+  switch (ex_.acquire(*this, ready, error, /*fresh=*/!upgrade_.empty())) {
     case upstream::ConnPool::Acquire::kReady:
       onUpstreamReady(*ready);
       return;
@@ -375,12 +398,20 @@ bool HttpSession::forwardRequestBody() {
 }
 
 void HttpSession::onUpstreamDrained(upstream::PooledConnection&) {
+  if (state_ == State::kUpgraded) {
+    relay_.upstreamDrained();
+    return;
+  }
   if (!req_body_.finished() && state_ == State::kProxying) {
     conn_->readDisable(false);
   }
 }
 
 void HttpSession::onWriteDrained(net::Connection&) {
+  if (state_ == State::kUpgraded) {
+    relay_.downstreamDrained();
+    return;
+  }
   if (upstream_ && state_ == State::kProxying) upstream_->connection().readDisable(false);
   if (state_ == State::kReadHead) {
     conn_->readDisable(false);
@@ -389,6 +420,10 @@ void HttpSession::onWriteDrained(net::Connection&) {
 }
 
 void HttpSession::onUpstreamData(upstream::PooledConnection&) {
+  if (state_ == State::kUpgraded) {
+    relay_.upstreamData();
+    return;
+  }
   if (stream_idle_timer_.armed()) last_activity_ = worker_.loop().now();
   processUpstream();
 }
@@ -423,9 +458,12 @@ void HttpSession::processUpstream() {
       continue;  // 1xx: the client was answered 100 by us already
     }
     if (h.tunnel) {
+      if (h.status == 101 && !upgrade_.empty()) {
+        switchProtocols(h, r.consumed);
+        return;
+      }
       resetUpstream();
-      localReply(502, "upstream switched protocols, which this listener does not support", "UPE",
-                 true);
+      localReply(502, "upstream switched protocols without being asked to", "UPE", true);
       return;
     }
     ex_.noteResponse(h.status);
@@ -516,8 +554,14 @@ bool HttpSession::forwardResponseBody() {
   return true;
 }
 
-void HttpSession::onUpstreamClosed(upstream::PooledConnection&, net::CloseReason reason,
+void HttpSession::onUpstreamClosed(upstream::PooledConnection& conn, net::CloseReason reason,
                                    std::string_view detail) {
+  if (state_ == State::kUpgraded) {
+    // Deliver what the upstream sent before it closed, then close the client.
+    relay_.upstreamClosed(conn);
+    endUpgrade("-", true);
+    return;
+  }
   upstream_ = nullptr;
   if (state_ != State::kProxying) return;
   if (resp_head_sent_ && resp_body_.state() == http1::BodyRelay::State::kUntilClose &&
@@ -579,6 +623,9 @@ void HttpSession::onPerTryTimeout() {
 }
 
 void HttpSession::finishExchange(bool upstream_reusable) {
+  // An Upgrade request that was not switched leaves the upstream in an unknown state (RFC 9110
+  // §7.8 lets the server switch later): its connection is not reused.
+  if (!upgrade_.empty()) upstream_reusable = false;
   request_timer_.disarm();
   stream_idle_timer_.disarm();
   per_try_timer_.disarm();
@@ -676,8 +723,9 @@ void HttpSession::logAndCount(int status) {
   if (!ex_.active) return;
   countBytes();
   ex_.status = status;
-  ex_.logAndCount(*listener_, *conn_, req_body_.bytes(),
-                  resp_head_sent_ ? resp_body_.bytes() : local_body_bytes_);
+  // An upgraded connection counts what it relayed after the 101 as the exchange's body bytes.
+  ex_.logAndCount(*listener_, *conn_, req_body_.bytes() + relay_.bytesUp(),
+                  (resp_head_sent_ ? resp_body_.bytes() : local_body_bytes_) + relay_.bytesDown());
 }
 
 void HttpSession::resetRequest() {
@@ -690,6 +738,65 @@ void HttpSession::resetRequest() {
   resp_parser_.reset();
   retry_body_.clear();
   retry_body_ok_ = true;
+  upgrade_.clear();
+}
+
+void HttpSession::switchProtocols(const http1::ResponseHead& h, size_t head_len) {
+  ex_.noteResponse(h.status);
+  if (ex_.retries_done > 0) ex_.cluster->stats.rq_retry_success->inc();
+  // From here the connection is a relay: no request timeouts, only the relay's idle timeout.
+  request_timer_.disarm();
+  stream_idle_timer_.disarm();
+  per_try_timer_.disarm();
+  ex_.status = h.status;
+  std::string& head = scratch_;
+  head.clear();
+  head.append("HTTP/1.1 101 ");
+  head.append(h.reason.empty() ? http::reasonPhrase(101) : h.reason);
+  head.append("\r\n");
+  auto service_ms = std::chrono::duration_cast<std::chrono::milliseconds>(worker_.loop().now() -
+                                                                          ex_.upstream_sent);
+  forEachResponseField(h, *listener_, false, static_cast<uint64_t>(service_ms.count()),
+                       number_scratch_, [&](std::string_view name, std::string_view value) {
+                         head.append(name).append(": ").append(value).append("\r\n");
+                       });
+  // Connection and Upgrade are hop-by-hop: the proxy states the switch itself.
+  head.append("connection: upgrade\r\n");
+  if (const http::HeaderField* u = h.find(http::HeaderToken::kUpgrade))
+    head.append("upgrade: ").append(u->value).append("\r\n");
+  head.append("\r\n");
+  ex_.keepResponseHeaders(*listener_, h);
+  resp_head_sent_ = true;
+  upstream::PooledConnection* up = upstream_;
+  upstream_ = nullptr;  // the relay holds it now
+  up->input().consume(head_len);
+  conn_->output().append(head);
+  state_ = State::kUpgraded;
+  listener_->stats.upgrades_total->inc();
+  listener_->stats.upgrades_active->add();
+  upgrade_counted_ = true;
+  Duration idle = stream_idle_timeout_.count() > 0 ? stream_idle_timeout_ : listener_->idle_timeout;
+  conn_->flush();
+  // Bytes either side sent early (the client right after its request, the server right after
+  // its 101) are relayed at once.
+  relay_.start(*conn_, *ex_.cluster_rt->pool, *up, idle);
+}
+
+void HttpSession::endUpgrade(const char* flags, bool flush) {
+  relay_.stop();
+  if (upgrade_counted_) {
+    upgrade_counted_ = false;
+    listener_->stats.upgrades_active->sub();
+  }
+  ex_.flags = flags;
+  logAndCount(ex_.status);
+  closeDownstream(flush);
+}
+
+void HttpSession::onUpgradeIdle() {
+  if (state_ != State::kUpgraded) return;
+  listener_->stats.idle_timeout->inc();
+  endUpgrade("SI", false);
 }
 
 }  // namespace weft::proxy

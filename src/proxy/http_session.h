@@ -6,6 +6,11 @@
 // Requests on one connection are served strictly in order, one at a time (HTTP/1.1 pipelining is
 // answered in order because the next head is not read before the previous response ends).
 //
+// HTTP/1.1 Upgrade (WebSocket and others, not h2c): the request goes upstream on a fresh
+// connection with its Upgrade header; a 101 answer turns both connections into a byte relay
+// (ByteRelay, as TcpSession's) until either side closes or nothing moves for the idle timeout;
+// any other answer is an ordinary response after which the upstream connection is closed.
+//
 // Single-threaded: lives on one Worker, owned by it (Worker::sessions_).
 
 #include <list>
@@ -20,6 +25,7 @@
 #include "http/http1/parser.h"
 #include "net/connection.h"
 #include "proxy/exchange.h"
+#include "proxy/relay.h"
 #include "proxy/session.h"
 #include "proxy/snapshot.h"
 #include "upstream/circuit_breaker.h"
@@ -63,6 +69,7 @@ class HttpSession final : public Session,
     kReadHead,      // waiting for (more of) a request head
     kProxying,      // request routed to an upstream; body and/or response in flight
     kLocalReplied,  // a local reply was written; waiting for it to flush
+    kUpgraded,      // 101 Switching Protocols: the connection is a byte relay until it ends
     kClosed,
   };
 
@@ -97,6 +104,13 @@ class HttpSession final : public Session,
   void countBytes();
   // HTTP/2 on this connection: hands the connection (and what was read) to an Http2Session.
   void switchToHttp2();
+  // The upstream answered an Upgrade request with 101 (head `h`, `head_len` bytes of its
+  // input): the head goes to the client and both connections become a byte relay.
+  void switchProtocols(const http1::ResponseHead& h, size_t head_len);
+  // The upgraded relay is over: logs the exchange with `flags` and closes the client (after
+  // what is queued for it when `flush`).
+  void endUpgrade(const char* flags, bool flush);
+  void onUpgradeIdle();
 
   Worker& worker_;
   std::unique_ptr<net::Connection> conn_;
@@ -138,6 +152,10 @@ class HttpSession final : public Session,
   // Http2Session and this session is gone without closing or counting it.
   bool handed_over_ = false;
   bool preface_checked_ = false;  // the first bytes were not the h2c preface
+  // The current request asks to switch protocols (Upgrade header value; empty: it does not).
+  std::string upgrade_;
+  ByteRelay relay_;               // after 101: client <-> upstream
+  bool upgrade_counted_ = false;  // upgrades_active holds this connection
 };
 
 }  // namespace weft::proxy

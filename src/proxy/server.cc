@@ -492,6 +492,8 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
   st.tx_bytes = r.counter(sn::kListenerDownstreamCxTxBytes, lb);
   st.protocol_error = r.counter(sn::kListenerDownstreamCxProtocolError, lb);
   st.idle_timeout = r.counter(sn::kListenerDownstreamCxIdleTimeout, lb);
+  st.upgrades_total = r.counter(names::kListenerDownstreamCxUpgrades, lb);
+  st.upgrades_active = r.gauge(names::kListenerDownstreamCxUpgradesActive, lb);
   st.rq_total = r.counter(sn::kListenerDownstreamRqTotal, lb);
   st.rq_active = r.gauge(sn::kListenerDownstreamRqActive, lb);
   st.rq_timeout = r.counter(sn::kListenerDownstreamRqTimeout, lb);

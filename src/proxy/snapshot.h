@@ -76,7 +76,18 @@ struct ListenerStats {
   std::shared_ptr<stats::Gauge> cx_active, rq_active;
   std::shared_ptr<stats::Counter> rq_xx[5];  // 1xx..5xx
   std::shared_ptr<stats::Histogram> rq_time;
+  // HTTP/1.1 connections switched by a 101 to a byte relay (WebSocket ...), and those open now.
+  std::shared_ptr<stats::Counter> upgrades_total;
+  std::shared_ptr<stats::Gauge> upgrades_active;
 };
+
+// Metric names of weft-proxy not (yet) in stats::names (docs/metrics.md lists them).
+namespace names {
+inline constexpr std::string_view kListenerDownstreamCxUpgrades =
+    "weft_listener_downstream_cx_upgrades_total";
+inline constexpr std::string_view kListenerDownstreamCxUpgradesActive =
+    "weft_listener_downstream_cx_upgrades_active";
+}  // namespace names
 
 struct RouteStats {
   std::shared_ptr<stats::Counter> rq_total, rq_timeout;
