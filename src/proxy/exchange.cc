@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "proxy/access_log.h"
+#include "proxy/config_defaults.h"
 #include "proxy/worker.h"
 
 namespace weft::proxy {
@@ -60,7 +61,8 @@ void ExchangeCore::begin(const ListenerInfo& li, const http1::RequestHead* h,
   if (auto* ct = h->find(http::HeaderToken::kContentType)) grpc = isGrpcContentType(ct->value);
 }
 
-std::optional<LocalReply> ExchangeCore::route(const ListenerInfo& li, const http1::RequestHead& h) {
+std::optional<LocalReply> ExchangeCore::route(const ListenerInfo& li, const http1::RequestHead& h,
+                                              const std::optional<net::Address>& original_dst) {
   http::RequestView view;
   view.method = h.method;
   view.path = h.path;
@@ -70,6 +72,7 @@ std::optional<LocalReply> ExchangeCore::route(const ListenerInfo& li, const http
   view.headers = http::HeaderLookup(fields);
   route_entry = li.router ? li.router->route(view) : nullptr;
   if (!route_entry) {
+    if (li.passthrough_unrouted && original_dst) return routePassthrough(li, *original_dst);
     li.stats.no_route->inc();
     return LocalReply{404, "no route matched this request", "NR"};
   }
@@ -110,13 +113,33 @@ std::optional<LocalReply> ExchangeCore::route(const ListenerInfo& li, const http
   return std::nullopt;
 }
 
+std::optional<LocalReply> ExchangeCore::routePassthrough(const ListenerInfo& li,
+                                                         const net::Address& dst) {
+  timeout = li.request_timeout;
+  cluster_rt = worker.cluster(kPassthroughCluster);
+  if (!cluster_rt) return LocalReply{503, "no cluster named passthrough", "NC"};
+  cluster = cluster_rt->info;
+  cluster->stats.rq_total->inc();
+  cluster->stats.rq_active->add();
+  rq_guard = cluster_rt->breaker->acquire(upstream::Resource::kRequests);
+  if (!rq_guard) {
+    return LocalReply{
+        503, std::string(upstream::CircuitBreaker::overflowMessage(upstream::Resource::kRequests)),
+        upstream::CircuitBreaker::kOverflowFlag.data()};
+  }
+  fixed_host.emplace(dst);
+  host = &*fixed_host;
+  upstream_host = host->addressString();
+  return std::nullopt;
+}
+
 void ExchangeCore::appendUpstreamHead(std::string& out, const ListenerInfo& li,
                                       const http1::RequestHead& h, UpstreamBody body,
                                       uint64_t length, std::string_view upgrade) const {
   out.append(h.method).push_back(' ');
   std::string_view pq = h.pathAndQuery();
   std::string rewritten;
-  if (!route_entry->prefixRewrite().empty()) {
+  if (route_entry && !route_entry->prefixRewrite().empty()) {
     rewritten = route_entry->rewritePath(pq);
     pq = rewritten;
   }
@@ -140,8 +163,9 @@ void ExchangeCore::appendUpstreamHead(std::string& out, const ListenerInfo& li,
     out.append(f.name).append(": ").append(f.value).append("\r\n");
   }
   out.append("host: ");
-  out.append(route_entry->hostRewrite().empty() ? std::string_view(h.host)
-                                                : std::string_view(route_entry->hostRewrite()));
+  out.append(!route_entry || route_entry->hostRewrite().empty()
+                 ? std::string_view(h.host)
+                 : std::string_view(route_entry->hostRewrite()));
   out.append("\r\n");
   if (!have_request_id) out.append("x-request-id: ").append(request_id).append("\r\n");
   out.append(li.secure ? "x-forwarded-proto: https\r\n" : "x-forwarded-proto: http\r\n");
@@ -173,9 +197,8 @@ bool ExchangeCore::startRetry(const upstream::AttemptOutcome& outcome, bool repl
     if (!retry_guard) return false;  // the retry budget is spent (counted)
   }
   if (host) {
-    cluster_rt->lb->onRequestEnd(*host);
     tried.push_back(host->address());
-    host = nullptr;
+    releaseHost();
   }
   ++retries_done;
   cluster->stats.rq_retry->inc();
@@ -214,12 +237,18 @@ upstream::ConnPool::Acquire ExchangeCore::acquire(upstream::PoolUser& user,
   return a;
 }
 
+void ExchangeCore::releaseHost() {
+  if (host && cluster_rt && !fixed_host) cluster_rt->lb->onRequestEnd(*host);
+  host = nullptr;
+}
+
 void ExchangeCore::noteLocalFailure() {
-  if (cluster_rt && cluster_rt->outlier && host) cluster_rt->outlier->onLocalFailure(*host);
+  if (cluster_rt && cluster_rt->outlier && host && !fixed_host)
+    cluster_rt->outlier->onLocalFailure(*host);
 }
 
 void ExchangeCore::noteResponse(int http_status) {
-  if (cluster_rt && cluster_rt->outlier && host)
+  if (cluster_rt && cluster_rt->outlier && host && !fixed_host)
     cluster_rt->outlier->onResponse(*host, http_status);
 }
 
@@ -249,10 +278,7 @@ void ExchangeCore::logAndCount(const ListenerInfo& li, const net::Connection& co
     if (cls >= 0) rs.rq_xx[cls]->inc();
     rs.rq_time->record(elapsed);
   }
-  if (host && cluster_rt) {
-    cluster_rt->lb->onRequestEnd(*host);
-    host = nullptr;
-  }
+  releaseHost();
   if (!li.access_logs.empty()) {
     // The headers an access log may ask for, from the copies kept for it.
     struct Kept final : HeaderSource {
@@ -305,6 +331,7 @@ void ExchangeCore::reset() {
   cluster_rt = nullptr;
   host_set.reset();
   host = nullptr;
+  fixed_host.reset();
   status = 0;
   flags = "-";
   method_id = http1::Method::kOther;

@@ -28,6 +28,7 @@
 #include "common/time.h"
 #include "http/http1/parser.h"
 #include "net/connection.h"
+#include "net/socket.h"
 #include "proxy/snapshot.h"
 #include "upstream/circuit_breaker.h"
 #include "upstream/retry.h"
@@ -64,7 +65,14 @@ struct ExchangeCore {
   // Routes `h` on `li`. On success (nullopt) route, cluster, cluster_rt, host and retry_policy
   // are set and the request counts against the cluster and its breaker; otherwise the reply to
   // send. The timeouts (request, stream idle) are set either way when a route matched.
-  std::optional<LocalReply> route(const ListenerInfo& li, const http1::RequestHead& h);
+  // `original_dst`: the intercepted connection's destination; when `li` passes unrouted
+  // requests through (ListenerInfo::passthrough_unrouted) and no virtual host matches, the
+  // request goes there through the passthrough cluster (route_entry stays null, no retries).
+  std::optional<LocalReply> route(const ListenerInfo& li, const http1::RequestHead& h,
+                                  const std::optional<net::Address>& original_dst = std::nullopt);
+  // route()'s passthrough case: the passthrough cluster (its breaker and counters) with `dst`
+  // as the host.
+  std::optional<LocalReply> routePassthrough(const ListenerInfo& li, const net::Address& dst);
   // The HTTP/1.1 head sent upstream for `h` (after route()). `upgrade` non-empty: the request
   // asks to switch protocols (HTTP/1.1 Upgrade); "connection: upgrade" and "upgrade: <upgrade>"
   // are sent (hop-by-hop fields are otherwise dropped).
@@ -85,6 +93,8 @@ struct ExchangeCore {
   // kFailed. `fresh`: a new connection, never a pooled one (ConnPool::acquire).
   upstream::ConnPool::Acquire acquire(upstream::PoolUser& user, upstream::PooledConnection*& ready,
                                       std::string& error, bool fresh = false);
+  // Ends the current host's request on the balancer (not for a passthrough host). Idempotent.
+  void releaseHost();
   // Passive health: a connect failure, reset or timeout of the current attempt.
   void noteLocalFailure();
   // A response head arrived from the current host (outlier detection).
@@ -120,6 +130,9 @@ struct ExchangeCore {
   ClusterRuntime* cluster_rt = nullptr;
   const upstream::Host* host = nullptr;
   upstream::HostSetPtr host_set;  // keeps host alive
+  // A request passed through to its original destination: `host` points here, and it is not
+  // one of the cluster's hosts (no balancer or outlier bookkeeping).
+  std::optional<upstream::Host> fixed_host;
   std::string upstream_host;
   upstream::CircuitBreaker::Guard rq_guard;
   upstream::CircuitBreaker::Guard retry_guard;

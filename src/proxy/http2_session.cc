@@ -137,7 +137,7 @@ void Http2Session::Stream::start(const http2::HeaderBlock& block) {
     localReply(501, "CONNECT is not supported on this listener", "-");
     return;
   }
-  if (std::optional<LocalReply> reply = ex_.route(li(), h)) {
+  if (std::optional<LocalReply> reply = ex_.route(li(), h, session_.original_dst_)) {
     localReply(reply->status, reply->body, reply->flags, reply->add_newline);
     return;
   }
@@ -593,10 +593,11 @@ void Http2Session::Stream::abort() {
 
 Http2Session::Http2Session(Worker& worker, std::unique_ptr<net::Connection> conn,
                            std::shared_ptr<const ListenerInfo> listener, uint64_t counted_rx,
-                           uint64_t counted_tx)
+                           uint64_t counted_tx, std::optional<net::Address> original_dst)
     : worker_(worker),
       conn_(std::move(conn)),
       listener_(std::move(listener)),
+      original_dst_(original_dst),
       idle_timer_(worker.loop().timers(), [this] { onIdleTimeout(); }),
       counted_rx_(counted_rx),
       counted_tx_(counted_tx) {

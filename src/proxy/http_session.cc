@@ -49,10 +49,12 @@ void countTlsFailure(const net::Transport& t, stats::Counter& error, stats::Coun
 }  // namespace
 
 HttpSession::HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
-                         std::shared_ptr<const ListenerInfo> listener)
+                         std::shared_ptr<const ListenerInfo> listener,
+                         std::optional<net::Address> original_dst)
     : worker_(worker),
       conn_(std::move(conn)),
       listener_(std::move(listener)),
+      original_dst_(original_dst),
       req_parser_(http1::ParseLimits{listener_->max_head_bytes, 100}),
       resp_parser_(http1::ParseLimits{64 << 10, 200}),
       request_timer_(worker.loop().timers(), [this] { onRequestTimeout(); }),
@@ -74,7 +76,7 @@ HttpSession::~HttpSession() {
   if (upgrade_counted_) listener_->stats.upgrades_active->sub();
   if (waiting_pool_ && ex_.cluster_rt) ex_.cluster_rt->pool->cancel(*this);
   if (upstream_ && ex_.cluster_rt) ex_.cluster_rt->pool->release(*upstream_, false);
-  if (ex_.host && ex_.cluster_rt && ex_.cluster_rt->lb) ex_.cluster_rt->lb->onRequestEnd(*ex_.host);
+  ex_.releaseHost();
   listener_->stats.cx_active->sub();
   countBytes();
   // A response still being written ("connection: close" after it) outlives the session.
@@ -106,7 +108,7 @@ void HttpSession::switchToHttp2() {
   request_timer_.disarm();
   idle_timer_.disarm();
   auto next = std::make_unique<Http2Session>(worker_, std::move(conn_), listener_, counted_rx_,
-                                             counted_tx_);
+                                             counted_tx_, original_dst_);
   Http2Session* h2 = next.get();
   worker_.replaceSession(*this, std::move(next));  // this session is deleted later
   h2->start();
@@ -254,7 +256,7 @@ void HttpSession::startRequest(size_t head_len) {
   }
   // Upgrade passthrough (WebSocket ...); otherwise the Upgrade fields are dropped as hop-by-hop.
   upgrade_.assign(upgradeToForward(h));
-  if (std::optional<LocalReply> reply = ex_.route(*listener_, h)) {
+  if (std::optional<LocalReply> reply = ex_.route(*listener_, h, original_dst_)) {
     conn_->input().consume(head_len);
     localReply(reply->status, reply->body, reply->flags, has_body, reply->add_newline);
     return;

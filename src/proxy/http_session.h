@@ -41,8 +41,11 @@ class HttpSession final : public Session,
                           public net::ConnectionCallbacks,
                           public upstream::PoolUser {
  public:
+  // `original_dst`: where an intercepted connection was going (ListenerInfo::
+  // passthrough_unrouted); requests matching no virtual host are forwarded there.
   HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
-              std::shared_ptr<const ListenerInfo> listener);
+              std::shared_ptr<const ListenerInfo> listener,
+              std::optional<net::Address> original_dst = std::nullopt);
   ~HttpSession();
 
   // Worker drain: close now if idle, else after the current response.
@@ -115,6 +118,7 @@ class HttpSession final : public Session,
   Worker& worker_;
   std::unique_ptr<net::Connection> conn_;
   std::shared_ptr<const ListenerInfo> listener_;
+  std::optional<net::Address> original_dst_;
   State state_ = State::kReadHead;
   bool draining_ = false;
   bool in_process_input_ = false;  // processInput() is on the stack: don't re-enter it

@@ -338,9 +338,11 @@ Result<SnapshotPtr> Server::build(const v1::ProxyConfig& config) {
 }
 
 Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
-    const v1::Listener& l, const Snapshot& building, std::shared_ptr<ListenSocket> shared_socket) {
+    const v1::Listener& l, const Snapshot& building, std::shared_ptr<ListenSocket> shared_socket,
+    bool passthrough_unrouted) {
   auto li = std::make_shared<ListenerInfo>();
   li->name = l.name();
+  li->passthrough_unrouted = passthrough_unrouted;
   li->config = l;
   const std::string where = "listeners[" + l.name() + "]";
   li->socket = std::move(shared_socket);  // a filter chain shares its listener's socket
@@ -407,7 +409,10 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
       v1::Listener c = child(fc.name());
       *c.mutable_route_config() = fc.route_config();
       if (fc.has_tcp_proxy()) *c.mutable_tcp_proxy() = fc.tcp_proxy();
-      auto ci = buildListener(c, building, li->socket);
+      bool unrouted_out = !fc.has_tcp_proxy() &&
+                          li->interception == ListenerInfo::Interception::kOutbound &&
+                          li->allow_all_egress;
+      auto ci = buildListener(c, building, li->socket, unrouted_out);
       if (!ci) return makeError(ci.error().message);
       FilterChainInfo chain;
       for (uint32_t p : fc.destination_ports()) chain.ports.push_back(static_cast<uint16_t>(p));

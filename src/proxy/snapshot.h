@@ -142,6 +142,10 @@ struct ListenerInfo {
   // For unmatched destinations that are relayed: a TCP relay listener through the passthrough
   // cluster, sharing this listener's socket and stats. Null when they are refused.
   std::shared_ptr<const ListenerInfo> passthrough;
+  // An HTTP filter chain of an OUTBOUND ALLOW_ALL listener: a request whose Host matches no
+  // virtual host is forwarded to its connection's original destination through the
+  // passthrough cluster instead of being answered 404. Its sessions are given that destination.
+  bool passthrough_unrouted = false;
 };
 
 struct ClusterStats {

@@ -89,6 +89,8 @@ class Worker::Acceptor final : public net::IoHandler {
     for (const FilterChainInfo& chain : l->chains) {
       if (chain.matches(*dst)) {
         l = chain.listener;
+        // An HTTP chain that passes unrouted requests through needs the destination too.
+        if (l->passthrough_unrouted) target = *dst;
         return true;
       }
     }
@@ -224,7 +226,7 @@ void Worker::addSession(int fd, std::unique_ptr<net::Transport> transport,
     raw->start(target);  // may end the session at once
     return;
   }
-  auto s = std::make_unique<HttpSession>(*this, std::move(conn), std::move(listener));
+  auto s = std::make_unique<HttpSession>(*this, std::move(conn), std::move(listener), target);
   sessions_.push_back(std::move(s));
   sessions_.back()->self = std::prev(sessions_.end());
   if (draining_) sessions_.back()->drain();  // accepted (sniffed) just before the drain began

@@ -56,7 +56,9 @@ class Worker {
   // `next` takes the place of `old` (which is deleted after the current event): a connection
   // changing hands, e.g. HTTP/1 to HTTP/2.
   void replaceSession(Session& old, std::unique_ptr<Session> next);
-  // `target`: for a relay (TCP) listener, the address to relay to instead of a balanced host.
+  // `target`: for a relay (TCP) listener, the address to relay to instead of a balanced host;
+  // for an HTTP listener, the connection's original destination (ListenerInfo::
+  // passthrough_unrouted).
   void addSession(int fd, std::unique_ptr<net::Transport> transport,
                   std::shared_ptr<const ListenerInfo> listener,
                   std::optional<net::Address> target = std::nullopt);
