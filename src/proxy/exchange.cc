@@ -1,5 +1,6 @@
 #include "proxy/exchange.h"
 
+#include <cctype>
 #include <charconv>
 
 #include "proxy/access_log.h"
@@ -189,6 +190,60 @@ void ExchangeCore::appendUpstreamHead(std::string& out, const ListenerInfo& li,
   out.append("\r\n");
 }
 
+http2::RequestHeaders UpstreamH2Request::view() {
+  views_.clear();
+  views_.reserve(fields.size());
+  for (const auto& [name, value] : fields)
+    views_.push_back({name, value, http::HeaderToken::kOther});
+  return http2::RequestHeaders{method, scheme, authority, path, views_};
+}
+
+void ExchangeCore::buildUpstreamH2Request(UpstreamH2Request& out, const ListenerInfo& li,
+                                          const http1::RequestHead& h, bool secure) const {
+  out.method.assign(h.method);
+  out.scheme = secure ? "https" : "http";
+  std::string_view pq = h.pathAndQuery();
+  std::string rewritten;
+  if (route_entry && !route_entry->prefixRewrite().empty()) {
+    rewritten = route_entry->rewritePath(pq);
+    pq = rewritten;
+  }
+  out.path.clear();
+  if (pq.empty() || pq[0] == '?') out.path.push_back('/');
+  out.path.append(pq);
+  out.authority.assign(!route_entry || route_entry->hostRewrite().empty()
+                           ? std::string_view(h.host)
+                           : std::string_view(route_entry->hostRewrite()));
+  out.fields.clear();
+  bool have_request_id = false;
+  for (const http::HeaderField& f : h.headers) {
+    if (f.token == http::HeaderToken::kTe) {
+      // RFC 9113 §8.2.2: only "trailers" may cross (gRPC servers require it).
+      std::string v(f.value);
+      for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (v.find("trailers") != std::string::npos) out.fields.emplace_back("te", "trailers");
+      continue;
+    }
+    if (h.isHopByHop(f)) continue;
+    switch (f.token) {
+      case http::HeaderToken::kHost:
+      case http::HeaderToken::kExpect:
+      case http::HeaderToken::kXForwardedProto:
+        continue;
+      case http::HeaderToken::kXRequestId:
+        have_request_id = true;
+        break;
+      default:
+        break;
+    }
+    std::string name(f.name);
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.fields.emplace_back(std::move(name), std::string(f.value));
+  }
+  if (!have_request_id) out.fields.emplace_back("x-request-id", request_id);
+  out.fields.emplace_back("x-forwarded-proto", li.secure ? "https" : "http");
+}
+
 bool ExchangeCore::startRetry(const upstream::AttemptOutcome& outcome, bool replayable) {
   if (!retry_policy || !replayable) return false;
   if (retry_policy->decide(outcome, retries_done) != upstream::RetryDecision::kRetry) return false;
@@ -235,6 +290,39 @@ upstream::ConnPool::Acquire ExchangeCore::acquire(upstream::PoolUser& user,
       break;
   }
   return a;
+}
+
+upstream::ConnPool::Acquire ExchangeCore::acquireH2(upstream::Http2StreamUser& user,
+                                                    upstream::Http2Connection*& ready,
+                                                    std::string& error) {
+  upstream::ConnPool::Acquire a = cluster_rt->h2pool->acquire(*host, user, ready, error);
+  switch (a) {
+    case upstream::ConnPool::Acquire::kReady:
+      break;
+    case upstream::ConnPool::Acquire::kPending:
+      cluster->stats.rq_pending_active->add();
+      break;
+    case upstream::ConnPool::Acquire::kOverflow:
+      cluster->stats.rq_pending_overflow->inc();
+      break;
+    case upstream::ConnPool::Acquire::kFailed:
+      cluster->stats.cx_connect_fail->inc();
+      noteLocalFailure();
+      break;
+  }
+  return a;
+}
+
+void ExchangeCore::keepResponseHeaders(const ListenerInfo& li,
+                                       std::span<const http::HeaderField> fields) {
+  for (const std::string& name : li.log_response_headers) {
+    for (const http::HeaderField& f : fields) {
+      if (http::equalsIgnoreCase(f.name, name)) {
+        logged_response_headers.emplace_back(name, std::string(f.value));
+        break;
+      }
+    }
+  }
 }
 
 void ExchangeCore::releaseHost() {

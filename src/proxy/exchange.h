@@ -27,10 +27,12 @@
 
 #include "common/time.h"
 #include "http/http1/parser.h"
+#include "http/http2/codec.h"
 #include "net/connection.h"
 #include "net/socket.h"
 #include "proxy/snapshot.h"
 #include "upstream/circuit_breaker.h"
+#include "upstream/http2_pool.h"
 #include "upstream/retry.h"
 
 namespace weft::proxy {
@@ -44,6 +46,18 @@ struct LocalReply {
   std::string body;
   const char* flags = "-";  // access-log response flags (static string)
   bool add_newline = true;  // error texts get a trailing newline; direct responses do not
+};
+
+// An HTTP/2 request head for an upstream of protocol HTTP2, owned: built once per request from
+// the (parsed, or translated from HTTP/2) request head and submitted on every attempt.
+struct UpstreamH2Request {
+  std::string method, scheme, authority, path;
+  std::vector<std::pair<std::string, std::string>> fields;
+  // For Http2Connection::submit; valid until the next call or a change of the strings.
+  http2::RequestHeaders view();
+
+ private:
+  std::vector<http::HeaderField> views_;
 };
 
 // How the request body is framed towards an HTTP/1.1 upstream.
@@ -79,6 +93,12 @@ struct ExchangeCore {
   void appendUpstreamHead(std::string& out, const ListenerInfo& li, const http1::RequestHead& h,
                           UpstreamBody body, uint64_t length, std::string_view upgrade = {}) const;
 
+  // The HTTP/2 request sent to a protocol HTTP2 upstream for `h` (after route()): as
+  // appendUpstreamHead (hop-by-hop fields dropped, TE kept only as "te: trailers", host and
+  // prefix rewrites, x-request-id, x-forwarded-proto), :scheme https over TLS (`secure`).
+  void buildUpstreamH2Request(UpstreamH2Request& out, const ListenerInfo& li,
+                              const http1::RequestHead& h, bool secure) const;
+
   // Retries (docs/resilience.md). `replayable`: the request body can be sent again (all of it
   // kept, or none of it sent yet). True: the attempt is abandoned (host released, counted) and
   // the caller drops its upstream, then calls pickRetryHost() after backoff().
@@ -93,6 +113,12 @@ struct ExchangeCore {
   // kFailed. `fresh`: a new connection, never a pooled one (ConnPool::acquire).
   upstream::ConnPool::Acquire acquire(upstream::PoolUser& user, upstream::PooledConnection*& ready,
                                       std::string& error, bool fresh = false);
+  // The same for a protocol HTTP2 cluster: a stream from its Http2Pool.
+  upstream::ConnPool::Acquire acquireH2(upstream::Http2StreamUser& user,
+                                        upstream::Http2Connection*& ready, std::string& error);
+  // The response head of the current attempt arrived from an HTTP/2 upstream: keeps the fields
+  // the access logs print.
+  void keepResponseHeaders(const ListenerInfo& li, std::span<const http::HeaderField> fields);
   // Ends the current host's request on the balancer (not for a passthrough host). Idempotent.
   void releaseHost();
   // Passive health: a connect failure, reset or timeout of the current attempt.
@@ -175,6 +201,30 @@ void forEachResponseField(const http1::ResponseHead& h, const ListenerInfo& li,
 // come before or in the middle of it), or h2c (RFC 9113 deprecates it; weft speaks to the
 // upstream in the cluster's own protocol). CONNECT is not an upgrade.
 std::string_view upgradeToForward(const http1::RequestHead& h);
+
+// Calls emit(name, value) for every field of an HTTP/2 upstream response head (or trailers) that
+// goes to the client: the upstream's server (unless preserved) and x-weft-upstream-service-time
+// are dropped, and for a head (`service_ms` >= 0) the proxy's server and
+// x-weft-upstream-service-time are added at the end.
+template <class Emit>
+void forEachH2ResponseField(std::span<const http::HeaderField> fields, const ListenerInfo& li,
+                            int64_t service_ms, std::string& scratch, Emit&& emit) {
+  bool had_server = false;
+  for (const http::HeaderField& f : fields) {
+    if (f.token == http::HeaderToken::kServer) {
+      had_server = true;
+      if (!li.preserve_upstream_server) continue;
+    }
+    if (f.name.size() == 28 && http::equalsIgnoreCase(f.name, "x-weft-upstream-service-time"))
+      continue;
+    emit(f.name, f.value);
+  }
+  if (service_ms < 0) return;
+  if (!li.preserve_upstream_server || !had_server)
+    emit(std::string_view("server"), std::string_view(li.server_name));
+  scratch = std::to_string(service_ms);
+  emit(std::string_view("x-weft-upstream-service-time"), std::string_view(scratch));
+}
 
 // gRPC (https://github.com/grpc/grpc/blob/master/doc/http-grpc-status-mapping.md, and Envoy's
 // mapping for the proxy's own replies): the grpc-status for a local reply with HTTP `status`.

@@ -100,5 +100,49 @@ TEST(UpgradeToForward, PlainRequestsAreNotUpgrades) {
             "");
 }
 
+TEST(ForEachH2ResponseField, ReplacesServerAndAddsServiceTime) {
+  ListenerInfo li;
+  li.server_name = "weft";
+  std::vector<http::HeaderField> fields = {
+      {"content-type", "application/grpc", http::HeaderToken::kContentType},
+      {"server", "backend", http::HeaderToken::kServer},
+      {"x-weft-upstream-service-time", "99", http::HeaderToken::kOther},
+      {"grpc-status", "0", http::HeaderToken::kGrpcStatus}};
+  std::string scratch;
+  std::vector<std::pair<std::string, std::string>> out;
+  auto emit = [&](std::string_view n, std::string_view v) { out.emplace_back(n, v); };
+  forEachH2ResponseField(fields, li, 7, scratch, emit);
+  std::vector<std::pair<std::string, std::string>> want = {{"content-type", "application/grpc"},
+                                                           {"grpc-status", "0"},
+                                                           {"server", "weft"},
+                                                           {"x-weft-upstream-service-time", "7"}};
+  EXPECT_EQ(out, want);
+  out.clear();
+  forEachH2ResponseField(fields, li, -1, scratch, emit);  // trailers: nothing added
+  EXPECT_EQ(out.size(), 2u);
+  li.preserve_upstream_server = true;
+  out.clear();
+  forEachH2ResponseField(fields, li, 1, scratch, emit);
+  EXPECT_EQ(out[1], (std::pair<std::string, std::string>{"server", "backend"}))
+      << "preserve_upstream_server keeps the upstream's server and adds none";
+  EXPECT_EQ(out.size(), 4u);
+}
+
+TEST(UpstreamH2Request, ViewPointsAtTheOwnedStrings) {
+  UpstreamH2Request r;
+  r.method = "POST";
+  r.scheme = "http";
+  r.authority = "svc:8080";
+  r.path = "/pkg.Svc/Call";
+  r.fields = {{"te", "trailers"}, {"content-type", "application/grpc"}};
+  http2::RequestHeaders v = r.view();
+  EXPECT_EQ(v.method, "POST");
+  EXPECT_EQ(v.authority, "svc:8080");
+  EXPECT_EQ(v.path, "/pkg.Svc/Call");
+  ASSERT_EQ(v.fields.size(), 2u);
+  EXPECT_EQ(v.fields[0].name, "te");
+  EXPECT_EQ(v.fields[1].value, "application/grpc");
+}
+
 }  // namespace
 }  // namespace weft::proxy

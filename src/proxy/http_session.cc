@@ -5,7 +5,9 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "http/http1/chunked.h"
 #include "http/http2/codec.h"
+#include "http/http2/translate.h"
 #include "http/status.h"
 #include "net/tls/tls_transport.h"
 #include "proxy/access_log.h"
@@ -74,7 +76,10 @@ HttpSession::~HttpSession() {
   if (handed_over_) return;  // the connection and its counts belong to the Http2Session now
   relay_.stop();
   if (upgrade_counted_) listener_->stats.upgrades_active->sub();
-  if (waiting_pool_ && ex_.cluster_rt) ex_.cluster_rt->pool->cancel(*this);
+  if (waiting_pool_ && ex_.cluster_rt) {
+    ex_.cluster_rt->pool->cancel(*this);
+    if (ex_.cluster_rt->h2pool) ex_.cluster_rt->h2pool->cancel(*this);
+  }
   if (upstream_ && ex_.cluster_rt) ex_.cluster_rt->pool->release(*upstream_, false);
   ex_.releaseHost();
   listener_->stats.cx_active->sub();
@@ -137,6 +142,7 @@ void HttpSession::teardown() {
   backoff_timer_.disarm();
   if (waiting_pool_) {
     ex_.cluster_rt->pool->cancel(*this);
+    if (ex_.cluster_rt->h2pool) ex_.cluster_rt->h2pool->cancel(*this);
     waiting_pool_ = false;
     ex_.cluster->stats.rq_pending_active->sub();
   }
@@ -261,6 +267,29 @@ void HttpSession::startRequest(size_t head_len) {
     localReply(reply->status, reply->body, reply->flags, has_body, reply->add_newline);
     return;
   }
+  h2_up_ = ex_.cluster->http2;
+  if (h2_up_) {
+    if (!upgrade_.empty()) {
+      conn_->input().consume(head_len);
+      localReply(501, "Upgrade to an HTTP/2 cluster is not supported", "-", true);
+      return;
+    }
+    // The body goes up as DATA: decoded, not re-chunked.
+    req_body_.start(h.body_kind, h.content_length, /*chunk_output=*/false);
+    ex_.buildUpstreamH2Request(h2_req_, *listener_, h, ex_.cluster->config.has_tls());
+    bool expect_continue = h.expect_100_continue && has_body;
+    conn_->input().consume(head_len);
+    state_ = State::kProxying;
+    stream_idle_timeout_ = ex_.stream_idle_timeout;
+    if (ex_.timeout.count() > 0) request_timer_.arm(ex_.timeout);
+    if (stream_idle_timeout_.count() > 0) {
+      last_activity_ = worker_.loop().now();
+      stream_idle_timer_.arm(stream_idle_timeout_);
+    }
+    if (expect_continue) conn_->write("HTTP/1.1 100 Continue\r\n\r\n");
+    routeRequest();
+    return;
+  }
 
   // Serialize the upstream request head now: the views into the input buffer die with it.
   UpstreamBody framing = UpstreamBody::kNone;
@@ -292,8 +321,19 @@ void HttpSession::routeRequest() {
   std::string error;
   if (ex_.retry_policy && ex_.retry_policy->perTryTimeout().count() > 0)
     per_try_timer_.arm(ex_.retry_policy->perTryTimeout());
-  // An upgrade takes a connection of its own: it will never be handed back for reuse.
-  switch (ex_.acquire(*this, ready, error, /*fresh=*/!upgrade_.empty())) {
+  upstream::ConnPool::Acquire a;
+  if (h2_up_) {
+    upstream::Http2Connection* h2 = nullptr;
+    a = ex_.acquireH2(*this, h2, error);
+    if (a == upstream::ConnPool::Acquire::kReady) {
+      onH2Ready(*h2);
+      return;
+    }
+  } else {
+    // An upgrade takes a connection of its own: it will never be handed back for reuse.
+    a = ex_.acquire(*this, ready, error, /*fresh=*/!upgrade_.empty());
+  }
+  switch (a) {
     case upstream::ConnPool::Acquire::kReady:
       onUpstreamReady(*ready);
       return;
@@ -354,6 +394,7 @@ void HttpSession::onUpstreamFailure(net::CloseReason reason, std::string_view de
 
 // Moves request body bytes from the client to the upstream. Returns false if the exchange ended.
 bool HttpSession::forwardRequestBody() {
+  if (h2_up_) return forwardRequestBodyH2();
   Buffer& in = conn_->input();
   if (stream_idle_timer_.armed() && !in.empty()) last_activity_ = worker_.loop().now();
   if (!upstream_) {
@@ -399,6 +440,14 @@ bool HttpSession::forwardRequestBody() {
   return true;
 }
 
+void HttpSession::onH2Writable() {
+  h2_up_paused_ = false;
+  if (!req_body_.finished() && state_ == State::kProxying) {
+    conn_->readDisable(false);
+    forwardRequestBody();
+  }
+}
+
 void HttpSession::onUpstreamDrained(upstream::PooledConnection&) {
   if (state_ == State::kUpgraded) {
     relay_.upstreamDrained();
@@ -415,6 +464,7 @@ void HttpSession::onWriteDrained(net::Connection&) {
     return;
   }
   if (upstream_ && state_ == State::kProxying) upstream_->connection().readDisable(false);
+  if (h2_ && state_ == State::kProxying) consumeH2();
   if (state_ == State::kReadHead) {
     conn_->readDisable(false);
     if (!in_process_input_) processInput();
@@ -616,6 +666,7 @@ void HttpSession::onPerTryTimeout() {
   if (ex_.cluster) ex_.cluster->stats.rq_timeout->inc();
   if (waiting_pool_) {
     ex_.cluster_rt->pool->cancel(*this);
+    if (ex_.cluster_rt->h2pool) ex_.cluster_rt->h2pool->cancel(*this);
     waiting_pool_ = false;
     ex_.cluster->stats.rq_pending_active->sub();
   }
@@ -625,6 +676,12 @@ void HttpSession::onPerTryTimeout() {
 }
 
 void HttpSession::finishExchange(bool upstream_reusable) {
+  if (h2_) {
+    upstream::Http2Connection* h2 = h2_;
+    h2_ = nullptr;
+    h2->release(h2_id_, h2_unconsumed_);
+    h2_unconsumed_ = 0;
+  }
   // An Upgrade request that was not switched leaves the upstream in an unknown state (RFC 9110
   // §7.8 lets the server switch later): its connection is not reused.
   if (!upgrade_.empty()) upstream_reusable = false;
@@ -657,6 +714,13 @@ void HttpSession::endExchange(bool keep) {
 }
 
 void HttpSession::resetUpstream() {
+  if (h2_) {
+    upstream::Http2Connection* h2 = h2_;
+    h2_ = nullptr;
+    h2->release(h2_id_, h2_unconsumed_);
+    h2_unconsumed_ = 0;
+  }
+  h2_up_paused_ = false;
   if (upstream_) {
     upstream::PooledConnection* up = upstream_;
     upstream_ = nullptr;
@@ -672,6 +736,7 @@ void HttpSession::localReply(int status, std::string_view body, const char* flag
   backoff_timer_.disarm();
   if (waiting_pool_) {
     ex_.cluster_rt->pool->cancel(*this);
+    if (ex_.cluster_rt->h2pool) ex_.cluster_rt->h2pool->cancel(*this);
     waiting_pool_ = false;
     ex_.cluster->stats.rq_pending_active->sub();
   }
@@ -727,7 +792,8 @@ void HttpSession::logAndCount(int status) {
   ex_.status = status;
   // An upgraded connection counts what it relayed after the 101 as the exchange's body bytes.
   ex_.logAndCount(*listener_, *conn_, req_body_.bytes() + relay_.bytesUp(),
-                  (resp_head_sent_ ? resp_body_.bytes() : local_body_bytes_) + relay_.bytesDown());
+                  (resp_head_sent_ ? resp_body_.bytes() + h2_resp_bytes_ : local_body_bytes_) +
+                      relay_.bytesDown());
 }
 
 void HttpSession::resetRequest() {
@@ -741,6 +807,187 @@ void HttpSession::resetRequest() {
   retry_body_.clear();
   retry_body_ok_ = true;
   upgrade_.clear();
+  h2_up_ = false;
+  h2_req_ended_ = false;
+  h2_resp_bytes_ = 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/2 upstreams (protocol HTTP2): the request head was translated once (h2_req_), the body is
+// decoded (chunked or not) and sent as DATA, the response head becomes an HTTP/1.1 head (chunked
+// when the upstream gave no content-length), DATA is written to the client (chunk-encoded when
+// chunked) and handed back to the upstream window once the client's output is below its high
+// watermark. Response trailers are not passed to HTTP/1 clients.
+
+void HttpSession::onH2Ready(upstream::Http2Connection& conn) {
+  if (waiting_pool_) {
+    waiting_pool_ = false;
+    ex_.cluster->stats.rq_pending_active->sub();
+  }
+  if (conn.uses() == 0 && conn.secure()) ex_.cluster->stats.ssl_handshake->inc();
+  ex_.upstream_sent = worker_.loop().now();
+  bool replay = ex_.retries_done > 0 && !retry_body_.empty();
+  bool end_now = req_body_.finished() && !replay;
+  auto id = conn.submit(*this, h2_req_.view(), end_now);
+  if (!id) {
+    if (retryOn(upstream::AttemptOutcome::failure(upstream::AttemptOutcome::Kind::kRefusedStream)))
+      return;
+    localReply(503, "upstream refused the stream: " + id.error().message, "UR",
+               !req_body_.finished());
+    return;
+  }
+  h2_ = &conn;
+  h2_id_ = *id;
+  h2_req_ended_ = end_now;
+  h2_up_paused_ = false;
+  if (replay) {
+    auto r = h2_->sendData(h2_id_, retry_body_, req_body_.finished());
+    if (req_body_.finished()) h2_req_ended_ = true;
+    if (r && !*r) h2_up_paused_ = true;
+  }
+  if (h2_ && !req_body_.finished()) forwardRequestBodyH2();
+}
+
+bool HttpSession::forwardRequestBodyH2() {
+  Buffer& in = conn_->input();
+  if (stream_idle_timer_.armed() && !in.empty()) last_activity_ = worker_.loop().now();
+  if (!h2_) {
+    if (in.size() > kMaxPipelinedInput) conn_->readDisable(true);
+    return true;
+  }
+  if (h2_up_paused_) {
+    if (!req_body_.finished()) conn_->readDisable(true);  // onH2Writable resumes
+    return true;
+  }
+  h2_scratch_.clear();
+  http1::BodyRelay::Step step = req_body_.relay(in, h2_scratch_);
+  bool too_large = listener_->max_body_bytes && req_body_.bytes() > listener_->max_body_bytes;
+  if (step.failed() || too_large) {
+    (too_large ? listener_->stats.rq_too_large : listener_->stats.protocol_error)->inc();
+    resetUpstream();
+    if (resp_head_sent_) {
+      ex_.flags = "DPE";
+      logAndCount(ex_.status);
+      closeDownstream(true);
+    } else if (too_large) {
+      localReply(413, "request body too large", "-", true);
+    } else {
+      localReply(step.error.status, step.error.reason, "DPE", true);
+    }
+    return false;
+  }
+  std::string_view data = h2_scratch_.view();
+  if (ex_.retry_policy && retry_body_ok_ && !data.empty()) {
+    if (retry_body_.size() + data.size() > upstream::kMaxRetryBodyBytes) {
+      retry_body_ok_ = false;
+      std::string().swap(retry_body_);
+    } else {
+      retry_body_.append(data);
+    }
+  }
+  bool fin = req_body_.finished();
+  if (!data.empty() || (fin && !h2_req_ended_)) {
+    auto r = h2_->sendData(h2_id_, data, fin);
+    if (fin) h2_req_ended_ = true;
+    if (r && !*r) h2_up_paused_ = true;
+  }
+  h2_scratch_.clear();
+  if (!h2_) return false;
+  if (!fin) conn_->readDisable(h2_up_paused_);
+  if (fin && in.size() > kMaxPipelinedInput) conn_->readDisable(true);
+  return true;
+}
+
+void HttpSession::onH2Failure(net::CloseReason reason, std::string_view detail,
+                              const net::Connection* conn) {
+  onUpstreamFailure(reason, detail, conn);
+}
+
+void HttpSession::onH2Headers(const http2::HeaderBlock& block) {
+  if (state_ != State::kProxying || !h2_) return;
+  if (stream_idle_timer_.armed()) last_activity_ = worker_.loop().now();
+  if (block.kind != http2::HeadersKind::kResponse) return;  // 1xx; trailers are dropped
+  ex_.noteResponse(block.status);
+  if (ex_.retry_policy) {
+    int grpc_status = -1;
+    for (const http::HeaderField& f : block.fields)
+      if (f.token == http::HeaderToken::kGrpcStatus) grpc_status = parseGrpcStatus(f.value);
+    if (retryOn(upstream::AttemptOutcome::response(block.status, grpc_status))) return;
+  }
+  if (ex_.retries_done > 0 && block.status < 500) ex_.cluster->stats.rq_retry_success->inc();
+  per_try_timer_.disarm();
+  http1::ResponseHead h = http2::responseToHttp1(block);
+  if (ex_.method_id == http1::Method::kHead || block.status == 204 || block.status == 304)
+    h.body_kind = http1::BodyKind::kNone;
+  sendResponseHead(h);
+  conn_->flush();
+}
+
+void HttpSession::onH2Data(std::string_view data) {
+  if (state_ != State::kProxying || !resp_head_sent_ || !h2_) {
+    if (h2_) h2_->consume(h2_id_, data.size());
+    return;
+  }
+  if (stream_idle_timer_.armed()) last_activity_ = worker_.loop().now();
+  if (resp_body_.state() == http1::BodyRelay::State::kNone) {
+    h2_->consume(h2_id_, data.size());  // HEAD / 204 / 304: no body goes to the client
+    return;
+  }
+  Buffer& out = conn_->output();
+  if (resp_body_.chunkedOutput()) {
+    std::string chunk;
+    http1::appendChunk(chunk, data);
+    out.append(chunk);
+  } else {
+    out.append(data);
+  }
+  h2_resp_bytes_ += data.size();
+  h2_unconsumed_ += data.size();
+  conn_->flush();
+  consumeH2();
+}
+
+void HttpSession::consumeH2() {
+  if (!h2_ || h2_unconsumed_ == 0 || conn_->aboveHighWatermark()) return;
+  size_t n = h2_unconsumed_;
+  h2_unconsumed_ = 0;
+  h2_->consume(h2_id_, n);
+}
+
+void HttpSession::onH2End() {
+  if (state_ != State::kProxying || !resp_head_sent_) return;
+  if (resp_body_.chunkedOutput()) {
+    std::string last;
+    http1::appendLastChunk(last);
+    conn_->output().append(last);
+  }
+  conn_->flush();
+  finishExchange(true);
+}
+
+void HttpSession::onH2Close(http2::CloseCause cause, uint32_t, std::string_view detail) {
+  h2_ = nullptr;  // the stream is gone; nothing to release
+  h2_unconsumed_ = 0;
+  if (state_ != State::kProxying) return;
+  if (resp_head_sent_) {
+    ex_.flags = "UR";
+    conn_->flush();
+    logAndCount(ex_.status);
+    closeDownstream(true);
+    return;
+  }
+  ex_.noteLocalFailure();
+  bool refused = cause == http2::CloseCause::kRefused;
+  if (retryOn(upstream::AttemptOutcome::failure(refused
+                                                    ? upstream::AttemptOutcome::Kind::kRefusedStream
+                                                    : upstream::AttemptOutcome::Kind::kReset)))
+    return;
+  if (cause == http2::CloseCause::kHeadersTooLarge) {
+    localReply(502, "upstream response headers too large", "UPE", !req_body_.finished());
+  } else {
+    localReply(refused ? 503 : 502, "upstream reset before response: " + std::string(detail), "UR",
+               !req_body_.finished());
+  }
 }
 
 void HttpSession::switchProtocols(const http1::ResponseHead& h, size_t head_len) {

@@ -39,7 +39,8 @@ struct ClusterRuntime;
 
 class HttpSession final : public Session,
                           public net::ConnectionCallbacks,
-                          public upstream::PoolUser {
+                          public upstream::PoolUser,
+                          public upstream::Http2StreamUser {
  public:
   // `original_dst`: where an intercepted connection was going (ListenerInfo::
   // passthrough_unrouted); requests matching no virtual host are forwarded there.
@@ -67,6 +68,16 @@ class HttpSession final : public Session,
   void onUpstreamClosed(upstream::PooledConnection& conn, net::CloseReason reason,
                         std::string_view detail) override;
 
+  // upstream::Http2StreamUser (protocol HTTP2 clusters: HTTP/1.1 translated to HTTP/2)
+  void onH2Ready(upstream::Http2Connection& conn) override;
+  void onH2Failure(net::CloseReason reason, std::string_view detail,
+                   const net::Connection* conn) override;
+  void onH2Headers(const http2::HeaderBlock& block) override;
+  void onH2Data(std::string_view data) override;
+  void onH2End() override;
+  void onH2Close(http2::CloseCause cause, uint32_t error_code, std::string_view detail) override;
+  void onH2Writable() override;
+
  private:
   enum class State {
     kReadHead,      // waiting for (more of) a request head
@@ -82,6 +93,10 @@ class HttpSession final : public Session,
   void startRequest(size_t head_len);
   void routeRequest();
   bool forwardRequestBody();
+  // forwardRequestBody for an HTTP/2 upstream: decoded body bytes become DATA on the stream.
+  bool forwardRequestBodyH2();
+  // Hands response bytes the client has taken back to the upstream stream's window.
+  void consumeH2();
   void processUpstream();
   bool sendResponseHead(const http1::ResponseHead& head);
   bool forwardResponseBody();
@@ -156,6 +171,16 @@ class HttpSession final : public Session,
   // Http2Session and this session is gone without closing or counting it.
   bool handed_over_ = false;
   bool preface_checked_ = false;  // the first bytes were not the h2c preface
+  // HTTP/2 upstream (the cluster's protocol is HTTP2): the request, and the stream while held.
+  bool h2_up_ = false;
+  UpstreamH2Request h2_req_;
+  upstream::Http2Connection* h2_ = nullptr;
+  int32_t h2_id_ = 0;
+  bool h2_req_ended_ = false;  // END_STREAM sent on the current attempt
+  bool h2_up_paused_ = false;  // the upstream stream's send buffer is full
+  size_t h2_unconsumed_ = 0;   // response bytes written to the client, not yet handed back
+  uint64_t h2_resp_bytes_ = 0;
+  Buffer h2_scratch_;  // decoded request body on its way to the stream
   // The current request asks to switch protocols (Upgrade header value; empty: it does not).
   std::string upgrade_;
   ByteRelay relay_;               // after 101: client <-> upstream

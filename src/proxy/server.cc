@@ -568,9 +568,12 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
   ci->breaker_limits = breakerLimits(c);
   if (c.has_outlier_detection()) ci->outlier = outlierConfig(c.outlier_detection());
   ci->panic_threshold_percent = panicThresholdPercent(c);
+  ci->http2 = c.protocol() == v1::Cluster::HTTP2;
 
   if (c.has_tls()) {
-    auto ctx = net::tls::ClientContext::create(c.tls(), where + ".tls");
+    v1::UpstreamTls tls_cfg = c.tls();
+    if (ci->http2 && tls_cfg.alpn().empty()) tls_cfg.add_alpn("h2");
+    auto ctx = net::tls::ClientContext::create(tls_cfg, where + ".tls");
     if (!ctx) return makeError(ctx.error().message);
     std::shared_ptr<const net::tls::ClientContext> cc = *ctx;
     ci->transport_factory = [cc](int fd, const upstream::Host& h) {
@@ -613,6 +616,7 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
   st.outlier.ejections_enforced = r.counter(sn::kClusterOutlierEjectionsEnforced, lb);
   st.outlier.ejections_overflow = r.counter(sn::kClusterOutlierEjectionsOverflow, lb);
   st.membership = r.gauge(sn::kClusterMembershipEndpoints, lb);
+  if (ci->http2) st.http2 = http2::makeStats(r, names::kClusterHttp2Prefix, lb);
   st.membership->set(static_cast<int64_t>(ci->hosts->size()));
   if (c.has_health_check()) {
     // Probed on this (the main) thread; workers see the result as Host::healthy() in the

@@ -87,6 +87,8 @@ inline constexpr std::string_view kListenerDownstreamCxUpgrades =
     "weft_listener_downstream_cx_upgrades_total";
 inline constexpr std::string_view kListenerDownstreamCxUpgradesActive =
     "weft_listener_downstream_cx_upgrades_active";
+// HTTP/2 upstream codec counters (http2::makeStats: <prefix>_<name>_total). Labels: cluster.
+inline constexpr std::string_view kClusterHttp2Prefix = "weft_cluster_http2";
 }  // namespace names
 
 struct RouteStats {
@@ -157,6 +159,7 @@ struct ClusterStats {
   std::shared_ptr<stats::Gauge> cx_active, rq_active, rq_pending_active, membership;
   std::shared_ptr<stats::Counter> rq_xx[5];
   std::shared_ptr<stats::Histogram> rq_time, connect_ms;
+  http2::Stats http2;  // HTTP/2 upstream connections (protocol HTTP2): weft_cluster_http2_*
 };
 
 struct ClusterInfo {
@@ -171,6 +174,7 @@ struct ClusterInfo {
   upstream::CircuitBreakerLimits breaker_limits;
   std::optional<upstream::OutlierConfig> outlier;  // outlier detection on when set
   uint32_t panic_threshold_percent = 50;
+  bool http2 = false;  // protocol HTTP2: requests go through the worker's Http2Pool
   ClusterStats stats;
 };
 

@@ -329,6 +329,10 @@ void Worker::apply(SnapshotPtr snapshot) {
                            info->stats.cx_overflow};
     rt->pool = std::make_unique<upstream::ConnPool>(loop_, info->limits, info->transport_factory,
                                                     std::move(ps));
+    if (info->http2) {
+      rt->h2pool = std::make_unique<upstream::Http2Pool>(loop_, *rt->pool, info->limits,
+                                                         loop_.time(), info->stats.http2);
+    }
     next.emplace(name, std::move(rt));
   }
   // Sessions may still hold runtimes of removed clusters mid-request: keep those alive until

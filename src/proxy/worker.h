@@ -12,6 +12,7 @@
 
 #include "net/event_loop.h"
 #include "proxy/snapshot.h"
+#include "upstream/http2_pool.h"
 #include "upstream/load_balancer.h"
 #include "upstream/pool.h"
 
@@ -25,6 +26,9 @@ struct ClusterRuntime {
   std::shared_ptr<const ClusterInfo> info;
   std::unique_ptr<upstream::LoadBalancer> lb;
   std::unique_ptr<upstream::ConnPool> pool;
+  // Protocol HTTP2 clusters: streams multiplexed on connections made by `pool` (destroyed
+  // before it).
+  std::unique_ptr<upstream::Http2Pool> h2pool;
   std::unique_ptr<upstream::CircuitBreaker> breaker;
   std::unique_ptr<upstream::OutlierDetector> outlier;  // after lb: it excludes hosts in lb
 };
