@@ -1,7 +1,9 @@
 """HTTP/2 upstreams (Cluster.protocol HTTP2): HTTP/1.1 clients translated to HTTP/2, h2 -> h2
 with trailers both ways, multiplexing up to the peer's SETTINGS_MAX_CONCURRENT_STREAMS, GOAWAY
 retiring a connection, refused streams retried (stream-error), h2 over TLS by ALPN. The HTTP/2
-server and client are python3-h2 (Debian's), driven by hand here."""
+server and client are python3-h2 (Debian's), driven by hand here. Then gRPC end to end with
+python3-grpcio (client and server): unary, server streaming, status and trailing metadata,
+deadlines (grpc-timeout) and retries on a trailers-only UNAVAILABLE."""
 
 import hashlib
 import json
@@ -11,6 +13,7 @@ import ssl
 import threading
 import time
 import unittest
+from concurrent import futures
 
 import harness as h
 
@@ -25,6 +28,12 @@ try:
 except ImportError:  # python3-h2 is in scripts/setup.sh; say so rather than fail obscurely
     HAVE_H2 = False
 
+try:
+    import grpc  # Debian's python3-grpcio
+    HAVE_GRPC = True
+except ImportError:
+    HAVE_GRPC = False
+
 
 class H2Server:
     """An HTTP/2 server (h2c, or h2 over TLS with ALPN) on 127.0.0.1:0. It answers every request
@@ -38,6 +47,7 @@ class H2Server:
       x-h2-drop: 1            close the connection instead of answering
     `refuse_next` streams are refused (RST_STREAM REFUSED_STREAM) before anything else.
     `requests` records (connection number, stream id, headers dict, body bytes, trailers dict);
+    `resets` counts streams the client reset;
     `max_concurrency` is the most streams seen open at once on one connection."""
 
     def __init__(self, tls=None, max_streams=None):
@@ -54,6 +64,7 @@ class H2Server:
         self.max_concurrency = 0
         self.refuse_next = 0
         self.refused = 0
+        self.resets = 0  # streams the client reset
         self.gates = {}
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -142,6 +153,8 @@ class H2Server:
                                 return
                             waiting.append(ev.stream_id)
                     elif isinstance(ev, h2.events.StreamReset):
+                        with self.lock:
+                            self.resets += 1
                         streams.pop(ev.stream_id, None)
                         outgoing.pop(ev.stream_id, None)
                         if ev.stream_id in waiting:
@@ -453,6 +466,26 @@ class Http2UpstreamTest(unittest.TestCase):
         self.assertEqual(json.loads(body)["connection"], r.json()["connection"],
                          "the second request should reuse the TLS h2 connection")
 
+    def test_grpc_timeout_bounds_the_upstream_call(self):
+        # This server ignores grpc-timeout: the proxy alone ends the call at the deadline, with
+        # a trailers-only DEADLINE_EXCEEDED, and resets the upstream stream.
+        srv = self.server()
+        p = self.start(srv)
+        started = time.monotonic()
+        status, hd, _, trailers = h2_call(
+            p.port(), "/svc/Slow", method="POST",
+            headers=[("content-type", "application/grpc"), ("te", "trailers"),
+                     ("grpc-timeout", "300m"), ("x-h2-gate", "never")],
+            body=b"\x00\x00\x00\x00\x01x")
+        elapsed = time.monotonic() - started
+        self.assertEqual((status, hd.get("grpc-status")), (200, "4"),
+                         "grpc-timeout 300m against a server that never answers: expected a "
+                         "trailers-only grpc-status 4, got %r %r %r" % (status, hd, trailers))
+        self.assertLess(elapsed, 3.0, "the proxy should end the call at the caller's deadline")
+        self.assertEqual(p.metric("weft_listener_downstream_rq_timeout_total", listener="main"), 1)
+        h.wait_until(lambda: srv.resets == 1, what="the upstream stream to be reset")
+        self.assertEqual(srv.records(), [], "the server never answered")
+
     def test_upstream_connection_lost_before_the_response(self):
         srv = self.server()
         p = self.start(srv)
@@ -463,6 +496,143 @@ class Http2UpstreamTest(unittest.TestCase):
         self.assertEqual(status, 502)
         r = h.curl(p.url("/after"))
         self.assertEqual(r.status, 200, "a new connection after the lost one: %r" % r)
+
+
+class GrpcBackend:
+    """A gRPC server (python3-grpcio, generic handlers on raw bytes) for service test.Echo:
+      Unary(b)          returns b; metadata x-fail-first: N fails the first N calls with a
+                        trailers-only UNAVAILABLE; x-sleep-ms: N sleeps first; x-status: NAME
+                        aborts with that status; trailing metadata x-served-by: echo
+      Stream(b)         server streaming: int(b) messages of 16 KiB ("n:<i>" then padding)
+    `calls` counts Unary calls."""
+
+    def __init__(self):
+        self.calls = 0
+        self.cancelled = 0
+        self.lock = threading.Lock()
+        handler = grpc.method_handlers_generic_handler("test.Echo", {
+            "Unary": grpc.unary_unary_rpc_method_handler(self._unary),
+            "Stream": grpc.unary_stream_rpc_method_handler(self._stream),
+        })
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+        self.server.add_generic_rpc_handlers((handler,))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def close(self):
+        self.server.stop(0)
+
+    def _unary(self, request, context):
+        md = dict(context.invocation_metadata())
+        with self.lock:
+            self.calls += 1
+            n = self.calls
+        if int(md.get("x-fail-first", "0")) >= n:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "not yet")
+        if md.get("x-sleep-ms"):
+            deadline = time.monotonic() + int(md["x-sleep-ms"]) / 1000.0
+            while time.monotonic() < deadline and context.is_active():
+                time.sleep(0.01)
+            if not context.is_active():
+                with self.lock:
+                    self.cancelled += 1
+                return b""
+        if md.get("x-status"):
+            context.abort(getattr(grpc.StatusCode, md["x-status"]), "as asked")
+        context.set_trailing_metadata((("x-served-by", "echo"),))
+        return request
+
+    def _stream(self, request, context):
+        for i in range(int(request)):
+            yield (b"n:%d:" % i).ljust(16384, b".")
+
+
+@unittest.skipUnless(HAVE_H2 and HAVE_GRPC, "needs python3-h2 and python3-grpcio")
+class GrpcTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.backend = GrpcBackend()
+        retry = {"max_retries": 2, "grpc_retry_events": ["unavailable"]}
+        cfg = {"node": "it", "admin": h.admin_cfg(), "drain_time": "2s",
+               "listeners": [h.listener("grpc", [
+                   h.route_to("echo", prefix="/test.Echo/Unary", retry_policy=retry),
+                   h.route_to("echo")])],
+               "clusters": [h.cluster("echo", [cls.backend.port], protocol="HTTP2")]}
+        cls.proxy = h.Proxy(cfg, name="grpc").start()
+        cls.channel = grpc.insecure_channel("127.0.0.1:%d" % cls.proxy.port())
+        cls.unary = cls.channel.unary_unary("/test.Echo/Unary")
+        cls.stream = cls.channel.unary_stream("/test.Echo/Stream")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        cls.proxy.stop()
+        cls.backend.close()
+
+    def test_unary_with_metadata_and_trailers(self):
+        payload = os.urandom(1 << 20)  # 1 MiB each way: beyond the stream windows
+        resp, call = self.unary.with_call(payload, timeout=10,
+                                          metadata=(("x-hello", "there"),))
+        self.assertTrue(resp == payload, "1 MiB unary echo came back altered (%d bytes)"
+                        % len(resp))
+        self.assertEqual(call.code(), grpc.StatusCode.OK)
+        trailing = dict(call.trailing_metadata())
+        self.assertEqual(trailing.get("x-served-by"), "echo",
+                         "trailing metadata must cross the proxy; got %r" % trailing)
+        initial = dict(call.initial_metadata())
+        self.assertEqual(initial.get("server"), "weft", initial)
+
+    def test_server_streaming(self):
+        got = list(self.stream(b"200", timeout=20))
+        self.assertEqual(len(got), 200, "expected 200 streamed messages")
+        self.assertTrue(all(m.startswith(b"n:%d:" % i) and len(m) == 16384
+                            for i, m in enumerate(got)), "messages out of order or altered")
+
+    def test_error_status_and_details_pass_through(self):
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.unary(b"x", timeout=10, metadata=(("x-status", "NOT_FOUND"),))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+        self.assertEqual(cm.exception.details(), "as asked")
+
+    def test_deadline_ends_the_call_and_cancels_the_handler(self):
+        # grpc-timeout travels with the call: the proxy's timer and the server's own deadline
+        # both end it at 300 ms (whichever first); the handler sees the call cancelled. The
+        # proxy's own enforcement is tested against a server that ignores grpc-timeout:
+        # Http2UpstreamTest.test_grpc_timeout_bounds_the_upstream_call.
+        cancelled0 = self.backend.cancelled
+        started = time.monotonic()
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.unary(b"x", timeout=0.3, metadata=(("x-sleep-ms", "5000"),))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertLess(time.monotonic() - started, 3.0)
+        h.wait_until(lambda: self.backend.cancelled > cancelled0,
+                     what="the handler to see its call cancelled at the deadline")
+
+    def test_trailers_only_unavailable_is_retried(self):
+        retries0 = self.proxy.metric("weft_cluster_upstream_rq_retry_total", cluster="echo")
+        with self.backend.lock:
+            self.backend.calls = 0
+        resp = self.unary(b"again", timeout=10, metadata=(("x-fail-first", "1"),))
+        self.assertEqual(resp, b"again")
+        self.assertEqual(self.backend.calls, 2, "one UNAVAILABLE, then the retry")
+        self.assertEqual(self.proxy.metric("weft_cluster_upstream_rq_retry_total",
+                                           cluster="echo"), retries0 + 1)
+        # More failures than retries: the caller gets UNAVAILABLE.
+        with self.backend.lock:
+            self.backend.calls = 0
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.unary(b"never", timeout=10, metadata=(("x-fail-first", "5"),))
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(self.backend.calls, 3, "the call and its two retries")
+
+    def test_calls_share_one_upstream_connection(self):
+        cx0 = self.proxy.metric("weft_cluster_upstream_cx_total", cluster="echo")
+        with futures.ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda i: self.unary(b"c%d" % i, timeout=10), range(32)))
+        self.assertEqual(results, [b"c%d" % i for i in range(32)])
+        self.assertLessEqual(self.proxy.metric("weft_cluster_upstream_cx_total",
+                                               cluster="echo") - cx0, 1,
+                             "32 concurrent calls should be multiplexed on one connection")
 
 
 if __name__ == "__main__":
