@@ -711,7 +711,8 @@ Server::HealthCluster& Server::ensureHealth(const v1::Cluster& c, const ClusterI
                                             const stats::Labels& labels) {
   const v1::HealthCheck& h = c.health_check();
   // A new probe setup (or TLS setting) restarts checking; anything else keeps the state.
-  std::string key = h.SerializeAsString() + (c.has_tls() ? c.tls().SerializeAsString() : "");
+  std::string key = h.SerializeAsString() + (c.has_tls() ? c.tls().SerializeAsString() : "") +
+                    std::to_string(c.protocol());
   HealthCluster& hc = health_[c.name()];
   if (hc.checker && hc.key == key) return hc;
   hc.key = key;
@@ -721,7 +722,11 @@ Server::HealthCluster& Server::ensureHealth(const v1::Cluster& c, const ClusterI
     upstream::HttpProbeConfig pc;
     pc.path = h.path();
     pc.port = port;
-    hc.factory = std::make_unique<upstream::HttpProbeFactory>(loop_, pc, ci.transport_factory);
+    if (c.protocol() == v1::Cluster::HTTP2)  // an h2-only endpoint may not speak HTTP/1.1
+      hc.factory = std::make_unique<upstream::Http2ProbeFactory>(loop_, loop_.time(), pc,
+                                                                 ci.transport_factory);
+    else
+      hc.factory = std::make_unique<upstream::HttpProbeFactory>(loop_, pc, ci.transport_factory);
   } else if (h.protocol() == v1::HealthCheck::GRPC) {
     upstream::GrpcProbeConfig gc;
     gc.service = h.path();

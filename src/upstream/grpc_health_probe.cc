@@ -113,25 +113,27 @@ namespace {
 constexpr std::string_view kStatusNames[] = {"UNKNOWN", "SERVING", "NOT_SERVING",
                                              "SERVICE_UNKNOWN"};
 
-class GrpcProbe final : public HealthProbe,
-                        public net::ConnectionCallbacks,
-                        public http2::Callbacks {
+class H2Probe final : public HealthProbe, public net::ConnectionCallbacks, public http2::Callbacks {
  public:
-  GrpcProbe(net::EventLoop& loop, const TimeSource& time, const Host& host,
-            const GrpcProbeConfig& config, TransportFactory transport, ProbeCallback done)
+  // A gRPC health check (`http` unset) or an HTTP GET over HTTP/2 (`http` set; `grpc` unused).
+  // Members used by the initializers (http_) are declared before the ones they initialize.
+  H2Probe(net::EventLoop& loop, const TimeSource& time, const Host& host,
+          const GrpcProbeConfig& grpc, std::optional<HttpProbeConfig> http,
+          TransportFactory transport, ProbeCallback done)
       : loop_(loop),
         time_(time),
         host_(host),
-        target_(config.port ? withPort(host.address(), config.port) : host.address()),
-        authority_(!config.authority.empty()  ? config.authority
+        http_(std::move(http)),
+        target_(probePort(grpc) ? withPort(host.address(), probePort(grpc)) : host.address()),
+        authority_(!authority(grpc).empty()   ? authority(grpc)
                    : !host.hostname().empty() ? host.hostname()
                                               : host.addressString()),
-        request_(grpcHealthRequest(config.service)),
+        request_(http_ ? std::string() : grpcHealthRequest(grpc.service)),
         transport_(std::move(transport)),
         done_(std::move(done)),
         deferred_(loop.timers(), [this] { finish(false, deferred_detail_); }) {}
 
-  ~GrpcProbe() override { dropConnection(); }
+  ~H2Probe() override { dropConnection(); }
 
   void start() override {
     dropConnection();
@@ -166,6 +168,15 @@ class GrpcProbe final : public HealthProbe,
         {"te", "trailers", http::HeaderToken::kTe},
         {"user-agent", "weft-health-check", http::HeaderToken::kUserAgent},
     }};
+    if (http_) {
+      std::array<http::HeaderField, 1> get_fields{
+          {{"user-agent", "weft-health-check", http::HeaderToken::kUserAgent}}};
+      http2::RequestHeaders req{"GET", "http", authority_, http_->path, get_fields};
+      auto id = codec_->submitRequest(req, true);
+      if (!id) return finish(false, "http2: " + id.error().message);
+      c.flush();
+      return;
+    }
     http2::RequestHeaders req{"POST", "http", authority_, "/grpc.health.v1.Health/Check", fields};
     auto id = codec_->submitRequest(req, false);
     if (!id) return finish(false, "http2: " + id.error().message);
@@ -204,13 +215,17 @@ class GrpcProbe final : public HealthProbe,
     }
   }
   void onData(int32_t id, std::string_view data) override {
-    if (message_.size() + data.size() <= kMaxMessage) message_.append(data);
+    if (!http_ && message_.size() + data.size() <= kMaxMessage) message_.append(data);
     codec_->consume(id, data.size());
   }
   void onStreamEnd(int32_t) override {}
   void onStreamClose(int32_t, http2::CloseCause cause, uint32_t code) override {
     if (cause != http2::CloseCause::kComplete)
       return finish(false, "stream reset (HTTP/2 error " + std::to_string(code) + ")");
+    if (http_) {
+      bool ok = http_status_ >= http_->expected_min && http_status_ <= http_->expected_max;
+      return finish(ok, "HTTP status " + std::to_string(http_status_));
+    }
     if (http_status_ != 200) return finish(false, "HTTP status " + std::to_string(http_status_));
     if (grpc_status_ != 0) return finish(false, "grpc-status " + std::to_string(grpc_status_));
     int st = grpcHealthStatus(message_);
@@ -221,6 +236,11 @@ class GrpcProbe final : public HealthProbe,
 
  private:
   static constexpr size_t kMaxMessage = 4096;
+
+  uint16_t probePort(const GrpcProbeConfig& grpc) const { return http_ ? http_->port : grpc.port; }
+  const std::string& authority(const GrpcProbeConfig& grpc) const {
+    return http_ ? http_->authority : grpc.authority;
+  }
 
   void failLater(std::string detail) {
     deferred_detail_ = std::move(detail);
@@ -250,6 +270,7 @@ class GrpcProbe final : public HealthProbe,
   net::EventLoop& loop_;
   const TimeSource& time_;
   const Host host_;
+  const std::optional<HttpProbeConfig> http_;
   const net::Address target_;
   const std::string authority_;
   const std::string request_;
@@ -272,7 +293,17 @@ GrpcHealthProbeFactory::GrpcHealthProbeFactory(net::EventLoop& loop, const TimeS
     : loop_(loop), time_(time), config_(std::move(config)), transport_(std::move(transport)) {}
 
 std::unique_ptr<HealthProbe> GrpcHealthProbeFactory::create(const Host& host, ProbeCallback done) {
-  return std::make_unique<GrpcProbe>(loop_, time_, host, config_, transport_, std::move(done));
+  return std::make_unique<H2Probe>(loop_, time_, host, config_, std::nullopt, transport_,
+                                   std::move(done));
+}
+
+Http2ProbeFactory::Http2ProbeFactory(net::EventLoop& loop, const TimeSource& time,
+                                     HttpProbeConfig config, TransportFactory transport)
+    : loop_(loop), time_(time), config_(std::move(config)), transport_(std::move(transport)) {}
+
+std::unique_ptr<HealthProbe> Http2ProbeFactory::create(const Host& host, ProbeCallback done) {
+  return std::make_unique<H2Probe>(loop_, time_, host, GrpcProbeConfig{}, config_, transport_,
+                                   std::move(done));
 }
 
 }  // namespace weft::upstream

@@ -1,6 +1,6 @@
 #pragma once
-// gRPC health probes: `grpc.health.v1.Health/Check` (the gRPC health checking protocol) over
-// HTTP/2, one connection per check. Healthy iff the call ends with grpc-status 0 and the
+// Health probes over HTTP/2. gRPC: `grpc.health.v1.Health/Check` (the gRPC health checking
+// protocol), one connection per check. Healthy iff the call ends with grpc-status 0 and the
 // response message says SERVING. The request names `service` (empty: the server as a whole).
 //
 // Threading and lifetime as every ProbeFactory (health_probe.h): one EventLoop, used only there.
@@ -36,6 +36,22 @@ class GrpcHealthProbeFactory final : public ProbeFactory {
   net::EventLoop& loop_;
   const TimeSource& time_;
   GrpcProbeConfig config_;
+  TransportFactory transport_;
+};
+
+// HTTP GET probes over HTTP/2 (the HTTP health check of an HTTP2 cluster): h2c by prior
+// knowledge, or h2 through `transport` (TLS offering ALPN "h2"); healthy iff the :status is in
+// [expected_min, expected_max]. One connection per check, as the gRPC probe.
+class Http2ProbeFactory final : public ProbeFactory {
+ public:
+  Http2ProbeFactory(net::EventLoop& loop, const TimeSource& time, HttpProbeConfig config,
+                    TransportFactory transport = nullptr);
+  std::unique_ptr<HealthProbe> create(const Host& host, ProbeCallback done) override;
+
+ private:
+  net::EventLoop& loop_;
+  const TimeSource& time_;
+  HttpProbeConfig config_;
   TransportFactory transport_;
 };
 

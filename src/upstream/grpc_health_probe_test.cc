@@ -211,3 +211,37 @@ TEST_F(GrpcProbeTest, RefusedConnectionIsUnhealthy) {
 
 }  // namespace
 }  // namespace weft::upstream
+
+namespace weft::upstream {
+namespace {
+
+TEST_F(GrpcProbeTest, Http2GetProbeJudgesTheStatus) {
+  auto probe = [&](HttpProbeConfig cfg) {
+    Http2ProbeFactory f(loop, time, cfg);
+    Host host(server.addr);
+    std::optional<Result> r;
+    auto p = f.create(host, [&](bool h, std::string_view d) { r = Result{h, std::string(d)}; });
+    p->start();
+    EXPECT_TRUE(runUntil([&] { return r.has_value(); })) << "no probe result within 2 s";
+    return r;
+  };
+  auto r = probe({.path = "/health"});
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->healthy) << r->detail;
+  EXPECT_EQ(r->detail, "HTTP status 200");
+  EXPECT_EQ(server.path, "/health") << "a GET of the configured path";
+  EXPECT_EQ(server.body, "") << "no request body";
+
+  server.http_status = 503;
+  r = probe({.path = "/health"});
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->healthy);
+  EXPECT_EQ(r->detail, "HTTP status 503");
+
+  r = probe({.path = "/health", .expected_min = 500, .expected_max = 503});
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->healthy) << "503 is inside the expected range 500-503: " << r->detail;
+}
+
+}  // namespace
+}  // namespace weft::upstream

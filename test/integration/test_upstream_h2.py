@@ -338,6 +338,22 @@ class Http2UpstreamTest(unittest.TestCase):
         self.assertEqual(p.metric("weft_cluster_upstream_rq_total", cluster="h2up"), 2)
         self.assertEqual(srv.connections, 1, "both requests should share one h2 connection")
 
+    def test_http_health_check_of_an_h2_cluster_speaks_http2(self):
+        srv = self.server()  # an h2-only server: an HTTP/1.1 probe would fail against it
+        p = self.start(srv, health_check={"protocol": "HTTP", "path": "/health",
+                                          "interval": "5s", "timeout": "2s",
+                                          "healthy_threshold": 2, "unhealthy_threshold": 2})
+        probes = h.wait_until(
+            lambda: [r for r in srv.records() if r[2].get(":path") == "/health"],
+            10, what="the health probe at the h2 backend")
+        hd = probes[0][2]
+        self.assertEqual(hd.get(":method"), "GET", hd)
+        self.assertEqual(hd.get("user-agent"), "weft-health-check", hd)
+        h.wait_until(lambda: p.metric("weft_cluster_health_check_attempt_total",
+                                      cluster="h2up") >= 1, 10, what="a counted attempt")
+        self.assertEqual(p.metric("weft_cluster_health_check_failure_total", cluster="h2up"), 0,
+                         p.admin("/clusters")[1])
+
     def test_bodies_both_ways_with_flow_control(self):
         srv = self.server()
         p = self.start(srv)
