@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/text.h"
 #include "http/router.h"
 #include "net/socket.h"
 #include "proxy/agent.h"
@@ -71,26 +72,6 @@ in-flight requests within drain_time) and exits 0; SIGUSR1 reopens access log fi
 int usageError(const std::string& msg) {
   std::fprintf(stderr, "weft-proxy: %s\nRun 'weft-proxy --help' for usage.\n", msg.c_str());
   return 2;
-}
-
-std::string trim(std::string s) {
-  const char* ws = " \t\r\n\f\v";
-  size_t b = s.find_first_not_of(ws);
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(ws) - b + 1);
-}
-
-std::vector<std::string> splitList(const std::string& s) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    size_t c = s.find(',', pos);
-    if (c == std::string::npos) c = s.size();
-    std::string item = trim(s.substr(pos, c - pos));
-    if (!item.empty()) out.push_back(item);
-    pos = c + 1;
-  }
-  return out;
 }
 
 // HOST:PORT or [V6]:PORT with port 0..65535 (0 picks one).
@@ -188,7 +169,7 @@ int main(int argc, char** argv) {
     } else if (a == "--app-address") {
       const char* v = value("--app-address");
       if (!v) return usageError("--app-address needs an IP address");
-      for (const std::string& ip : splitList(v)) {
+      for (const std::string& ip : weft::splitList(v)) {
         if (!weft::net::parseAddress(ip, 0))
           return usageError("--app-address '" + ip + "' is not an IPv4 or IPv6 address");
         agent.app_addresses.push_back(ip);
@@ -248,7 +229,7 @@ int main(int argc, char** argv) {
     }
   } else {
     opts.control_plane = true;
-    agent.addresses = splitList(control_plane);
+    agent.addresses = weft::splitList(control_plane);
     if (agent.addresses.empty()) return usageError("--control-plane needs at least one HOST:PORT");
     if (resource.empty()) {
       const char* env = std::getenv("APPMESH_RESOURCE_ARN");
@@ -272,7 +253,7 @@ int main(int argc, char** argv) {
         return usageError("cannot read the token file " + token_file + ": " + std::strerror(errno));
       std::stringstream ss;
       ss << in.rdbuf();
-      agent.token = trim(ss.str());
+      agent.token = weft::trimSpace(ss.str());
       if (agent.token.empty()) return usageError("the token file " + token_file + " is empty");
     }
     if (insecure && !ca_file.empty())

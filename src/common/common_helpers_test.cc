@@ -1,5 +1,5 @@
 // Tests of the small shared helpers: hex, percent-decoding, the JSON depth pre-scan, quoted()
-// and writeFileAtomically().
+// writeFileAtomically(), trimSpace/splitList and runCommand().
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +12,7 @@
 #include "common/hex.h"
 #include "common/json_limits.h"
 #include "common/percent_encoding.h"
+#include "common/subprocess.h"
 #include "common/text.h"
 
 namespace weft {
@@ -73,6 +74,43 @@ TEST(WriteFileAtomicallyTest, WritesWithTheModeGiven) {
   ::unlink(path.c_str());
   ::rmdir(dir_template);
   EXPECT_FALSE(writeFileAtomically("/nonexistent-dir/x", "x", 0600));
+}
+
+}  // namespace
+}  // namespace weft
+
+namespace weft {
+namespace {
+
+TEST(TextTest, TrimSpaceAndSplitList) {
+  EXPECT_EQ(trimSpace("  a b\t\r\n"), "a b");
+  EXPECT_EQ(trimSpace(" \n"), "");
+  EXPECT_EQ(splitList(" a, b,,c ,"), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_TRUE(splitList("").empty());
+}
+
+TEST(SubprocessTest, RunsByArgvCapturesOutputAndExitCode) {
+  auto r = runCommand({"sh", "-c", "echo out; echo err >&2; exit 3"});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->exit_code, 3);
+  EXPECT_EQ(r->out, "out\n");
+  EXPECT_EQ(r->err, "err\n");
+  EXPECT_FALSE(r->timed_out);
+
+  auto literal = runCommand({"echo", "a b; $(x)"});
+  ASSERT_TRUE(literal);
+  EXPECT_EQ(literal->out, "a b; $(x)\n") << "arguments reach the program as they are, no shell";
+
+  auto missing = runCommand({"weft-no-such-program"});
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("not found"), std::string::npos)
+      << missing.error().message;
+
+  auto slow = runCommand({"sleep", "5"}, std::chrono::milliseconds(100));
+  ASSERT_TRUE(slow);
+  EXPECT_TRUE(slow->timed_out);
+  EXPECT_EQ(slow->exit_code, 128 + 9) << "killed with SIGKILL";
+  EXPECT_EQ(formatArgv({"echo", "a b", "", "it's"}), "echo 'a b' '' 'it'\\''s'");
 }
 
 }  // namespace

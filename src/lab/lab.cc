@@ -9,6 +9,7 @@
 #include <set>
 
 #include "common/json.h"
+#include "common/text.h"
 #include "lab/layout.h"
 
 namespace weft::lab {
@@ -21,15 +22,8 @@ constexpr auto kTermGrace = std::chrono::milliseconds(5000);
 constexpr auto kKillGrace = std::chrono::milliseconds(2000);
 constexpr auto kPoll = std::chrono::milliseconds(50);
 
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  size_t i = 0;
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\n')) ++i;
-  return s.substr(i);
-}
-
 std::string oneLine(std::string s) {
-  s = trim(std::move(s));
+  s = trimSpace(std::move(s));
   for (char& c : s)
     if (c == '\n') c = ';';
   return s;
@@ -124,12 +118,12 @@ class Lab::Session {
   // Runs a command that must succeed.
   Status cmd(std::vector<std::string> argv) {
     if (interrupted_ != nullptr && interrupted_->load())
-      return makeError("interrupted before `" + commandLine(argv) + "`");
+      return makeError("interrupted before `" + formatArgv(argv) + "`");
     auto r = sys_.run(argv);
-    if (!r) return makeError("`" + commandLine(argv) + "`: " + r.error().message);
+    if (!r) return makeError("`" + formatArgv(argv) + "`: " + r.error().message);
     if (r->exit_code != 0) {
       std::string err = oneLine(r->err.empty() ? r->out : r->err);
-      return makeError("`" + commandLine(argv) + "` failed (exit " + std::to_string(r->exit_code) +
+      return makeError("`" + formatArgv(argv) + "` failed (exit " + std::to_string(r->exit_code) +
                        ")" + (err.empty() ? "" : ": " + err));
     }
     return {};
@@ -385,11 +379,11 @@ class Lab::Session {
       if (interrupted_ != nullptr && interrupted_->load()) return makeError("interrupted");
       auto pid = sys_.spawn(argv, hostEnv(state, h), log);
       if (!pid)
-        return makeError("starting `" + commandLine(h.run) + "` on host " + h.name + ": " +
+        return makeError("starting `" + formatArgv(h.run) + "` on host " + h.name + ": " +
                          pid.error().message);
       state.objects.back().pid = *pid;
       if (auto s = save(); !s) return s;
-      out_ << "started on " << h.name << ": " << commandLine(h.run) << " (pid " << *pid << ", log "
+      out_ << "started on " << h.name << ": " << formatArgv(h.run) << " (pid " << *pid << ", log "
            << log << ")\n";
     }
     return {};
@@ -424,7 +418,7 @@ class Lab::Session {
       while (pos < r.out.size()) {
         size_t nl = r.out.find('\n', pos);
         std::string line =
-            trim(r.out.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
+            trimSpace(r.out.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
         pos = nl == std::string::npos ? r.out.size() : nl + 1;
         if (line.empty() || line.find_first_not_of("0123456789") != std::string::npos) continue;
         int pid = std::stoi(line);
@@ -562,7 +556,7 @@ class Lab::Session {
       rule[0] = "-D";
       std::vector<std::string> argv = {"iptables", "-w", kIptablesWait, "-t", "filter"};
       argv.insert(argv.end(), rule.begin(), rule.end());
-      out_ << "sweeping iptables rule: " << commandLine(argv) << "\n";
+      out_ << "sweeping iptables rule: " << formatArgv(argv) << "\n";
       tryCmd(argv);
     }
 
@@ -575,7 +569,7 @@ class Lab::Session {
     }
     for (const std::string& l : tagLinks(state.tag)) left.push_back("interface " + l);
     for (const auto& rule : commentedRules(iptablesComment(state.name)))
-      left.push_back("iptables rule " + commandLine(rule));
+      left.push_back("iptables rule " + formatArgv(rule));
     state.objects = kept;
     return left;
   }

@@ -325,7 +325,7 @@ TEST_F(LabTest, UpBuildsTheTopology) {
   for (const auto& c : sys.calls) {
     if (c.argv.size() > 2 && c.argv[1] == "-n" && c.argv[2] == "lab-vpc3") {
       EXPECT_EQ(std::find(c.argv.begin(), c.argv.end(), "onlink"), c.argv.end())
-          << commandLine(c.argv);
+          << formatArgv(c.argv);
     }
   }
   // DNS through the network's endpoint.
@@ -366,7 +366,7 @@ TEST_F(LabTest, EveryObjectIsJournaledBeforeItIsCreated) {
       wanted = "\"args\": [\"" + a[5] + "\"";
     if (wanted.empty()) continue;
     EXPECT_NE(c.state.find(wanted), std::string::npos)
-        << "`" << commandLine(a) << "` ran before the state file had " << wanted << ":\n"
+        << "`" << formatArgv(a) << "` ran before the state file had " << wanted << ":\n"
         << c.state;
     ++checked;
   }

@@ -21,19 +21,6 @@
 
 namespace weft::lab {
 
-std::string commandLine(const std::vector<std::string>& argv) {
-  std::string out;
-  for (const std::string& a : argv) {
-    if (!out.empty()) out += ' ';
-    bool plain = !a.empty();
-    for (char c : a)
-      if (!(std::isalnum(static_cast<unsigned char>(c)) || std::strchr("-_./:=+,@%", c)))
-        plain = false;
-    out += plain ? a : "'" + a + "'";
-  }
-  return out;
-}
-
 namespace {
 
 constexpr auto kCommandTimeout = std::chrono::seconds(60);
@@ -71,89 +58,7 @@ class RealSystem final : public System {
   }
 
   Result<CommandOutput> run(const std::vector<std::string>& argv) override {
-    if (argv.empty()) return makeError("empty command");
-    int out_pipe[2], err_pipe[2], status_pipe[2];
-    if (::pipe2(out_pipe, O_CLOEXEC) != 0) return makeError(std::strerror(errno));
-    if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
-      int e = errno;
-      ::close(out_pipe[0]);
-      ::close(out_pipe[1]);
-      return makeError(std::strerror(e));
-    }
-    if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
-      int e = errno;
-      for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) ::close(fd);
-      return makeError(std::strerror(e));
-    }
-    std::vector<char*> args = cArgv(argv);
-    pid_t pid = ::fork();
-    if (pid < 0) {
-      int e = errno;
-      for (int fd :
-           {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], status_pipe[0], status_pipe[1]})
-        ::close(fd);
-      return makeError("cannot fork to run " + argv[0] + ": " + std::strerror(e));
-    }
-    if (pid == 0) {
-      int devnull = ::open("/dev/null", O_RDONLY);
-      if (devnull < 0 || ::dup2(devnull, 0) < 0 || ::dup2(out_pipe[1], 1) < 0 ||
-          ::dup2(err_pipe[1], 2) < 0)
-        childFail(status_pipe[1]);
-      ::signal(SIGPIPE, SIG_DFL);
-      ::execvp(args[0], args.data());
-      childFail(status_pipe[1]);
-    }
-    ::close(out_pipe[1]);
-    ::close(err_pipe[1]);
-    ::close(status_pipe[1]);
-    CommandOutput result;
-    pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-    std::string* sinks[2] = {&result.out, &result.err};
-    int open_fds = 2;
-    auto deadline = std::chrono::steady_clock::now() + kCommandTimeout;
-    bool timed_out = false;
-    while (open_fds > 0) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      deadline - std::chrono::steady_clock::now())
-                      .count();
-      if (left <= 0) {
-        timed_out = true;
-        ::kill(pid, SIGKILL);
-        break;
-      }
-      int n = ::poll(fds, 2, static_cast<int>(left));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) break;
-      for (int i = 0; i < 2; ++i) {
-        if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-        char buf[4096];
-        ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
-        if (got > 0) {
-          sinks[i]->append(buf, static_cast<size_t>(got));
-        } else if (got == 0 || errno != EINTR) {
-          ::close(fds[i].fd);
-          fds[i].fd = -1;
-          --open_fds;
-        }
-      }
-    }
-    for (pollfd& p : fds)
-      if (p.fd >= 0) ::close(p.fd);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (int e = childStartError(status_pipe[0]); e != 0)
-      return makeError("cannot run " + argv[0] + ": " + std::strerror(e) +
-                       (e == ENOENT ? " (is it installed? scripts/setup.sh installs it)" : ""));
-    if (timed_out) {
-      result.exit_code = 128 + SIGKILL;
-      result.err += "(killed after " + std::to_string(kCommandTimeout.count()) + " s)";
-      return result;
-    }
-    result.exit_code = WIFEXITED(status)     ? WEXITSTATUS(status)
-                       : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
-                                             : 1;
-    return result;
+    return runCommand(argv, kCommandTimeout);
   }
 
   Result<std::string> readFile(const std::string& path) override {

@@ -11,14 +11,12 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/subprocess.h"
 
 namespace weft::lab {
 
-struct CommandOutput {
-  int exit_code = 0;  // 128 + the signal when it was killed by one
-  std::string out;
-  std::string err;
-};
+// A finished command (a timed-out one is killed and says so in err).
+using CommandOutput = CommandResult;
 
 using EnvList = std::vector<std::pair<std::string, std::string>>;
 
@@ -61,8 +59,5 @@ class System {
 };
 
 std::unique_ptr<System> makeRealSystem();
-
-// "ip -n x link add ..." as a human would type it (arguments with spaces quoted), for messages.
-std::string commandLine(const std::vector<std::string>& argv);
 
 }  // namespace weft::lab

@@ -6,6 +6,8 @@
 #include <set>
 #include <sstream>
 
+#include "common/text.h"
+
 namespace weft::workload {
 namespace {
 
@@ -15,33 +17,14 @@ constexpr const char* kEgressPrefix = "WEFT_OUT_";
 // Seconds each iptables command waits for the xtables lock held by another one.
 constexpr const char* kLockWaitSeconds = "10";
 
-std::string trim(const std::string& s) {
-  size_t b = s.find_first_not_of(" \t");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
-}
-
-std::vector<std::string> splitList(const std::string& s) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    size_t c = s.find(',', pos);
-    if (c == std::string::npos) c = s.size();
-    std::string item = trim(s.substr(pos, c - pos));
-    if (!item.empty()) out.push_back(item);
-    pos = c + 1;
-  }
-  return out;
-}
-
 bool isNone(const std::string& s) {
-  std::string t = trim(s);
+  std::string t = trimSpace(s);
   return t.empty() || t == "none";
 }
 
 Result<uint32_t> parseNumber(const std::string& text, const std::string& flag, uint64_t min,
                              uint64_t max, const char* what) {
-  std::string t = trim(text);
+  std::string t = trimSpace(text);
   bool digits =
       !t.empty() && t.size() <= 10 && t.find_first_not_of("0123456789") == std::string::npos;
   uint64_t v = digits ? std::strtoull(t.c_str(), nullptr, 10) : 0;
@@ -141,7 +124,7 @@ Status validateInterceptConfig(const InterceptConfig& c) {
 
 Result<InterceptConfig> makeInterceptConfig(const InterceptFlags& f) {
   InterceptConfig c;
-  if (!f.id.empty()) c.id = trim(f.id);
+  if (!f.id.empty()) c.id = trimSpace(f.id);
   if (!f.app_ports.empty()) {
     auto p = parsePorts(f.app_ports, "--app-ports");
     if (!p) return Unexpected<Error>{p.error()};
@@ -264,7 +247,7 @@ Status Interceptor::mustRun(const Argv& args) {
   if (r->exit_code != 0) {
     Argv shown = {iptables_};
     shown.insert(shown.end(), args.begin(), args.end());
-    std::string err = trim(r->err);
+    std::string err = trimSpace(r->err);
     while (!err.empty() && (err.back() == '\n' || err.back() == '\r')) err.pop_back();
     return makeError(formatArgv(shown) + " failed (exit " + std::to_string(r->exit_code) + ")" +
                      (err.empty() ? "" : ": " + err));
@@ -277,7 +260,7 @@ Result<std::map<std::string, std::vector<std::string>>> Interceptor::list() {
   if (!r) return Unexpected<Error>{r.error()};
   if (r->exit_code != 0)
     return makeError(formatArgv({iptables_, "-t", "nat", "-S"}) + " failed (exit " +
-                     std::to_string(r->exit_code) + "): " + trim(r->err));
+                     std::to_string(r->exit_code) + "): " + trimSpace(r->err));
   return installedInterceptions(r->out);
 }
 

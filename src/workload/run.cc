@@ -28,6 +28,8 @@
 #include <set>
 #include <sstream>
 
+#include "common/text.h"
+
 extern char** environ;
 
 namespace weft::workload {
@@ -38,25 +40,6 @@ using std::chrono::milliseconds;
 
 constexpr size_t kStderrTailLines = 15;
 constexpr milliseconds kReadyProbeInterval{100};
-
-std::string trim(const std::string& s) {
-  size_t b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
-}
-
-std::vector<std::string> splitList(const std::string& s) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    size_t c = s.find(',', pos);
-    if (c == std::string::npos) c = s.size();
-    std::string item = trim(s.substr(pos, c - pos));
-    if (!item.empty()) out.push_back(item);
-    pos = c + 1;
-  }
-  return out;
-}
 
 bool allDigits(const std::string& s) {
   return !s.empty() && s.size() <= 10 && s.find_first_not_of("0123456789") == std::string::npos;
@@ -576,7 +559,7 @@ Status Workload::waitReady() {
             probeHost() + ":" + std::to_string(admin_port_) + ")");
         return {};
       }
-      last_state = r ? "/ready answered " + std::to_string(r->first) + " " + trim(r->second)
+      last_state = r ? "/ready answered " + std::to_string(r->first) + " " + trimSpace(r->second)
                      : "/ready: " + r.error().message;
     }
     if (Clock::now() >= deadline) {
@@ -797,7 +780,7 @@ int Workload::run() {
 }  // namespace
 
 Result<Credentials> resolveUser(const std::string& spec_in) {
-  std::string spec = trim(spec_in);
+  std::string spec = trimSpace(spec_in);
   if (spec.empty()) return makeError("an empty user");
   std::string user = spec, group_name;
   if (size_t c = spec.find(':'); c != std::string::npos) {
@@ -848,7 +831,7 @@ Result<Credentials> resolveUser(const std::string& spec_in) {
 }
 
 Result<milliseconds> parseDuration(const std::string& text, const std::string& flag) {
-  std::string t = trim(text);
+  std::string t = trimSpace(text);
   size_t i = 0;
   while (i < t.size() && ((t[i] >= '0' && t[i] <= '9') || t[i] == '.')) ++i;
   std::string num = t.substr(0, i), unit = t.substr(i);
@@ -867,9 +850,9 @@ Result<milliseconds> parseDuration(const std::string& text, const std::string& f
 Result<RunOptions> makeRunOptions(const RunFlags& f,
                                   const std::function<const char*(const char*)>& env) {
   RunOptions o;
-  o.resource = trim(f.resource);
+  o.resource = trimSpace(f.resource);
   if (o.resource.empty())
-    if (const char* v = env("APPMESH_RESOURCE_ARN")) o.resource = trim(v);
+    if (const char* v = env("APPMESH_RESOURCE_ARN")) o.resource = trimSpace(v);
   if (o.resource.empty())
     return makeError(
         "--resource mesh/M/virtualNode/N is required (or the APPMESH_RESOURCE_ARN environment "
@@ -882,7 +865,7 @@ Result<RunOptions> makeRunOptions(const RunFlags& f,
     return makeError("--resource: '" + o.resource +
                      "' is not a virtual node (a virtual gateway has no app: run weft-proxy "
                      "alone)");
-  o.control_plane = trim(f.control_plane);
+  o.control_plane = trimSpace(f.control_plane);
   if (o.control_plane.empty())
     return makeError("--control-plane HOST:PORT is required (`weft server --stream` address)");
   for (const std::string& addr : splitList(o.control_plane)) {
@@ -945,7 +928,7 @@ Result<RunOptions> makeRunOptions(const RunFlags& f,
   o.intercept_config.ignored_gid.reset();
   if (o.intercept && !root)
     return makeError("interception needs root (iptables): run as root or add --no-intercept");
-  if (!f.admin.empty()) o.admin = trim(f.admin);
+  if (!f.admin.empty()) o.admin = trimSpace(f.admin);
   o.state_dir = f.state_dir;
   for (const std::string& a : f.app_addresses)
     for (const std::string& item : splitList(a)) o.app_addresses.push_back(item);
