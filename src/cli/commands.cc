@@ -23,6 +23,7 @@
 #include "cli/resources.h"
 #include "cli/stack_deploy.h"
 #include "control/push/tokens.h"
+#include "lab/command.h"
 #include "workload/commands.h"
 
 namespace weft::cli {
@@ -56,6 +57,7 @@ constexpr const char* kTopHelp =
     "  proxies       list the proxies connected to the config stream\n"
     "  run           run an app with its sidecar: weft run --resource R ... -- COMMAND\n"
     "  intercept     install, remove or show the iptables rules of a sidecar (EC2 hosts)\n"
+    "  lab           real networks (VPCs, subnets, hosts, peerings) on this machine\n"
     "  version       print the version\n"
     "\n"
     "Kinds: mesh, virtualnode (vn), virtualservice (vs), virtualrouter (vr), route (rt),\n"
@@ -680,6 +682,26 @@ int cmdCredentials(Command& c) {
 
 // ---- network ----
 
+// `weft network create`: answers the new network's id.
+Result<std::string> createNetwork(ApiClient& api, const std::string& name,
+                                  const std::vector<std::string>& cidrs) {
+  Value body = Value::object();
+  body.set("name", Value::string(name));
+  Value list = Value::array();
+  for (const std::string& cidr : cidrs) list.push(Value::string(cidr));
+  body.set("cidrs", list);
+  auto r = api.call("POST", "/weft/v1/networks", "", &body);
+  if (!r) return Unexpected<Error>{r.error()};
+  const Value* id = r->find("id");
+  return id ? id->scalarText() : std::string();
+}
+
+Status deleteNetwork(ApiClient& api, const std::string& id) {
+  auto r = api.call("DELETE", "/weft/v1/networks/" + encodeSegment(id));
+  if (!r) return Unexpected<Error>{r.error()};
+  return {};
+}
+
 int cmdNetwork(Command& c) {
   if (c.args.positional.empty())
     return fail(c.env, c.name,
@@ -692,15 +714,9 @@ int cmdNetwork(Command& c) {
     if (c.args.all("--cidr").empty())
       return fail(c.env, name, Error{kUsage, "--cidr is required (e.g. --cidr 198.18.0.0/16)"});
     if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
-    Value body = Value::object();
-    body.set("name", Value::string(c.args.get("--name")));
-    Value cidrs = Value::array();
-    for (const std::string& cidr : c.args.all("--cidr")) cidrs.push(Value::string(cidr));
-    body.set("cidrs", cidrs);
-    auto r = c.api->call("POST", "/weft/v1/networks", "", &body);
-    if (!r) return fail(c.env, name, r.error());
-    const Value* id = r->find("id");
-    c.env.out << (id ? id->scalarText() : std::string()) << "\n";  // the id alone, for scripts
+    auto id = createNetwork(*c.api, c.args.get("--name"), c.args.all("--cidr"));
+    if (!id) return fail(c.env, name, id.error());
+    c.env.out << *id << "\n";  // the id alone, for scripts
     return 0;
   }
   if (sub == "list") {
@@ -726,13 +742,51 @@ int cmdNetwork(Command& c) {
       return fail(c.env, name, Error{kUsage, "expected NETWORK_ID"});
     if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
     const std::string& id = c.args.positional[1];
-    auto r = c.api->call("DELETE", "/weft/v1/networks/" + encodeSegment(id));
-    if (!r) return fail(c.env, name, r.error());
+    if (auto r = deleteNetwork(*c.api, id); !r) return fail(c.env, name, r.error());
     c.env.out << "deleted " << id << "\n";
     return 0;
   }
   return fail(c.env, c.name,
               Error{kUsage, "unknown subcommand '" + sub + "' (expected create, list or delete)"});
+}
+
+// ---- lab (src/lab): registers its networks through the functions `weft network` uses ----
+
+class LabRegistrar final : public lab::NetworkRegistrar {
+ public:
+  explicit LabRegistrar(Command& c) : c_(c) {}
+  std::string endpoint() const override { return c_.config.endpoint_url; }
+  Result<std::vector<lab::RegisteredNetwork>> list() override {
+    auto r = c_.api->call("GET", "/weft/v1/networks");
+    if (!r) return Unexpected<Error>{r.error()};
+    std::vector<lab::RegisteredNetwork> out;
+    if (const Value* list = r->find("networks"); list && list->isArray())
+      for (const Value& n : list->items()) {
+        lab::RegisteredNetwork rn{fieldText(n, "id"), fieldText(n, "name"), {}};
+        if (const Value* cidrs = n.find("cidrs"); cidrs && cidrs->isArray())
+          for (const Value& cidr : cidrs->items()) rn.cidrs.push_back(cidr.scalarText());
+        out.push_back(std::move(rn));
+      }
+    return out;
+  }
+  Result<std::string> create(const std::string& name, const std::string& cidr) override {
+    return createNetwork(*c_.api, name, {cidr});
+  }
+  Status remove(const std::string& id) override { return deleteNetwork(*c_.api, id); }
+
+ private:
+  Command& c_;
+};
+
+int cmdLab(Command& c) {
+  lab::LabInvocation inv{c.args.positional,         c.args.get("--name"),
+                         c.args.get("--state-dir"), c.args.get("--output"),
+                         c.args.has("--register"),  c.args.has("--keep-networks")};
+  lab::LabIo io{c.env.out, c.env.err, c.env.env, [&c]() -> lab::RegistrarFactory::result_type {
+                  if (auto s = c.connect(); !s) return Unexpected<Error>{s.error()};
+                  return std::unique_ptr<lab::NetworkRegistrar>(new LabRegistrar(c));
+                }};
+  return lab::runLabCommand(inv, io);
 }
 
 // ---- config push: tokens, proxies, proxy-config ----
@@ -1434,6 +1488,14 @@ const std::vector<CommandDef>& commands() {
        "`create` prints the new network's id (vpc-...) alone on stdout. A network with a\n"
        "namespace attached cannot be deleted.\n",
        cmdNetwork},
+      {"lab",
+       {{"--name", ""},
+        {"--state-dir", ""},
+        {"--output", "-o"},
+        {"--register", "", false},
+        {"--keep-networks", "", false}},
+       lab::labHelp(),
+       cmdLab},
       {"token",
        {{"--resource", ""}, {"--ttl", ""}, {"--output", "-o"}},
        "Usage: weft token create --resource mesh/M/virtualNode/N [--ttl DURATION]\n"

@@ -1,0 +1,310 @@
+#include "lab/system.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "common/file_util.h"
+
+namespace weft::lab {
+
+std::string commandLine(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const std::string& a : argv) {
+    if (!out.empty()) out += ' ';
+    bool plain = !a.empty();
+    for (char c : a)
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || std::strchr("-_./:=+,@%", c)))
+        plain = false;
+    out += plain ? a : "'" + a + "'";
+  }
+  return out;
+}
+
+namespace {
+
+constexpr auto kCommandTimeout = std::chrono::seconds(60);
+
+std::vector<char*> cArgv(const std::vector<std::string>& argv) {
+  std::vector<char*> out;
+  for (const std::string& a : argv) out.push_back(const_cast<char*>(a.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+// In a forked child: reports errno on `fd` (close-on-exec, so an exec that works closes it
+// unwritten) and exits.
+[[noreturn]] void childFail(int fd) {
+  int e = errno;
+  [[maybe_unused]] ssize_t n = ::write(fd, &e, sizeof e);
+  ::_exit(127);
+}
+
+// Reads the errno a child wrote before failing to exec, or 0 when the exec worked.
+int childStartError(int fd) {
+  int e = 0;
+  ssize_t n;
+  do {
+    n = ::read(fd, &e, sizeof e);
+  } while (n < 0 && errno == EINTR);
+  ::close(fd);
+  return n == static_cast<ssize_t>(sizeof e) ? e : 0;
+}
+
+class RealSystem final : public System {
+ public:
+  ~RealSystem() override {
+    for (int fd : locks_) ::close(fd);
+  }
+
+  Result<CommandOutput> run(const std::vector<std::string>& argv) override {
+    if (argv.empty()) return makeError("empty command");
+    int out_pipe[2], err_pipe[2], status_pipe[2];
+    if (::pipe2(out_pipe, O_CLOEXEC) != 0) return makeError(std::strerror(errno));
+    if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+      int e = errno;
+      ::close(out_pipe[0]);
+      ::close(out_pipe[1]);
+      return makeError(std::strerror(e));
+    }
+    if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
+      int e = errno;
+      for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) ::close(fd);
+      return makeError(std::strerror(e));
+    }
+    std::vector<char*> args = cArgv(argv);
+    pid_t pid = ::fork();
+    if (pid < 0) {
+      int e = errno;
+      for (int fd :
+           {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], status_pipe[0], status_pipe[1]})
+        ::close(fd);
+      return makeError("cannot fork to run " + argv[0] + ": " + std::strerror(e));
+    }
+    if (pid == 0) {
+      int devnull = ::open("/dev/null", O_RDONLY);
+      if (devnull < 0 || ::dup2(devnull, 0) < 0 || ::dup2(out_pipe[1], 1) < 0 ||
+          ::dup2(err_pipe[1], 2) < 0)
+        childFail(status_pipe[1]);
+      ::signal(SIGPIPE, SIG_DFL);
+      ::execvp(args[0], args.data());
+      childFail(status_pipe[1]);
+    }
+    ::close(out_pipe[1]);
+    ::close(err_pipe[1]);
+    ::close(status_pipe[1]);
+    CommandOutput result;
+    pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+    std::string* sinks[2] = {&result.out, &result.err};
+    int open_fds = 2;
+    auto deadline = std::chrono::steady_clock::now() + kCommandTimeout;
+    bool timed_out = false;
+    while (open_fds > 0) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      deadline - std::chrono::steady_clock::now())
+                      .count();
+      if (left <= 0) {
+        timed_out = true;
+        ::kill(pid, SIGKILL);
+        break;
+      }
+      int n = ::poll(fds, 2, static_cast<int>(left));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) break;
+      for (int i = 0; i < 2; ++i) {
+        if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+        char buf[4096];
+        ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
+        if (got > 0) {
+          sinks[i]->append(buf, static_cast<size_t>(got));
+        } else if (got == 0 || errno != EINTR) {
+          ::close(fds[i].fd);
+          fds[i].fd = -1;
+          --open_fds;
+        }
+      }
+    }
+    for (pollfd& p : fds)
+      if (p.fd >= 0) ::close(p.fd);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (int e = childStartError(status_pipe[0]); e != 0)
+      return makeError("cannot run " + argv[0] + ": " + std::strerror(e) +
+                       (e == ENOENT ? " (is it installed? scripts/setup.sh installs it)" : ""));
+    if (timed_out) {
+      result.exit_code = 128 + SIGKILL;
+      result.err += "(killed after " + std::to_string(kCommandTimeout.count()) + " s)";
+      return result;
+    }
+    result.exit_code = WIFEXITED(status)     ? WEXITSTATUS(status)
+                       : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                             : 1;
+    return result;
+  }
+
+  Result<std::string> readFile(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      int e = errno;
+      return makeError("cannot read " + path + ": " + std::strerror(e), e);
+    }
+    std::string out;
+    char buf[8192];
+    for (;;) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        int e = errno;
+        ::close(fd);
+        return makeError("cannot read " + path + ": " + std::strerror(e), e);
+      }
+      if (n == 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    return out;
+  }
+
+  Status writeFile(const std::string& path, std::string_view data, unsigned mode) override {
+    return writeFileAtomically(path, data, mode);
+  }
+
+  Status removeFile(const std::string& path) override {
+    if (::unlink(path.c_str()) == 0 || errno == ENOENT) return {};
+    return makeError("cannot remove " + path + ": " + std::strerror(errno));
+  }
+
+  Status makeDirs(const std::string& path, unsigned mode) override {
+    for (size_t i = 1; i <= path.size(); ++i) {
+      if (i != path.size() && path[i] != '/') continue;
+      std::string part = path.substr(0, i);
+      if (::mkdir(part.c_str(), mode) != 0 && errno != EEXIST)
+        return makeError("cannot create directory " + part + ": " + std::strerror(errno));
+    }
+    return {};
+  }
+
+  Status removeDir(const std::string& path) override {
+    if (::rmdir(path.c_str()) == 0 || errno == ENOENT) return {};
+    return makeError("cannot remove directory " + path + ": " + std::strerror(errno));
+  }
+
+  bool exists(const std::string& path) override {
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) == 0;
+  }
+
+  std::vector<std::string> listDir(const std::string& path) override {
+    std::vector<std::string> out;
+    DIR* d = ::opendir(path.c_str());
+    if (d == nullptr) return out;
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n != "." && n != "..") out.push_back(n);
+    }
+    ::closedir(d);
+    return out;
+  }
+
+  Status lock(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return makeError("cannot open lock file " + path + ": " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int e = errno;
+      ::close(fd);
+      if (e == EWOULDBLOCK)
+        return makeError("another `weft lab` command is working on this lab (it holds " + path +
+                         "); wait for it to finish");
+      return makeError("cannot lock " + path + ": " + std::strerror(e));
+    }
+    locks_.push_back(fd);
+    return {};
+  }
+
+  Result<int> spawn(const std::vector<std::string>& argv, const EnvList& env,
+                    const std::string& log_path) override {
+    if (argv.empty()) return makeError("empty command");
+    int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log < 0) return makeError("cannot open " + log_path + ": " + std::strerror(errno));
+    int status_pipe[2];
+    if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
+      int e = errno;
+      ::close(log);
+      return makeError(std::strerror(e));
+    }
+    std::vector<char*> args = cArgv(argv);
+    pid_t pid = ::fork();
+    if (pid < 0) {
+      int e = errno;
+      ::close(log);
+      ::close(status_pipe[0]);
+      ::close(status_pipe[1]);
+      return makeError("cannot fork to run " + argv[0] + ": " + std::strerror(e));
+    }
+    if (pid == 0) {
+      ::setsid();
+      int devnull = ::open("/dev/null", O_RDONLY);
+      if (devnull < 0 || ::dup2(devnull, 0) < 0 || ::dup2(log, 1) < 0 || ::dup2(log, 2) < 0)
+        childFail(status_pipe[1]);
+      for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+      ::signal(SIGPIPE, SIG_DFL);
+      ::execvp(args[0], args.data());
+      childFail(status_pipe[1]);
+    }
+    ::close(log);
+    ::close(status_pipe[1]);
+    if (int e = childStartError(status_pipe[0]); e != 0) {
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      return makeError("cannot run " + argv[0] + ": " + std::strerror(e));
+    }
+    return static_cast<int>(pid);
+  }
+
+  Status execReplace(const std::vector<std::string>& argv, const EnvList& env) override {
+    if (argv.empty()) return makeError("empty command");
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> args = cArgv(argv);
+    ::execvp(args[0], args.data());
+    return makeError("cannot run " + argv[0] + ": " + std::strerror(errno));
+  }
+
+  bool alive(int pid) override {
+    if (pid <= 0) return false;
+    // A child of ours that exited is a zombie until reaped: reap it so it reads as gone.
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) return false;
+    return ::kill(pid, 0) == 0 || errno == EPERM;
+  }
+
+  void signal(int pid, int sig) override {
+    if (pid > 0) ::kill(pid, sig);
+  }
+
+  void pause(std::chrono::milliseconds d) override { std::this_thread::sleep_for(d); }
+
+  int64_t unixSeconds() override { return static_cast<int64_t>(::time(nullptr)); }
+
+ private:
+  std::vector<int> locks_;
+};
+
+}  // namespace
+
+std::unique_ptr<System> makeRealSystem() { return std::make_unique<RealSystem>(); }
+
+}  // namespace weft::lab
