@@ -23,8 +23,8 @@
 #include "cli/resources.h"
 #include "cli/stack_deploy.h"
 #include "control/push/tokens.h"
-#include "lab/command.h"
 #include "workload/commands.h"
+#include "lab/command.h"
 
 namespace weft::cli {
 
@@ -107,7 +107,7 @@ Result<ParsedArgs> parseArgs(const std::vector<std::string>& args,
   ParsedArgs out;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if (a == "--") {  // everything after it is an argument, flags included (`weft run -- CMD`)
+    if (a == "--") {  // the rest is positional, "--" included (`weft run -- CMD`, `lab exec`)
       out.positional.insert(out.positional.end(), args.begin() + static_cast<long>(i), args.end());
       break;
     }
@@ -784,7 +784,7 @@ int cmdLab(Command& c) {
                          c.args.has("--register"),  c.args.has("--keep-networks")};
   lab::LabIo io{c.env.out, c.env.err, c.env.env, [&c]() -> lab::RegistrarFactory::result_type {
                   if (auto s = c.connect(); !s) return Unexpected<Error>{s.error()};
-                  return std::unique_ptr<lab::NetworkRegistrar>(new LabRegistrar(c));
+                  return std::unique_ptr<lab::NetworkRegistrar>(std::make_unique<LabRegistrar>(c));
                 }};
   return lab::runLabCommand(inv, io);
 }

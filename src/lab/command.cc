@@ -16,6 +16,7 @@ constexpr const char* kHelp =
     "       weft lab down [--name LAB] [--keep-networks]\n"
     "       weft lab status [--name LAB] [-o table|json]\n"
     "       weft lab exec HOST [--name LAB] -- COMMAND [ARG...]\n"
+    "       weft lab register [--name LAB]\n"
     "       weft lab peer NETWORK NETWORK [--name LAB]\n"
     "       weft lab unpeer NETWORK NETWORK [--name LAB]\n"
     "\n"
@@ -42,9 +43,12 @@ constexpr const char* kHelp =
     "           gets WEFT_LAB, WEFT_LAB_HOST, WEFT_LAB_NETWORK, WEFT_LAB_SUBNET, WEFT_LAB_ZONE,\n"
     "           WEFT_LAB_ADDRESS, WEFT_LAB_GATEWAY, WEFT_LAB_ENDPOINT, WEFT_LAB_NAMESPACE.\n"
     "           A network's name instead of a host runs COMMAND in its router\n"
+    "  register registers the networks of a running lab with the weft server (as --register\n"
+    "           does at up), for a server started after `up`: one that listens on the\n"
+    "           endpoint addresses, which exist only once the lab is up\n"
     "  peer     peers two networks of a running lab; unpeer removes the peering\n"
     "\n"
-    "Without --name, down/status/exec/peer/unpeer act on the only lab that is up.\n"
+    "Without --name, the commands but up act on the only lab that is up.\n"
     "\n"
     "Flags:\n"
     "  --name LAB          the lab (up: overrides the file's `name:`, which defaults to the\n"
@@ -87,7 +91,8 @@ int fail(LabIo& io, const std::string& what, const Error& e) {
 }
 
 int usage(LabIo& io, const std::string& what, const std::string& message) {
-  io.err << "weft lab " << what << ": " << message << " (see weft lab --help)\n";
+  io.err << "weft lab" << (what.empty() ? "" : " " + what) << ": " << message
+         << " (see weft lab --help)\n";
   return kUsage;
 }
 
@@ -103,7 +108,7 @@ const char* labHelp() { return kHelp; }
 
 int runLabCommand(const LabInvocation& inv, LabIo& io) {
   if (inv.positional.empty())
-    return usage(io, "", "expected up, down, status, exec, peer or unpeer");
+    return usage(io, "", "expected up, down, status, exec, register, peer or unpeer");
   std::unique_ptr<System> real;
   System* sys = io.system;
   if (sys == nullptr) {
@@ -175,6 +180,13 @@ int runLabCommand(const LabInvocation& inv, LabIo& io) {
     Status s = lab.exec(*name, p[1], command);
     return fail(io, sub, s ? Error{1, "exec returned"} : s.error());
   }
+  if (sub == "register") {
+    if (p.size() != 1) return usage(io, sub, "takes no arguments (use --name)");
+    auto name = lab.pickLab(inv.name);
+    if (!name) return fail(io, sub, name.error());
+    if (auto s = lab.registerNetworks(*name, io.registrar); !s) return fail(io, sub, s.error());
+    return 0;
+  }
   if (sub == "peer" || sub == "unpeer") {
     if (p.size() != 3) return usage(io, sub, "expected two network names");
     auto name = lab.pickLab(inv.name);
@@ -183,9 +195,9 @@ int runLabCommand(const LabInvocation& inv, LabIo& io) {
     if (!s) return fail(io, sub, s.error());
     return 0;
   }
-  return usage(
-      io, sub,
-      "unknown subcommand '" + sub + "' (expected up, down, status, exec, peer or unpeer)");
+  return usage(io, sub,
+               "unknown subcommand '" + sub +
+                   "' (expected up, down, status, exec, register, peer or unpeer)");
 }
 
 }  // namespace weft::lab

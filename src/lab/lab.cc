@@ -246,6 +246,29 @@ class Lab::Session {
     return {};
   }
 
+  // Registers every network of the lab not registered yet (journaled first; the id recorded
+  // once the server answers).
+  Status registerNetworks(NetworkRegistrar& registrar) {
+    for (const Network& n : state.topology.networks) {
+      bool done = false;
+      for (const LabObject& o : state.objects)
+        if (o.kind == ObjectKind::kRegistration && o.name == n.name && !o.id.empty()) done = true;
+      if (done) continue;
+      LabObject reg = object(ObjectKind::kRegistration, "", n.name);
+      reg.args = {n.cidr.str()};
+      if (auto s = journal(reg); !s) return s;
+      auto id = registrar.create(n.name, n.cidr.str());
+      if (!id)
+        return makeError("registering network " + n.name + " with the weft server at " +
+                         registrar.endpoint() + " failed: " + id.error().message);
+      state.objects.back().id = *id;
+      if (auto s = save(); !s) return s;
+      out_ << "registered network " << n.name << " (" << n.cidr.str()
+           << ") with the weft server at " << registrar.endpoint() << ": " << *id << "\n";
+    }
+    return {};
+  }
+
   Status build(NetworkRegistrar* registrar) {
     const Topology& t = state.topology;
     const std::string& lab = state.name;
@@ -340,22 +363,8 @@ class Lab::Session {
     for (const Peering& p : t.peerings)
       if (auto s = addPeering(p.a, p.b); !s) return s;
 
-    if (registrar != nullptr) {
-      for (size_t i = 0; i < t.networks.size(); ++i) {
-        const Network& n = t.networks[i];
-        LabObject reg = object(ObjectKind::kRegistration, "", n.name);
-        reg.args = {n.cidr.str()};
-        if (auto s = journal(reg); !s) return s;
-        auto id = registrar->create(n.name, n.cidr.str());
-        if (!id)
-          return makeError("registering network " + n.name + " with the weft server at " +
-                           registrar->endpoint() + " failed: " + id.error().message);
-        state.objects.back().id = *id;
-        if (auto s = save(); !s) return s;
-        out_ << "registered network " << n.name << " with the weft server at "
-             << registrar->endpoint() << ": " << *id << "\n";
-      }
-    }
+    if (registrar != nullptr)
+      if (auto s = registerNetworks(*registrar); !s) return s;
 
     std::string logs = lab_.state_dir_ + "/" + lab + ".logs";
     bool logs_made = false;
@@ -639,6 +648,43 @@ Result<std::string> Lab::pickLab(const std::string& given) {
   return makeError("several labs are up (" + known + "); say which with --name");
 }
 
+Result<std::unique_ptr<NetworkRegistrar>> Lab::connectRegistrar(const RegistrarFactory& factory,
+                                                                LabState& st) {
+  if (!factory) return makeError("networks are to be registered, but no weft server is configured");
+  auto made = factory();
+  if (!made)
+    return makeError("networks are to be registered with the weft server, but: " +
+                     made.error().message);
+  std::unique_ptr<NetworkRegistrar> registrar = std::move(*made);
+  auto before = registrar->list();
+  if (!before)
+    return makeError("cannot reach the weft server at " + registrar->endpoint() +
+                     " to register the networks: " + before.error().message +
+                     " (start `weft server`, or drop --register / "
+                     "control_plane.register_networks)");
+  bool registered_before = false;
+  for (const LabObject& o : st.objects)
+    if (o.kind == ObjectKind::kRegistration) registered_before = true;
+  if (!registered_before) {  // the ids a crashed registration must never be confused with
+    st.preexisting_networks.clear();
+    for (const RegisteredNetwork& n : *before) st.preexisting_networks.push_back(n.id);
+  }
+  st.server = registrar->endpoint();
+  return registrar;
+}
+
+Status Lab::registerNetworks(const std::string& name, const RegistrarFactory& factory) {
+  if (auto s = sys_.lock(statePath(name) + ".lock"); !s) return s;
+  auto loaded = load(name);
+  if (!loaded) return Unexpected<Error>{loaded.error()};
+  Session session(*this, nullptr);
+  session.state = std::move(*loaded);
+  auto registrar = connectRegistrar(factory, session.state);
+  if (!registrar) return Unexpected<Error>{registrar.error()};
+  if (auto s = session.save(); !s) return s;
+  return session.registerNetworks(**registrar);
+}
+
 Status Lab::up(const Topology& t, const std::string& topology_file, bool register_networks,
                const RegistrarFactory& factory, const std::atomic<bool>* interrupted) {
   if (auto s = sys_.makeDirs(state_dir_, 0755); !s) return s;
@@ -678,21 +724,9 @@ Status Lab::up(const Topology& t, const std::string& topology_file, bool registe
   std::unique_ptr<NetworkRegistrar> registrar;
   LabState& st = session.state;
   if (register_networks) {
-    if (!factory)
-      return makeError("networks are to be registered, but no weft server is configured");
-    auto made = factory();
-    if (!made)
-      return makeError("networks are to be registered with the weft server, but: " +
-                       made.error().message);
+    auto made = connectRegistrar(factory, st);
+    if (!made) return Unexpected<Error>{made.error()};
     registrar = std::move(*made);
-    auto before = registrar->list();
-    if (!before)
-      return makeError("cannot reach the weft server at " + registrar->endpoint() +
-                       " to register the networks: " + before.error().message +
-                       " (start `weft server`, or drop --register / "
-                       "control_plane.register_networks)");
-    for (const RegisteredNetwork& n : *before) st.preexisting_networks.push_back(n.id);
-    st.server = registrar->endpoint();
   }
 
   st.name = t.name;
@@ -715,6 +749,7 @@ Status Lab::up(const Topology& t, const std::string& topology_file, bool registe
   std::vector<std::string> left = session.teardown(registrar, factory, false);
   if (left.empty()) {
     (void)sys_.removeFile(path);
+    (void)sys_.removeFile(path + ".lock");
     return built;
   }
   (void)session.save();

@@ -64,6 +64,11 @@ class Lab {
   // file is removed); otherwise the error lists what is left and the state file stays.
   Status down(const std::string& name, const RegistrarFactory& registrar, bool keep_networks);
 
+  // Registers the networks of a running lab that are not registered yet (for a server started
+  // after `up`, e.g. to listen on the endpoint addresses, which exist only once the lab is up).
+  // `down` deregisters them.
+  Status registerNetworks(const std::string& name, const RegistrarFactory& registrar);
+
   Status peer(const std::string& name, const std::string& a, const std::string& b);
   Status unpeer(const std::string& name, const std::string& a, const std::string& b);
 
@@ -87,6 +92,10 @@ class Lab {
 
   // Labs with a state file in the state directory, by name.
   std::vector<std::string> labsInStateDir();
+  // Makes the registrar and checks the server answers; records the server and (before the
+  // first registration) the networks it already has in `st`.
+  Result<std::unique_ptr<NetworkRegistrar>> connectRegistrar(const RegistrarFactory& factory,
+                                                             LabState& st);
   // The namespaces of every other lab in the state directory (never swept as this lab's).
   std::set<std::string> claimedByOthers(const std::string& name);
 

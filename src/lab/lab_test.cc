@@ -233,7 +233,7 @@ RegistrarFactory lend(FakeRegistrar& r) {
     Status remove(const std::string& id) override { return r.remove(id); }
   };
   return [&r]() -> Result<std::unique_ptr<NetworkRegistrar>> {
-    return std::unique_ptr<NetworkRegistrar>(new Proxy(r));
+    return std::unique_ptr<NetworkRegistrar>(std::make_unique<Proxy>(r));
   };
 }
 
@@ -542,6 +542,26 @@ TEST_F(LabTest, RegistersAndDeregistersNetworks) {
   EXPECT_EQ(registrar.networks[0].id, "vpc-old");
 }
 
+TEST_F(LabTest, RegistersTheNetworksOfARunningLab) {
+  registrar.networks.push_back({"vpc-old", "vpc1", {"198.18.0.0/16"}});
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
+  ASSERT_TRUE(lab.registerNetworks("lab", lend(registrar))) << progress.str();
+  ASSERT_EQ(registrar.networks.size(), 4u);
+  EXPECT_TRUE(lab.registerNetworks("lab", lend(registrar)));
+  EXPECT_EQ(registrar.networks.size(), 4u) << "registered once";
+  auto st = lab.load("lab");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->server, "http://127.0.0.1:7080");
+  EXPECT_EQ(st->preexisting_networks, std::vector<std::string>{"vpc-old"});
+  ASSERT_TRUE(lab.down("lab", lend(registrar), false));
+  ASSERT_EQ(registrar.networks.size(), 1u);
+  registrar.reachable = false;
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
+  auto r = lab.registerNetworks("lab", lend(registrar));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("cannot reach the weft server"), std::string::npos);
+}
+
 TEST_F(LabTest, AnUnreachableServerFailsUpBeforeAnythingIsBuilt) {
   registrar.reachable = false;
   auto r = lab.up(topology(), "lab.yaml", true, lend(registrar));
@@ -694,6 +714,9 @@ TEST(CommandTest, UsageErrors) {
     return runLabCommand(inv, io);
   };
   EXPECT_EQ(run({}), 2);
+  EXPECT_EQ(err.str(),
+            "weft lab: expected up, down, status, exec, register, peer or unpeer (see weft lab "
+            "--help)\n");
   EXPECT_EQ(run({"up"}), 2);
   EXPECT_EQ(err.str(), "weft lab up: expected the topology FILE (see weft lab --help)\n");
   EXPECT_EQ(run({"exec", "h"}), 2);

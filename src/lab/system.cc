@@ -288,7 +288,13 @@ class RealSystem final : public System {
     // A child of ours that exited is a zombie until reaped: reap it so it reads as gone.
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid) return false;
-    return ::kill(pid, 0) == 0 || errno == EPERM;
+    if (::kill(pid, 0) != 0 && errno != EPERM) return false;
+    // Someone else's zombie (init may be slow to reap, or not reap at all in a container) is
+    // as good as gone.
+    auto stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+    if (!stat) return false;
+    size_t paren = stat->rfind(')');
+    return !(paren != std::string::npos && paren + 2 < stat->size() && (*stat)[paren + 2] == 'Z');
   }
 
   void signal(int pid, int sig) override {

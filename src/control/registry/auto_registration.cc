@@ -95,6 +95,7 @@ std::optional<AutoRegistration::Target> AutoRegistration::targetOf(
   if (spec.listeners_size() > 0)
     t.port = static_cast<uint32_t>(spec.listeners(0).portmapping().port());
   std::string ns, service;
+  bool by_hostname = false;  // a DNS hostname names a service only in a private DNS namespace
   if (spec.servicediscovery().has_awscloudmap()) {
     const auto& cm = spec.servicediscovery().awscloudmap();
     ns = cm.namespacename();
@@ -108,13 +109,15 @@ std::optional<AutoRegistration::Target> AutoRegistration::targetOf(
       return problem("its DNS hostname '" + host + "' is not inside a registry namespace");
     service = split->service;
     ns = split->namespace_name;
+    by_hostname = true;
   } else {
     return problem("the virtual node has no service discovery");
   }
-  auto sid = registry_.findService(ns, service);
+  auto sid = registry_.findService(ns, service, /*private_dns_only=*/by_hostname);
   if (!sid) return problem("looking up the service: " + sid.error().message);
   if (!sid->has_value())
-    return problem("no registry service '" + service + "' in a namespace '" + ns + "'");
+    return problem("no registry service '" + service + "' in a " +
+                   (by_hostname ? "private DNS " : "") + "namespace '" + ns + "'");
   t.service_id = **sid;
   t.where = "service " + service + " (" + t.service_id + ") in " + ns;
   std::string address;

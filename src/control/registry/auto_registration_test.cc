@@ -190,14 +190,34 @@ TEST_F(AutoRegistrationTest, UserRegisteredInstancesAreNeverTouched) {
   EXPECT_EQ(health("mine"), "HEALTHY");
 }
 
-TEST_F(AutoRegistrationTest, DnsHostnameInsideANamespaceNamesTheService) {
-  putNode("web", R"({"dns":{"hostname":"web.apps.local"}})");
+TEST_F(AutoRegistrationTest, DnsHostnameInsideAPrivateDnsNamespaceNamesTheService) {
+  ApiRequest net;
+  net.method = "POST";
+  net.path = "/weft/v1/networks";
+  net.body = R"({"name":"n","cidrs":["198.18.0.0/16"]})";
+  ApiResponse made = api.handleNetworks(net);
+  ASSERT_EQ(made.status, 200) << made.body;
+  std::string vpc(stacks::parseJson(made.body)->find("id")->str());
+  Value op = ok("CreatePrivateDnsNamespace", R"({"Name":"corp.local","Vpc":")" + vpc + "\"}");
+  Value got = ok("GetOperation",
+                 R"({"OperationId":")" + std::string(op.find("OperationId")->str()) + "\"}");
+  std::string ns(got.find("Operation")->find("Targets")->find("NAMESPACE")->str());
+  std::string sid(ok("CreateService", R"({"Name":"web","NamespaceId":")" + ns + "\"}")
+                      .find("Service")
+                      ->find("Id")
+                      ->str());
+
+  putNode("web", R"({"dns":{"hostname":"web.corp.local"}})");
   reg.proxyConnected(proxy(1));
-  EXPECT_TRUE(instance(id_)) << "web.apps.local: service web of namespace apps.local";
-  EXPECT_EQ(attr(id_, "stage"), "<absent>");
+  auto kv = store.get("registry/instances/" + sid + "/" + id_);
+  EXPECT_TRUE(kv && kv->has_value()) << "web.corp.local: service web of namespace corp.local";
+  putNode("http", R"({"dns":{"hostname":"web.apps.local"}})");
+  reg.proxyConnected(proxy(2, "http"));
   putNode("other", R"({"dns":{"hostname":"web.example.com"}})");
-  reg.proxyConnected(proxy(2, "other"));
-  EXPECT_EQ(reg.managed().size(), 1u) << "a hostname outside the registry registers nothing";
+  reg.proxyConnected(proxy(3, "other"));
+  EXPECT_EQ(reg.managed(), std::set<std::string>{sid + "/" + id_})
+      << "an HTTP namespace has no DNS names, and a hostname outside the registry registers "
+         "nothing";
 }
 
 TEST_F(AutoRegistrationTest, ServiceCreatedLaterIsJoinedOnTheNextReport) {

@@ -1315,10 +1315,11 @@ struct RegistryApi::Impl {
   }
 
   Result<std::optional<std::string>> findService(std::string_view namespace_name,
-                                                 std::string_view service) {
+                                                 std::string_view service, bool private_dns_only) {
     auto all_ns = listRecords("registry/namespaces/");
     if (!all_ns) return Unexpected<Error>{all_ns.error()};
     for (auto& [id, l] : *all_ns) {
+      if (private_dns_only && str(l.value, "Type") != "DNS_PRIVATE") continue;
       const Value* p = l.value.find("Properties");
       const Value* h = p ? p->find("HttpProperties") : nullptr;
       std::string http_name(h ? str(*h, "HttpName") : str(l.value, "Name"));
@@ -1957,8 +1958,9 @@ RegistryApi::RegistryApi(Store& store, const TimeSource& time, RegistryOptions o
 RegistryApi::~RegistryApi() = default;
 
 Result<std::optional<std::string>> RegistryApi::findService(std::string_view namespace_name,
-                                                            std::string_view service) {
-  return impl_->findService(namespace_name, service);
+                                                            std::string_view service,
+                                                            bool private_dns_only) {
+  return impl_->findService(namespace_name, service, private_dns_only);
 }
 Result<bool> RegistryApi::putAutoInstance(const std::string& service_id,
                                           const std::string& instance_id,

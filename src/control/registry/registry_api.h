@@ -61,9 +61,11 @@ class RegistryApi {
   // The attribute that marks an instance written by auto-registration ("1").
   static constexpr std::string_view kAutoAttribute = "weft:auto";
   // The id of service `service` (case-insensitive) in the namespace whose name or HTTP name is
-  // `namespace_name`; nullopt when either does not exist.
+  // `namespace_name` (only private DNS namespaces with `private_dns_only`: a DNS hostname names
+  // a service only there, as the compiler reads it); nullopt when either does not exist.
   Result<std::optional<std::string>> findService(std::string_view namespace_name,
-                                                 std::string_view service);
+                                                 std::string_view service,
+                                                 bool private_dns_only = false);
   // Upserts instance `instance_id` of `service_id` with `attributes` plus weft:auto=1 and
   // HealthStatus `health` ("" = what RegisterInstance would start it with: HEALTHY with a custom
   // health check, else UNKNOWN). Answers false, writing nothing, when an instance of that id was
