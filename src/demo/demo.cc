@@ -572,7 +572,19 @@ Status Demo::runUp(Ctx& c) {
                            true);
       !s)
     return s;
-  const NetworkInfo& first = c.lab.networks.front();
+  // The zone goes to the networks whose hosts run apps (the walkthrough's VPC1 and VPC2): the
+  // first one at creation, the others by association. A network with no app (a third VPC in a
+  // test topology) stays outside, and the mesh DNS refuses its callers.
+  std::vector<const NetworkInfo*> zone_nets;
+  for (const NetworkInfo& n : c.lab.networks)
+    if (std::any_of(c.lab.hosts.begin(), c.lab.hosts.end(),
+                    [&](const HostPlan& h) { return h.network == n.name && !h.node.empty(); }))
+      zone_nets.push_back(&n);
+  if (zone_nets.empty())
+    return makeError(
+        "no host of the topology runs an app (hosts named frontend-*, crystal-*, "
+        "nodejs-* do)");
+  const NetworkInfo& first = *zone_nets.front();
   progress_ << "  stack " << registry_stack << ": namespace " << kDomain << " attached to "
             << first.name << " (" << first.id << "), services frontend, crystal, nodejs\n";
   if (auto s = checkedWeft(
@@ -582,9 +594,9 @@ Status Demo::runUp(Ctx& c) {
           true);
       !s)
     return s;
-  // aws route53 associate-vpc-with-hosted-zone, for every other network.
-  for (size_t i = 1; i < c.lab.networks.size(); ++i) {
-    const NetworkInfo& n = c.lab.networks[i];
+  // aws route53 associate-vpc-with-hosted-zone, for the other networks with apps.
+  for (size_t i = 1; i < zone_nets.size(); ++i) {
+    const NetworkInfo& n = *zone_nets[i];
     progress_ << "  Route 53: the zone " << kDomain << " associated with " << n.name << " (" << n.id
               << ")\n";
     if (auto s = associateVpc(st, n.id); !s) return s;
