@@ -341,8 +341,7 @@ Status Demo::up() {
   Status s = runUp(c);
   if (s) return s;
   progress_ << "weft demo: step " << c.step << "/" << kSteps << " (" << c.step_name
-            << ") failed: " << s.error().message << "\n";
-  progress_ << "weft demo: removing what was made; the logs stay in " << logDir() << "\n";
+            << ") failed; removing what was made (the logs stay in " << logDir() << ")\n";
   Status td = teardown(c.st, /*keep_logs=*/true);
   std::string msg = "step " + std::to_string(c.step) + "/" + std::to_string(kSteps) + " (" +
                     c.step_name + ") failed: " + s.error().message + "\nlogs: " + logDir() +

@@ -512,5 +512,98 @@ class DemoTest(unittest.TestCase):
             s.bind(("0.0.0.0", self.gateway_port))
 
 
+@unittest.skipIf(prereq_problem(), prereq_problem() or "")
+class DemoFailureTest(unittest.TestCase):
+    """`up` that fails half-way rolls back and keeps its logs; `down` after a killed `up`."""
+
+    def setUp(self):
+        self.weft = weft_binary()
+        self.tmp = tempfile.mkdtemp(prefix="weft-demo-fail-")
+        os.chmod(self.tmp, 0o755)
+        self.state_dir = os.path.join(self.tmp, "state")
+        self.cache_dir = os.path.join(os.path.dirname(os.path.dirname(self.weft)), "demo-cache")
+        self.name = "df%d" % (os.getpid() % 100000)
+        b = free_block("198.18", 200, 250, 2)
+        c = free_block("198.19", 225, 250, 1)
+        self.topo_file = os.path.join(self.tmp, "lab.json")
+        with open(self.topo_file, "w") as f:
+            json.dump(topology(self.name, b, c), f)
+
+    def tearDown(self):
+        run([self.weft, "demo", "down", "--state-dir", self.state_dir], check=False, timeout=300)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def up_args(self, examples=EXAMPLES):
+        return [self.weft, "demo", "up", "--state-dir", self.state_dir, "--name", self.name,
+                "--topology", self.topo_file, "--examples-dir", examples,
+                "--cache-dir", self.cache_dir, "--api", "127.0.0.1:0", "--stream-port", "0",
+                "--dns-port", "0", "--gateway-port", str(free_port()), "--timeout", "240"]
+
+    def assert_nothing_left(self, pids):
+        spaces = run(["ip", "netns", "list"]).stdout
+        self.assertNotIn(self.name + "-", spaces, "no namespace of the demo may be left")
+        self.assertNotIn("weft-lab:" + self.name, run(["iptables-save"]).stdout,
+                         "no iptables rule of the lab may be left")
+        for pid in pids:
+            cmd = DemoTest.cmdline(pid)
+            self.assertFalse(cmd is not None and self.state_dir in cmd,
+                             "process %d must be gone: %s" % (pid, cmd))
+
+    def test_failed_step_rolls_back_and_keeps_the_logs(self):
+        examples = os.path.join(self.tmp, "examples")
+        shutil.copytree(EXAMPLES, examples, ignore=shutil.ignore_patterns(".crystal-cache"))
+        path = os.path.join(examples, "mesh-stack.yaml")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:  # a mesh the API refuses: the mesh stack fails (step 4)
+            f.write(text.replace("Type: DROP_ALL", "Type: DROP_SOME"))
+        r = run(self.up_args(examples), check=False, timeout=900)
+        self.assertEqual(r.returncode, 1, "expected `weft demo up` to fail with exit 1, got %d:"
+                         "\n%s%s" % (r.returncode, r.stdout, r.stderr))
+        self.assertIn("step 4/7 (stacks) failed", r.stderr,
+                      "the error must name the step: %s" % r.stderr)
+        self.assertIn("DROP_SOME", r.stderr, "the error must carry the API's reason: %s" % r.stderr)
+        logs = os.path.join(self.state_dir, "logs")
+        self.assertIn("logs: " + logs, r.stderr, "the error must say where the logs are")
+        self.assertTrue(os.path.exists(os.path.join(logs, "demo.log")) and
+                        os.path.exists(os.path.join(logs, "server.log")),
+                        "the logs must stay after a failed up: %r"
+                        % (os.listdir(logs) if os.path.isdir(logs) else None))
+        self.assertEqual(sorted(os.listdir(self.state_dir)), ["logs"],
+                         "only the logs may stay after a failed up")
+        self.assert_nothing_left([])
+        d = run([self.weft, "demo", "down", "--state-dir", self.state_dir], check=False)
+        self.assertEqual(d.returncode, 0, "down after a failed up: %s" % d.stderr)
+        self.assertFalse(os.path.exists(self.state_dir), "down removes the logs too")
+
+    def test_down_after_a_killed_up(self):
+        p = subprocess.Popen(self.up_args(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        state_file = os.path.join(self.state_dir, "demo.json")
+
+        def workloads_started():
+            try:
+                with open(state_file) as f:
+                    st = json.load(f)
+            except (OSError, ValueError):
+                return None
+            return st if sum(1 for x in st["processes"] if x["role"] == "workload") >= 2 else None
+        try:
+            st = wait_until(workloads_started, timeout=600, interval=0.05,
+                            what="`weft demo up` to have started two workloads")
+        finally:
+            p.kill()
+            p.wait(30)
+        pids = [x["pid"] for x in st["processes"]]
+        self.assertTrue(any(DemoTest.cmdline(pid) for pid in pids),
+                        "the processes `up` started outlive it (they are detached)")
+        d = run([self.weft, "demo", "down", "--state-dir", self.state_dir], check=False,
+                timeout=300)
+        self.assertEqual(d.returncode, 0, "expected down after a killed up to exit 0, got %d:\n%s"
+                         % (d.returncode, d.stderr))
+        self.assert_nothing_left(pids)
+        self.assertFalse(os.path.exists(self.state_dir), "the state directory must be gone")
+
+
 if __name__ == "__main__":
     unittest.main()
