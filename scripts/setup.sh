@@ -13,6 +13,7 @@ PACKAGES=(
   # tests: real clients and peers
   python3 curl openssl wrk iproute2 procps iptables nghttp2-client sqlite3
   awscli python3-boto3 python3-grpcio python3-websockets
+  python3-h2  # test_upstream_h2: the HTTP/2 server and client of the upstream tests
   bind9-dnsutils  # dig: the registry DNS tests
   # fuzzing for real (see docs/fuzzing.md); the corpus replay under ctest needs only g++
   clang-14 libclang-rt-14-dev

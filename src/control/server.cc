@@ -49,6 +49,7 @@
 #include "control/registry/auto_registration.h"
 #include "control/registry/dns_server.h"
 #include "control/registry/registry_api.h"
+#include "control/server_metrics.h"
 #include "control/stacks/stack_api.h"
 #include "control/store/notifying_store.h"
 #include "control/store/sqlite_store.h"
@@ -587,10 +588,31 @@ int runServer(int argc, char** argv) {
 
   // Heads are authenticated before bodies are read (1 MiB; stack records up to 8 MiB).
   router.addLargeBodyPrefix("/weft/v1/stacks", 8 << 20);
+  // GET /metrics is the one unauthenticated path (Prometheus scrapes it; counters only).
+  const int64_t started_at =
+      std::chrono::duration_cast<std::chrono::seconds>(time.systemNow().time_since_epoch()).count();
+  auto metrics = [&]() {
+    ServerMetricsInput in;
+    in.dns = &dns_server.stats();
+    auto snapshot = registry_api.snapshots().load();
+    in.registry = snapshot.get();
+    in.proxies = push_server.proxies();
+    in.started_at = started_at;
+    ApiResponse r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = renderServerMetrics(in);
+    return r;
+  };
   HttpServerOptions http_options;
-  http_options.check_head = [&router](const HttpRequest& r) { return router.checkHead(r); };
+  http_options.check_head = [&router](const HttpRequest& r) {
+    return isMetricsRequest(r.method, r.path) ? HeadCheck{} : router.checkHead(r);
+  };
   HttpServer http(
-      http_options, [&router](const HttpRequest& r) { return router.handle(r); }, time);
+      http_options,
+      [&router, &metrics](const HttpRequest& r) {
+        return isMetricsRequest(r.method, r.path) ? metrics() : router.handle(r);
+      },
+      time);
   auto bound = http.start(*api_address);
   if (!bound) {
     push_server.stop();

@@ -1,8 +1,10 @@
 #include "proxy/exchange.h"
 
+#include <cctype>
 #include <charconv>
 
 #include "proxy/access_log.h"
+#include "proxy/config_defaults.h"
 #include "proxy/worker.h"
 
 namespace weft::proxy {
@@ -60,7 +62,8 @@ void ExchangeCore::begin(const ListenerInfo& li, const http1::RequestHead* h,
   if (auto* ct = h->find(http::HeaderToken::kContentType)) grpc = isGrpcContentType(ct->value);
 }
 
-std::optional<LocalReply> ExchangeCore::route(const ListenerInfo& li, const http1::RequestHead& h) {
+std::optional<LocalReply> ExchangeCore::route(const ListenerInfo& li, const http1::RequestHead& h,
+                                              const std::optional<net::Address>& original_dst) {
   http::RequestView view;
   view.method = h.method;
   view.path = h.path;
@@ -70,6 +73,7 @@ std::optional<LocalReply> ExchangeCore::route(const ListenerInfo& li, const http
   view.headers = http::HeaderLookup(fields);
   route_entry = li.router ? li.router->route(view) : nullptr;
   if (!route_entry) {
+    if (li.passthrough_unrouted && original_dst) return routePassthrough(li, *original_dst);
     li.stats.no_route->inc();
     return LocalReply{404, "no route matched this request", "NR"};
   }
@@ -110,13 +114,33 @@ std::optional<LocalReply> ExchangeCore::route(const ListenerInfo& li, const http
   return std::nullopt;
 }
 
+std::optional<LocalReply> ExchangeCore::routePassthrough(const ListenerInfo& li,
+                                                         const net::Address& dst) {
+  timeout = li.request_timeout;
+  cluster_rt = worker.cluster(kPassthroughCluster);
+  if (!cluster_rt) return LocalReply{503, "no cluster named passthrough", "NC"};
+  cluster = cluster_rt->info;
+  cluster->stats.rq_total->inc();
+  cluster->stats.rq_active->add();
+  rq_guard = cluster_rt->breaker->acquire(upstream::Resource::kRequests);
+  if (!rq_guard) {
+    return LocalReply{
+        503, std::string(upstream::CircuitBreaker::overflowMessage(upstream::Resource::kRequests)),
+        upstream::CircuitBreaker::kOverflowFlag.data()};
+  }
+  fixed_host.emplace(dst);
+  host = &*fixed_host;
+  upstream_host = host->addressString();
+  return std::nullopt;
+}
+
 void ExchangeCore::appendUpstreamHead(std::string& out, const ListenerInfo& li,
                                       const http1::RequestHead& h, UpstreamBody body,
-                                      uint64_t length) const {
+                                      uint64_t length, std::string_view upgrade) const {
   out.append(h.method).push_back(' ');
   std::string_view pq = h.pathAndQuery();
   std::string rewritten;
-  if (!route_entry->prefixRewrite().empty()) {
+  if (route_entry && !route_entry->prefixRewrite().empty()) {
     rewritten = route_entry->rewritePath(pq);
     pq = rewritten;
   }
@@ -140,11 +164,14 @@ void ExchangeCore::appendUpstreamHead(std::string& out, const ListenerInfo& li,
     out.append(f.name).append(": ").append(f.value).append("\r\n");
   }
   out.append("host: ");
-  out.append(route_entry->hostRewrite().empty() ? std::string_view(h.host)
-                                                : std::string_view(route_entry->hostRewrite()));
+  out.append(!route_entry || route_entry->hostRewrite().empty()
+                 ? std::string_view(h.host)
+                 : std::string_view(route_entry->hostRewrite()));
   out.append("\r\n");
   if (!have_request_id) out.append("x-request-id: ").append(request_id).append("\r\n");
   out.append(li.secure ? "x-forwarded-proto: https\r\n" : "x-forwarded-proto: http\r\n");
+  if (!upgrade.empty())
+    out.append("connection: upgrade\r\nupgrade: ").append(upgrade).append("\r\n");
   switch (body) {
     case UpstreamBody::kLength:
       out.append("content-length: ");
@@ -163,6 +190,60 @@ void ExchangeCore::appendUpstreamHead(std::string& out, const ListenerInfo& li,
   out.append("\r\n");
 }
 
+http2::RequestHeaders UpstreamH2Request::view() {
+  views_.clear();
+  views_.reserve(fields.size());
+  for (const auto& [name, value] : fields)
+    views_.push_back({name, value, http::HeaderToken::kOther});
+  return http2::RequestHeaders{method, scheme, authority, path, views_};
+}
+
+void ExchangeCore::buildUpstreamH2Request(UpstreamH2Request& out, const ListenerInfo& li,
+                                          const http1::RequestHead& h, bool secure) const {
+  out.method.assign(h.method);
+  out.scheme = secure ? "https" : "http";
+  std::string_view pq = h.pathAndQuery();
+  std::string rewritten;
+  if (route_entry && !route_entry->prefixRewrite().empty()) {
+    rewritten = route_entry->rewritePath(pq);
+    pq = rewritten;
+  }
+  out.path.clear();
+  if (pq.empty() || pq[0] == '?') out.path.push_back('/');
+  out.path.append(pq);
+  out.authority.assign(!route_entry || route_entry->hostRewrite().empty()
+                           ? std::string_view(h.host)
+                           : std::string_view(route_entry->hostRewrite()));
+  out.fields.clear();
+  bool have_request_id = false;
+  for (const http::HeaderField& f : h.headers) {
+    if (f.token == http::HeaderToken::kTe) {
+      // RFC 9113 §8.2.2: only "trailers" may cross (gRPC servers require it).
+      std::string v(f.value);
+      for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (v.find("trailers") != std::string::npos) out.fields.emplace_back("te", "trailers");
+      continue;
+    }
+    if (h.isHopByHop(f)) continue;
+    switch (f.token) {
+      case http::HeaderToken::kHost:
+      case http::HeaderToken::kExpect:
+      case http::HeaderToken::kXForwardedProto:
+        continue;
+      case http::HeaderToken::kXRequestId:
+        have_request_id = true;
+        break;
+      default:
+        break;
+    }
+    std::string name(f.name);
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.fields.emplace_back(std::move(name), std::string(f.value));
+  }
+  if (!have_request_id) out.fields.emplace_back("x-request-id", request_id);
+  out.fields.emplace_back("x-forwarded-proto", li.secure ? "https" : "http");
+}
+
 bool ExchangeCore::startRetry(const upstream::AttemptOutcome& outcome, bool replayable) {
   if (!retry_policy || !replayable) return false;
   if (retry_policy->decide(outcome, retries_done) != upstream::RetryDecision::kRetry) return false;
@@ -171,9 +252,8 @@ bool ExchangeCore::startRetry(const upstream::AttemptOutcome& outcome, bool repl
     if (!retry_guard) return false;  // the retry budget is spent (counted)
   }
   if (host) {
-    cluster_rt->lb->onRequestEnd(*host);
     tried.push_back(host->address());
-    host = nullptr;
+    releaseHost();
   }
   ++retries_done;
   cluster->stats.rq_retry->inc();
@@ -193,8 +273,8 @@ const upstream::Host* ExchangeCore::pickRetryHost() {
 
 upstream::ConnPool::Acquire ExchangeCore::acquire(upstream::PoolUser& user,
                                                   upstream::PooledConnection*& ready,
-                                                  std::string& error) {
-  upstream::ConnPool::Acquire a = cluster_rt->pool->acquire(*host, user, ready, error);
+                                                  std::string& error, bool fresh) {
+  upstream::ConnPool::Acquire a = cluster_rt->pool->acquire(*host, user, ready, error, fresh);
   switch (a) {
     case upstream::ConnPool::Acquire::kReady:
       break;
@@ -212,12 +292,51 @@ upstream::ConnPool::Acquire ExchangeCore::acquire(upstream::PoolUser& user,
   return a;
 }
 
+upstream::ConnPool::Acquire ExchangeCore::acquireH2(upstream::Http2StreamUser& user,
+                                                    upstream::Http2Connection*& ready,
+                                                    std::string& error) {
+  upstream::ConnPool::Acquire a = cluster_rt->h2pool->acquire(*host, user, ready, error);
+  switch (a) {
+    case upstream::ConnPool::Acquire::kReady:
+      break;
+    case upstream::ConnPool::Acquire::kPending:
+      cluster->stats.rq_pending_active->add();
+      break;
+    case upstream::ConnPool::Acquire::kOverflow:
+      cluster->stats.rq_pending_overflow->inc();
+      break;
+    case upstream::ConnPool::Acquire::kFailed:
+      cluster->stats.cx_connect_fail->inc();
+      noteLocalFailure();
+      break;
+  }
+  return a;
+}
+
+void ExchangeCore::keepResponseHeaders(const ListenerInfo& li,
+                                       std::span<const http::HeaderField> fields) {
+  for (const std::string& name : li.log_response_headers) {
+    for (const http::HeaderField& f : fields) {
+      if (http::equalsIgnoreCase(f.name, name)) {
+        logged_response_headers.emplace_back(name, std::string(f.value));
+        break;
+      }
+    }
+  }
+}
+
+void ExchangeCore::releaseHost() {
+  if (host && cluster_rt && !fixed_host) cluster_rt->lb->onRequestEnd(*host);
+  host = nullptr;
+}
+
 void ExchangeCore::noteLocalFailure() {
-  if (cluster_rt && cluster_rt->outlier && host) cluster_rt->outlier->onLocalFailure(*host);
+  if (cluster_rt && cluster_rt->outlier && host && !fixed_host)
+    cluster_rt->outlier->onLocalFailure(*host);
 }
 
 void ExchangeCore::noteResponse(int http_status) {
-  if (cluster_rt && cluster_rt->outlier && host)
+  if (cluster_rt && cluster_rt->outlier && host && !fixed_host)
     cluster_rt->outlier->onResponse(*host, http_status);
 }
 
@@ -247,10 +366,7 @@ void ExchangeCore::logAndCount(const ListenerInfo& li, const net::Connection& co
     if (cls >= 0) rs.rq_xx[cls]->inc();
     rs.rq_time->record(elapsed);
   }
-  if (host && cluster_rt) {
-    cluster_rt->lb->onRequestEnd(*host);
-    host = nullptr;
-  }
+  releaseHost();
   if (!li.access_logs.empty()) {
     // The headers an access log may ask for, from the copies kept for it.
     struct Kept final : HeaderSource {
@@ -303,6 +419,7 @@ void ExchangeCore::reset() {
   cluster_rt = nullptr;
   host_set.reset();
   host = nullptr;
+  fixed_host.reset();
   status = 0;
   flags = "-";
   method_id = http1::Method::kOther;
@@ -319,6 +436,16 @@ void ExchangeCore::reset() {
   timeout = Duration(0);
   stream_idle_timeout = Duration(0);
   grpc = false;
+}
+
+std::string_view upgradeToForward(const http1::RequestHead& h) {
+  if (!h.upgrade || h.method_id == http1::Method::kConnect) return {};
+  if (h.body_kind == http1::BodyKind::kChunked ||
+      (h.body_kind == http1::BodyKind::kContentLength && h.content_length > 0))
+    return {};
+  const http::HeaderField* u = h.find(http::HeaderToken::kUpgrade);
+  if (!u || u->value.empty() || http::equalsIgnoreCase(u->value, "h2c")) return {};
+  return u->value;
 }
 
 int grpcStatusForHttp(int status) {

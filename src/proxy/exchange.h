@@ -27,9 +27,12 @@
 
 #include "common/time.h"
 #include "http/http1/parser.h"
+#include "http/http2/codec.h"
 #include "net/connection.h"
+#include "net/socket.h"
 #include "proxy/snapshot.h"
 #include "upstream/circuit_breaker.h"
+#include "upstream/http2_pool.h"
 #include "upstream/retry.h"
 
 namespace weft::proxy {
@@ -43,6 +46,18 @@ struct LocalReply {
   std::string body;
   const char* flags = "-";  // access-log response flags (static string)
   bool add_newline = true;  // error texts get a trailing newline; direct responses do not
+};
+
+// An HTTP/2 request head for an upstream of protocol HTTP2, owned: built once per request from
+// the (parsed, or translated from HTTP/2) request head and submitted on every attempt.
+struct UpstreamH2Request {
+  std::string method, scheme, authority, path;
+  std::vector<std::pair<std::string, std::string>> fields;
+  // For Http2Connection::submit; valid until the next call or a change of the strings.
+  http2::RequestHeaders view();
+
+ private:
+  std::vector<http::HeaderField> views_;
 };
 
 // How the request body is framed towards an HTTP/1.1 upstream.
@@ -64,10 +79,25 @@ struct ExchangeCore {
   // Routes `h` on `li`. On success (nullopt) route, cluster, cluster_rt, host and retry_policy
   // are set and the request counts against the cluster and its breaker; otherwise the reply to
   // send. The timeouts (request, stream idle) are set either way when a route matched.
-  std::optional<LocalReply> route(const ListenerInfo& li, const http1::RequestHead& h);
-  // The HTTP/1.1 head sent upstream for `h` (after route()).
+  // `original_dst`: the intercepted connection's destination; when `li` passes unrouted
+  // requests through (ListenerInfo::passthrough_unrouted) and no virtual host matches, the
+  // request goes there through the passthrough cluster (route_entry stays null, no retries).
+  std::optional<LocalReply> route(const ListenerInfo& li, const http1::RequestHead& h,
+                                  const std::optional<net::Address>& original_dst = std::nullopt);
+  // route()'s passthrough case: the passthrough cluster (its breaker and counters) with `dst`
+  // as the host.
+  std::optional<LocalReply> routePassthrough(const ListenerInfo& li, const net::Address& dst);
+  // The HTTP/1.1 head sent upstream for `h` (after route()). `upgrade` non-empty: the request
+  // asks to switch protocols (HTTP/1.1 Upgrade); "connection: upgrade" and "upgrade: <upgrade>"
+  // are sent (hop-by-hop fields are otherwise dropped).
   void appendUpstreamHead(std::string& out, const ListenerInfo& li, const http1::RequestHead& h,
-                          UpstreamBody body, uint64_t length) const;
+                          UpstreamBody body, uint64_t length, std::string_view upgrade = {}) const;
+
+  // The HTTP/2 request sent to a protocol HTTP2 upstream for `h` (after route()): as
+  // appendUpstreamHead (hop-by-hop fields dropped, TE kept only as "te: trailers", host and
+  // prefix rewrites, x-request-id, x-forwarded-proto), :scheme https over TLS (`secure`).
+  void buildUpstreamH2Request(UpstreamH2Request& out, const ListenerInfo& li,
+                              const http1::RequestHead& h, bool secure) const;
 
   // Retries (docs/resilience.md). `replayable`: the request body can be sent again (all of it
   // kept, or none of it sent yet). True: the attempt is abandoned (host released, counted) and
@@ -80,9 +110,17 @@ struct ExchangeCore {
   // Asks the cluster's pool for a connection to `host` for `user`, counting what the pool says:
   // a pending wait (the caller subtracts it when the wait ends), a pending-queue overflow, a
   // connect failure (also fed to outlier detection). `ready` is set for kReady, `error` for
-  // kFailed.
+  // kFailed. `fresh`: a new connection, never a pooled one (ConnPool::acquire).
   upstream::ConnPool::Acquire acquire(upstream::PoolUser& user, upstream::PooledConnection*& ready,
-                                      std::string& error);
+                                      std::string& error, bool fresh = false);
+  // The same for a protocol HTTP2 cluster: a stream from its Http2Pool.
+  upstream::ConnPool::Acquire acquireH2(upstream::Http2StreamUser& user,
+                                        upstream::Http2Connection*& ready, std::string& error);
+  // The response head of the current attempt arrived from an HTTP/2 upstream: keeps the fields
+  // the access logs print.
+  void keepResponseHeaders(const ListenerInfo& li, std::span<const http::HeaderField> fields);
+  // Ends the current host's request on the balancer (not for a passthrough host). Idempotent.
+  void releaseHost();
   // Passive health: a connect failure, reset or timeout of the current attempt.
   void noteLocalFailure();
   // A response head arrived from the current host (outlier detection).
@@ -118,6 +156,9 @@ struct ExchangeCore {
   ClusterRuntime* cluster_rt = nullptr;
   const upstream::Host* host = nullptr;
   upstream::HostSetPtr host_set;  // keeps host alive
+  // A request passed through to its original destination: `host` points here, and it is not
+  // one of the cluster's hosts (no balancer or outlier bookkeeping).
+  std::optional<upstream::Host> fixed_host;
   std::string upstream_host;
   upstream::CircuitBreaker::Guard rq_guard;
   upstream::CircuitBreaker::Guard retry_guard;
@@ -149,6 +190,37 @@ void forEachResponseField(const http1::ResponseHead& h, const ListenerInfo& li,
     emit(f.name, f.value);
   }
   if (!li.preserve_upstream_server || !h.find(http::HeaderToken::kServer))
+    emit(std::string_view("server"), std::string_view(li.server_name));
+  scratch = std::to_string(service_ms);
+  emit(std::string_view("x-weft-upstream-service-time"), std::string_view(scratch));
+}
+
+// HTTP/1.1 Upgrade passthrough: the Upgrade value to forward for `h` (and then switch to a byte
+// relay on 101), or empty when the request is proxied as a plain request: no Upgrade (or
+// "upgrade" not among the Connection options, or HTTP/1.0), a request body (the switch would
+// come before or in the middle of it), or h2c (RFC 9113 deprecates it; weft speaks to the
+// upstream in the cluster's own protocol). CONNECT is not an upgrade.
+std::string_view upgradeToForward(const http1::RequestHead& h);
+
+// Calls emit(name, value) for every field of an HTTP/2 upstream response head (or trailers) that
+// goes to the client: the upstream's server (unless preserved) and x-weft-upstream-service-time
+// are dropped, and for a head (`service_ms` >= 0) the proxy's server and
+// x-weft-upstream-service-time are added at the end.
+template <class Emit>
+void forEachH2ResponseField(std::span<const http::HeaderField> fields, const ListenerInfo& li,
+                            int64_t service_ms, std::string& scratch, Emit&& emit) {
+  bool had_server = false;
+  for (const http::HeaderField& f : fields) {
+    if (f.token == http::HeaderToken::kServer) {
+      had_server = true;
+      if (!li.preserve_upstream_server) continue;
+    }
+    if (f.name.size() == 28 && http::equalsIgnoreCase(f.name, "x-weft-upstream-service-time"))
+      continue;
+    emit(f.name, f.value);
+  }
+  if (service_ms < 0) return;
+  if (!li.preserve_upstream_server || !had_server)
     emit(std::string_view("server"), std::string_view(li.server_name));
   scratch = std::to_string(service_ms);
   emit(std::string_view("x-weft-upstream-service-time"), std::string_view(scratch));

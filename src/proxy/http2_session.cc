@@ -16,7 +16,9 @@ namespace weft::proxy {
 
 // One HTTP/2 stream = one exchange. Lives from its request HEADERS to onStreamClose (or the
 // connection's end); destroyed through the loop's deferred deletion, never inside its own call.
-class Http2Session::Stream final : public upstream::PoolUser, public net::Deferrable {
+class Http2Session::Stream final : public upstream::PoolUser,
+                                   public upstream::Http2StreamUser,
+                                   public net::Deferrable {
  public:
   Stream(Http2Session& s, int32_t id)
       : session_(s),
@@ -33,6 +35,8 @@ class Http2Session::Stream final : public upstream::PoolUser, public net::Deferr
   void start(const http2::HeaderBlock& block);
   void requestData(std::string_view data);
   void requestEnd();
+  // Request trailers (forwarded to HTTP/2 upstreams; dropped for HTTP/1 ones).
+  void requestTrailers(const http2::HeaderBlock& block);
   void writable();
   // The codec closed the stream (the last event for it).
   void closed(http2::CloseCause cause);
@@ -49,10 +53,23 @@ class Http2Session::Stream final : public upstream::PoolUser, public net::Deferr
   void onUpstreamClosed(upstream::PooledConnection& conn, net::CloseReason reason,
                         std::string_view detail) override;
 
+  // upstream::Http2StreamUser (protocol HTTP2 clusters)
+  void onH2Ready(upstream::Http2Connection& conn) override;
+  void onH2Failure(net::CloseReason reason, std::string_view detail,
+                   const net::Connection* conn) override;
+  void onH2Headers(const http2::HeaderBlock& block) override;
+  void onH2Data(std::string_view data) override;
+  void onH2End() override;
+  void onH2Close(http2::CloseCause cause, uint32_t error_code, std::string_view detail) override;
+  void onH2Writable() override;
+
  private:
   http2::Codec& codec() { return *session_.codec_; }
   const ListenerInfo& li() const { return *listener_; }
   void acquireUpstream();
+  // HTTP/2 upstream: request body bytes to the upstream stream (kept for a retry when `keep`).
+  void h2Send(std::string_view data, bool keep);
+  void h2EndRequest();
   void writeBody(std::string_view data);
   void writeLastChunk();
   void consumeForwarded();
@@ -100,6 +117,16 @@ class Http2Session::Stream final : public upstream::PoolUser, public net::Deferr
   uint64_t resp_bytes_ = 0;   // response body bytes sent (access log)
   upstream::PooledConnection* upstream_ = nullptr;
   bool waiting_pool_ = false;
+  // HTTP/2 upstream (the cluster's protocol is HTTP2): the stream, while held.
+  bool h2_up_ = false;
+  UpstreamH2Request h2_req_;
+  upstream::Http2Connection* h2_ = nullptr;
+  int32_t h2_id_ = 0;
+  bool h2_req_ended_ = false;  // END_STREAM (or trailers) sent on the current attempt
+  bool h2_up_paused_ = false;  // the upstream stream's send buffer is full
+  size_t h2_unconsumed_ = 0;   // response bytes passed on but not yet handed back upstream
+  bool resp_trailers_sent_ = false;
+  std::vector<std::pair<std::string, std::string>> req_trailers_;
   Timer request_timer_;
   Timer stream_idle_timer_;
   Timer per_try_timer_;
@@ -137,11 +164,16 @@ void Http2Session::Stream::start(const http2::HeaderBlock& block) {
     localReply(501, "CONNECT is not supported on this listener", "-");
     return;
   }
-  if (std::optional<LocalReply> reply = ex_.route(li(), h)) {
+  if (std::optional<LocalReply> reply = ex_.route(li(), h, session_.original_dst_)) {
     localReply(reply->status, reply->body, reply->flags, reply->add_newline);
     return;
   }
-  ex_.appendUpstreamHead(upstream_head_, li(), h, framing_, h.content_length);
+  h2_up_ = ex_.cluster->http2;
+  if (h2_up_) {
+    ex_.buildUpstreamH2Request(h2_req_, li(), h, ex_.cluster->config.has_tls());
+  } else {
+    ex_.appendUpstreamHead(upstream_head_, li(), h, framing_, h.content_length);
+  }
   if (ex_.timeout.count() > 0) request_timer_.arm(ex_.timeout);
   if (ex_.stream_idle_timeout.count() > 0) {
     last_activity_ = session_.worker_.loop().now();
@@ -155,7 +187,18 @@ void Http2Session::Stream::acquireUpstream() {
   std::string error;
   if (ex_.retry_policy && ex_.retry_policy->perTryTimeout().count() > 0)
     per_try_timer_.arm(ex_.retry_policy->perTryTimeout());
-  switch (ex_.acquire(*this, ready, error)) {
+  upstream::ConnPool::Acquire a;
+  if (h2_up_) {
+    upstream::Http2Connection* h2 = nullptr;
+    a = ex_.acquireH2(*this, h2, error);
+    if (a == upstream::ConnPool::Acquire::kReady) {
+      onH2Ready(*h2);
+      return;
+    }
+  } else {
+    a = ex_.acquire(*this, ready, error);
+  }
+  switch (a) {
     case upstream::ConnPool::Acquire::kReady:
       onUpstreamReady(*ready);
       return;
@@ -232,7 +275,12 @@ void Http2Session::Stream::writeLastChunk() {
 
 // Hands forwarded bytes back to the client's flow-control windows once the upstream takes more.
 void Http2Session::Stream::consumeForwarded() {
-  if (unconsumed_ == 0 || !upstream_ || upstream_->connection().aboveHighWatermark()) return;
+  if (unconsumed_ == 0) return;
+  if (h2_up_) {
+    if (!h2_ || h2_up_paused_) return;
+  } else if (!upstream_ || upstream_->connection().aboveHighWatermark()) {
+    return;
+  }
   codec().consume(id_, unconsumed_);
   unconsumed_ = 0;
   session_.flushOut();
@@ -259,6 +307,16 @@ void Http2Session::Stream::requestData(std::string_view data) {
     }
     return;
   }
+  if (h2_up_) {
+    if (!h2_) {
+      pending_.append(data);  // bounded by the stream's receive window: not consumed yet
+      return;
+    }
+    unconsumed_ += data.size();
+    h2Send(data, true);
+    consumeForwarded();
+    return;
+  }
   if (!upstream_) {
     pending_.append(data);  // bounded by the stream's receive window: not consumed yet
     return;
@@ -271,7 +329,12 @@ void Http2Session::Stream::requestData(std::string_view data) {
 
 void Http2Session::Stream::requestEnd() {
   request_ended_ = true;
-  if (done_ || !upstream_) return;
+  if (done_) return;
+  if (h2_up_) {
+    if (h2_) h2EndRequest();
+    return;
+  }
+  if (!upstream_) return;
   writeLastChunk();
   upstream_->connection().flush();
 }
@@ -380,6 +443,15 @@ void Http2Session::Stream::forwardResponseBody() {
 void Http2Session::Stream::writable() {
   if (!resp_paused_) return;
   resp_paused_ = false;
+  if (h2_up_) {
+    // The client took what we gave it: reopen the upstream's window for that much.
+    if (h2_ && h2_unconsumed_) {
+      size_t n = h2_unconsumed_;
+      h2_unconsumed_ = 0;
+      h2_->consume(h2_id_, n);
+    }
+    return;
+  }
   if (upstream_) {
     upstream_->connection().readDisable(false);
     processUpstream();
@@ -430,6 +502,7 @@ bool Http2Session::Stream::retryOn(const upstream::AttemptOutcome& outcome) {
   resetUpstream();
   per_try_timer_.disarm();
   resp_parser_.reset();
+  resp_paused_ = false;
   backoff_timer_.arm(ex_.backoff());
   return true;
 }
@@ -483,6 +556,12 @@ void Http2Session::Stream::onStreamIdleTimeout() {
 
 void Http2Session::Stream::finish(bool upstream_reusable) {
   disarmTimers();
+  if (h2_) {
+    upstream::Http2Connection* h2 = h2_;
+    h2_ = nullptr;
+    h2->release(h2_id_, h2_unconsumed_);
+    h2_unconsumed_ = 0;
+  }
   if (upstream_) {
     upstream::PooledConnection* up = upstream_;
     upstream_ = nullptr;
@@ -551,6 +630,13 @@ void Http2Session::Stream::logAndCount() {
 }
 
 void Http2Session::Stream::resetUpstream() {
+  if (h2_) {
+    upstream::Http2Connection* h2 = h2_;
+    h2_ = nullptr;
+    h2->release(h2_id_, h2_unconsumed_);
+    h2_unconsumed_ = 0;
+  }
+  h2_up_paused_ = false;
   if (upstream_) {
     upstream::PooledConnection* up = upstream_;
     upstream_ = nullptr;
@@ -561,7 +647,11 @@ void Http2Session::Stream::resetUpstream() {
 
 void Http2Session::Stream::cancelPending() {
   if (!waiting_pool_) return;
-  ex_.cluster_rt->pool->cancel(*this);
+  if (h2_up_) {
+    ex_.cluster_rt->h2pool->cancel(*this);
+  } else {
+    ex_.cluster_rt->pool->cancel(*this);
+  }
   waiting_pool_ = false;
   ex_.cluster->stats.rq_pending_active->sub();
 }
@@ -589,14 +679,200 @@ void Http2Session::Stream::abort() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Stream: HTTP/2 upstreams (protocol HTTP2). The stream's events map one to one: request HEADERS,
+// DATA and trailers go up; response HEADERS, DATA and trailers come back. Flow control: request
+// bytes are consumed from the client once the upstream stream's send buffer took them (else on
+// onH2Writable); response bytes are consumed upstream once the client stream's send buffer took
+// them (else on writable()).
+
+void Http2Session::Stream::onH2Ready(upstream::Http2Connection& conn) {
+  if (waiting_pool_) {
+    waiting_pool_ = false;
+    ex_.cluster->stats.rq_pending_active->sub();
+  }
+  if (conn.uses() == 0 && conn.secure()) ex_.cluster->stats.ssl_handshake->inc();
+  ex_.upstream_sent = session_.worker_.loop().now();
+  bool replay = ex_.retries_done > 0 && !retry_body_.empty();
+  bool end_now = request_ended_ && pending_.empty() && !replay && req_trailers_.empty();
+  auto id = conn.submit(*this, h2_req_.view(), end_now);
+  if (!id) {
+    // The peer refused more streams right now (GOAWAY or its limit): a refused stream.
+    if (retryOn(upstream::AttemptOutcome::failure(upstream::AttemptOutcome::Kind::kRefusedStream)))
+      return;
+    localReply(503, "upstream refused the stream: " + id.error().message, "UR");
+    return;
+  }
+  h2_ = &conn;
+  h2_id_ = *id;
+  h2_req_ended_ = end_now;
+  h2_up_paused_ = false;
+  if (replay) h2Send(retry_body_, false);  // a retry re-sends what was sent
+  if (h2_ && !pending_.empty()) {
+    std::string held = std::move(pending_);
+    pending_.clear();
+    unconsumed_ += held.size();
+    h2Send(held, true);
+  }
+  if (h2_ && request_ended_ && !h2_req_ended_) h2EndRequest();
+  if (h2_) consumeForwarded();
+  session_.flushOut();
+}
+
+void Http2Session::Stream::h2Send(std::string_view data, bool keep) {
+  if (data.empty() || !h2_) return;
+  auto r = h2_->sendData(h2_id_, data, false);
+  req_sent_ += data.size();
+  if (keep && ex_.retry_policy && retry_body_ok_) {
+    if (retry_body_.size() + data.size() > upstream::kMaxRetryBodyBytes) {
+      retry_body_ok_ = false;
+      std::string().swap(retry_body_);
+    } else {
+      retry_body_.append(data);
+    }
+  }
+  if (r && !*r) h2_up_paused_ = true;
+}
+
+void Http2Session::Stream::h2EndRequest() {
+  if (!h2_ || h2_req_ended_) return;
+  h2_req_ended_ = true;
+  if (!req_trailers_.empty()) {
+    std::vector<http::HeaderField> fields;
+    fields.reserve(req_trailers_.size());
+    for (const auto& [n, v] : req_trailers_) fields.push_back({n, v, http::HeaderToken::kOther});
+    (void)h2_->submitTrailers(h2_id_, fields);
+  } else {
+    (void)h2_->sendData(h2_id_, {}, true);
+  }
+}
+
+void Http2Session::Stream::requestTrailers(const http2::HeaderBlock& block) {
+  if (done_ || !h2_up_) return;  // HTTP/1 upstreams: request trailers are not forwarded
+  req_trailers_.clear();
+  for (const http::HeaderField& f : block.fields)
+    req_trailers_.emplace_back(std::string(f.name), std::string(f.value));
+  // onStreamEnd follows (trailers carry END_STREAM) and sends them.
+}
+
+void Http2Session::Stream::onH2Writable() {
+  h2_up_paused_ = false;
+  consumeForwarded();
+  session_.flushOut();
+}
+
+void Http2Session::Stream::onH2Failure(net::CloseReason reason, std::string_view detail,
+                                       const net::Connection*) {
+  onUpstreamFailure(reason, detail, nullptr);
+  session_.flushOut();
+}
+
+void Http2Session::Stream::onH2Headers(const http2::HeaderBlock& block) {
+  if (done_) return;
+  touch();
+  if (block.kind == http2::HeadersKind::kInformational) return;
+  if (block.kind == http2::HeadersKind::kTrailers) {
+    if (!resp_head_sent_) return;
+    std::vector<http::HeaderField> fields;
+    forEachH2ResponseField(block.fields, li(), -1, scratch_,
+                           [&](std::string_view name, std::string_view value) {
+                             fields.push_back({name, value, http::HeaderToken::kOther});
+                           });
+    resp_trailers_sent_ = true;
+    (void)codec().submitTrailers(id_, fields);
+    session_.flushOut();
+    return;
+  }
+  ex_.noteResponse(block.status);
+  if (ex_.retry_policy) {
+    int grpc_status = -1;
+    for (const http::HeaderField& f : block.fields)
+      if (f.token == http::HeaderToken::kGrpcStatus) grpc_status = parseGrpcStatus(f.value);
+    if (retryOn(upstream::AttemptOutcome::response(block.status, grpc_status))) {
+      session_.flushOut();
+      return;
+    }
+  }
+  if (ex_.retries_done > 0 && block.status < 500) ex_.cluster->stats.rq_retry_success->inc();
+  per_try_timer_.disarm();
+  ex_.status = block.status;
+  auto service_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+      session_.worker_.loop().now() - ex_.upstream_sent);
+  std::vector<http::HeaderField> fields;
+  fields.reserve(block.fields.size() + 2);
+  forEachH2ResponseField(block.fields, li(), service_ms.count(), scratch_,
+                         [&](std::string_view name, std::string_view value) {
+                           fields.push_back({name, value, http::HeaderToken::kOther});
+                         });
+  ex_.keepResponseHeaders(li(), block.fields);
+  resp_head_sent_ = true;
+  (void)codec().submitResponse(id_, block.status, fields, block.end_stream);
+  if (block.end_stream) resp_trailers_sent_ = true;  // nothing more goes to the client
+  session_.flushOut();
+}
+
+void Http2Session::Stream::onH2Data(std::string_view data) {
+  if (done_ || !resp_head_sent_) {
+    if (h2_) h2_->consume(h2_id_, data.size());
+    return;
+  }
+  touch();
+  resp_bytes_ += data.size();
+  auto r = codec().sendData(id_, data, false);
+  h2_unconsumed_ += data.size();
+  if (r && *r && !resp_paused_) {
+    size_t n = h2_unconsumed_;
+    h2_unconsumed_ = 0;
+    h2_->consume(h2_id_, n);
+  } else {
+    resp_paused_ = true;  // writable() hands the bytes back upstream
+  }
+  session_.flushOut();
+}
+
+void Http2Session::Stream::onH2End() {
+  if (done_ || !resp_head_sent_) return;
+  if (!resp_trailers_sent_) (void)codec().sendData(id_, {}, true);
+  finish(true);
+}
+
+void Http2Session::Stream::onH2Close(http2::CloseCause cause, uint32_t, std::string_view detail) {
+  h2_ = nullptr;  // the stream is gone; nothing to release
+  h2_unconsumed_ = 0;
+  if (done_) return;
+  if (resp_head_sent_) {
+    ex_.flags = "UR";
+    logAndCount();
+    done_ = true;
+    disarmTimers();
+    (void)codec().resetStream(id_, http2::kInternalError);
+    session_.flushOut();
+    return;
+  }
+  ex_.noteLocalFailure();
+  bool refused = cause == http2::CloseCause::kRefused;
+  if (retryOn(upstream::AttemptOutcome::failure(refused
+                                                    ? upstream::AttemptOutcome::Kind::kRefusedStream
+                                                    : upstream::AttemptOutcome::Kind::kReset))) {
+    session_.flushOut();
+    return;
+  }
+  if (cause == http2::CloseCause::kHeadersTooLarge) {
+    localReply(502, "upstream response headers too large", "UPE");
+  } else {
+    localReply(refused ? 503 : 502, "upstream reset before response: " + std::string(detail), "UR");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Session
 
 Http2Session::Http2Session(Worker& worker, std::unique_ptr<net::Connection> conn,
                            std::shared_ptr<const ListenerInfo> listener, uint64_t counted_rx,
-                           uint64_t counted_tx)
+                           uint64_t counted_tx, std::optional<net::Address> original_dst)
     : worker_(worker),
       conn_(std::move(conn)),
       listener_(std::move(listener)),
+      original_dst_(original_dst),
       idle_timer_(worker.loop().timers(), [this] { onIdleTimeout(); }),
       counted_rx_(counted_rx),
       counted_tx_(counted_tx) {
@@ -736,7 +1012,12 @@ void Http2Session::teardown() {
 }
 
 void Http2Session::onHeaders(int32_t stream_id, const http2::HeaderBlock& block) {
-  if (block.kind != http2::HeadersKind::kRequest) return;  // request trailers are not forwarded
+  if (block.kind == http2::HeadersKind::kTrailers) {
+    auto it = streams_.find(stream_id);
+    if (it != streams_.end()) it->second->requestTrailers(block);
+    return;
+  }
+  if (block.kind != http2::HeadersKind::kRequest) return;
   auto [it, fresh] = streams_.try_emplace(stream_id, nullptr);
   if (!fresh) return;
   it->second = std::make_unique<Stream>(*this, stream_id);

@@ -38,9 +38,10 @@ class Http2Session final : public Session,
  public:
   // `counted_rx`/`counted_tx`: connection bytes the previous owner already counted. The
   // connection is already counted in the listener's cx_total / cx_active.
+  // `original_dst`: see HttpSession.
   Http2Session(Worker& worker, std::unique_ptr<net::Connection> conn,
                std::shared_ptr<const ListenerInfo> listener, uint64_t counted_rx,
-               uint64_t counted_tx);
+               uint64_t counted_tx, std::optional<net::Address> original_dst = std::nullopt);
   ~Http2Session();
 
   // Creates the codec and processes what the connection has read so far. May end the session.
@@ -78,6 +79,7 @@ class Http2Session final : public Session,
   Worker& worker_;
   std::unique_ptr<net::Connection> conn_;
   std::shared_ptr<const ListenerInfo> listener_;
+  std::optional<net::Address> original_dst_;
   std::unique_ptr<http2::Codec> codec_;
   std::unordered_map<int32_t, std::unique_ptr<Stream>> streams_;
   Timer idle_timer_;

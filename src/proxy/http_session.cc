@@ -5,7 +5,9 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "http/http1/chunked.h"
 #include "http/http2/codec.h"
+#include "http/http2/translate.h"
 #include "http/status.h"
 #include "net/tls/tls_transport.h"
 #include "proxy/access_log.h"
@@ -49,10 +51,12 @@ void countTlsFailure(const net::Transport& t, stats::Counter& error, stats::Coun
 }  // namespace
 
 HttpSession::HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
-                         std::shared_ptr<const ListenerInfo> listener)
+                         std::shared_ptr<const ListenerInfo> listener,
+                         std::optional<net::Address> original_dst)
     : worker_(worker),
       conn_(std::move(conn)),
       listener_(std::move(listener)),
+      original_dst_(original_dst),
       req_parser_(http1::ParseLimits{listener_->max_head_bytes, 100}),
       resp_parser_(http1::ParseLimits{64 << 10, 200}),
       request_timer_(worker.loop().timers(), [this] { onRequestTimeout(); }),
@@ -60,7 +64,8 @@ HttpSession::HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
       stream_idle_timer_(worker.loop().timers(), [this] { onStreamIdleTimeout(); }),
       ex_(worker),
       per_try_timer_(worker.loop().timers(), [this] { onPerTryTimeout(); }),
-      backoff_timer_(worker.loop().timers(), [this] { onBackoffDone(); }) {
+      backoff_timer_(worker.loop().timers(), [this] { onBackoffDone(); }),
+      relay_(worker.loop().timers(), [this] { onUpgradeIdle(); }) {
   conn_->setCallbacks(this);
   listener_->stats.cx_total->inc();
   listener_->stats.cx_active->add();
@@ -69,9 +74,14 @@ HttpSession::HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
 
 HttpSession::~HttpSession() {
   if (handed_over_) return;  // the connection and its counts belong to the Http2Session now
-  if (waiting_pool_ && ex_.cluster_rt) ex_.cluster_rt->pool->cancel(*this);
+  relay_.stop();
+  if (upgrade_counted_) listener_->stats.upgrades_active->sub();
+  if (waiting_pool_ && ex_.cluster_rt) {
+    ex_.cluster_rt->pool->cancel(*this);
+    if (ex_.cluster_rt->h2pool) ex_.cluster_rt->h2pool->cancel(*this);
+  }
   if (upstream_ && ex_.cluster_rt) ex_.cluster_rt->pool->release(*upstream_, false);
-  if (ex_.host && ex_.cluster_rt && ex_.cluster_rt->lb) ex_.cluster_rt->lb->onRequestEnd(*ex_.host);
+  ex_.releaseHost();
   listener_->stats.cx_active->sub();
   countBytes();
   // A response still being written ("connection: close" after it) outlives the session.
@@ -103,7 +113,7 @@ void HttpSession::switchToHttp2() {
   request_timer_.disarm();
   idle_timer_.disarm();
   auto next = std::make_unique<Http2Session>(worker_, std::move(conn_), listener_, counted_rx_,
-                                             counted_tx_);
+                                             counted_tx_, original_dst_);
   Http2Session* h2 = next.get();
   worker_.replaceSession(*this, std::move(next));  // this session is deleted later
   h2->start();
@@ -132,10 +142,16 @@ void HttpSession::teardown() {
   backoff_timer_.disarm();
   if (waiting_pool_) {
     ex_.cluster_rt->pool->cancel(*this);
+    if (ex_.cluster_rt->h2pool) ex_.cluster_rt->h2pool->cancel(*this);
     waiting_pool_ = false;
     ex_.cluster->stats.rq_pending_active->sub();
   }
   resetUpstream();
+  relay_.stop();
+  if (upgrade_counted_) {
+    upgrade_counted_ = false;
+    listener_->stats.upgrades_active->sub();
+  }
   if (ex_.active) {
     // The client went away mid-exchange: logged as Envoy does (DC, status so far or 0).
     ex_.flags = "DC";
@@ -147,6 +163,12 @@ void HttpSession::teardown() {
 
 void HttpSession::onClose(net::Connection&, net::CloseReason reason, std::string_view detail) {
   if (state_ == State::kClosed) return;
+  if (state_ == State::kUpgraded) {
+    // The client closed: what it sent reaches the upstream, which is closed after it.
+    relay_.downstreamClosed();
+    endUpgrade("-", false);
+    return;
+  }
   if (reason == net::CloseReason::kHandshakeFailed) {
     countTlsFailure(conn_->transport(), *listener_->stats.ssl_error, *listener_->stats.ssl_no_cert,
                     *listener_->stats.ssl_verify_error, *listener_->stats.ssl_san);
@@ -155,7 +177,13 @@ void HttpSession::onClose(net::Connection&, net::CloseReason reason, std::string
   teardown();
 }
 
-void HttpSession::onData(net::Connection&) { processInput(); }
+void HttpSession::onData(net::Connection&) {
+  if (state_ == State::kUpgraded) {
+    relay_.downstreamData();
+    return;
+  }
+  processInput();
+}
 
 void HttpSession::processInput() {
   in_process_input_ = true;
@@ -227,14 +255,39 @@ void HttpSession::startRequest(size_t head_len) {
     localReply(413, "request body too large", "-", true);
     return;
   }
-  if (h.upgrade || h.method_id == http1::Method::kConnect) {
+  if (h.method_id == http1::Method::kConnect) {
     conn_->input().consume(head_len);
-    localReply(501, "upgrade and CONNECT are not supported on this listener", "-", true);
+    localReply(501, "CONNECT is not supported on this listener", "-", true);
     return;
   }
-  if (std::optional<LocalReply> reply = ex_.route(*listener_, h)) {
+  // Upgrade passthrough (WebSocket ...); otherwise the Upgrade fields are dropped as hop-by-hop.
+  upgrade_.assign(upgradeToForward(h));
+  if (std::optional<LocalReply> reply = ex_.route(*listener_, h, original_dst_)) {
     conn_->input().consume(head_len);
     localReply(reply->status, reply->body, reply->flags, has_body, reply->add_newline);
+    return;
+  }
+  h2_up_ = ex_.cluster->http2;
+  if (h2_up_) {
+    if (!upgrade_.empty()) {
+      conn_->input().consume(head_len);
+      localReply(501, "Upgrade to an HTTP/2 cluster is not supported", "-", true);
+      return;
+    }
+    // The body goes up as DATA: decoded, not re-chunked.
+    req_body_.start(h.body_kind, h.content_length, /*chunk_output=*/false);
+    ex_.buildUpstreamH2Request(h2_req_, *listener_, h, ex_.cluster->config.has_tls());
+    bool expect_continue = h.expect_100_continue && has_body;
+    conn_->input().consume(head_len);
+    state_ = State::kProxying;
+    stream_idle_timeout_ = ex_.stream_idle_timeout;
+    if (ex_.timeout.count() > 0) request_timer_.arm(ex_.timeout);
+    if (stream_idle_timeout_.count() > 0) {
+      last_activity_ = worker_.loop().now();
+      stream_idle_timer_.arm(stream_idle_timeout_);
+    }
+    if (expect_continue) conn_->write("HTTP/1.1 100 Continue\r\n\r\n");
+    routeRequest();
     return;
   }
 
@@ -248,7 +301,7 @@ void HttpSession::startRequest(size_t head_len) {
     framing = UpstreamBody::kEmptyLength;
   }
   upstream_head_.clear();
-  ex_.appendUpstreamHead(upstream_head_, *listener_, h, framing, req_body_.remaining());
+  ex_.appendUpstreamHead(upstream_head_, *listener_, h, framing, req_body_.remaining(), upgrade_);
   bool expect_continue = h.expect_100_continue && has_body;
   conn_->input().consume(head_len);
 
@@ -268,7 +321,19 @@ void HttpSession::routeRequest() {
   std::string error;
   if (ex_.retry_policy && ex_.retry_policy->perTryTimeout().count() > 0)
     per_try_timer_.arm(ex_.retry_policy->perTryTimeout());
-  switch (ex_.acquire(*this, ready, error)) {
+  upstream::ConnPool::Acquire a;
+  if (h2_up_) {
+    upstream::Http2Connection* h2 = nullptr;
+    a = ex_.acquireH2(*this, h2, error);
+    if (a == upstream::ConnPool::Acquire::kReady) {
+      onH2Ready(*h2);
+      return;
+    }
+  } else {
+    // An upgrade takes a connection of its own: it will never be handed back for reuse.
+    a = ex_.acquire(*this, ready, error, /*fresh=*/!upgrade_.empty());
+  }
+  switch (a) {
     case upstream::ConnPool::Acquire::kReady:
       onUpstreamReady(*ready);
       return;
@@ -329,6 +394,7 @@ void HttpSession::onUpstreamFailure(net::CloseReason reason, std::string_view de
 
 // Moves request body bytes from the client to the upstream. Returns false if the exchange ended.
 bool HttpSession::forwardRequestBody() {
+  if (h2_up_) return forwardRequestBodyH2();
   Buffer& in = conn_->input();
   if (stream_idle_timer_.armed() && !in.empty()) last_activity_ = worker_.loop().now();
   if (!upstream_) {
@@ -374,14 +440,31 @@ bool HttpSession::forwardRequestBody() {
   return true;
 }
 
+void HttpSession::onH2Writable() {
+  h2_up_paused_ = false;
+  if (!req_body_.finished() && state_ == State::kProxying) {
+    conn_->readDisable(false);
+    forwardRequestBody();
+  }
+}
+
 void HttpSession::onUpstreamDrained(upstream::PooledConnection&) {
+  if (state_ == State::kUpgraded) {
+    relay_.upstreamDrained();
+    return;
+  }
   if (!req_body_.finished() && state_ == State::kProxying) {
     conn_->readDisable(false);
   }
 }
 
 void HttpSession::onWriteDrained(net::Connection&) {
+  if (state_ == State::kUpgraded) {
+    relay_.downstreamDrained();
+    return;
+  }
   if (upstream_ && state_ == State::kProxying) upstream_->connection().readDisable(false);
+  if (h2_ && state_ == State::kProxying) consumeH2();
   if (state_ == State::kReadHead) {
     conn_->readDisable(false);
     if (!in_process_input_) processInput();
@@ -389,6 +472,10 @@ void HttpSession::onWriteDrained(net::Connection&) {
 }
 
 void HttpSession::onUpstreamData(upstream::PooledConnection&) {
+  if (state_ == State::kUpgraded) {
+    relay_.upstreamData();
+    return;
+  }
   if (stream_idle_timer_.armed()) last_activity_ = worker_.loop().now();
   processUpstream();
 }
@@ -423,9 +510,12 @@ void HttpSession::processUpstream() {
       continue;  // 1xx: the client was answered 100 by us already
     }
     if (h.tunnel) {
+      if (h.status == 101 && !upgrade_.empty()) {
+        switchProtocols(h, r.consumed);
+        return;
+      }
       resetUpstream();
-      localReply(502, "upstream switched protocols, which this listener does not support", "UPE",
-                 true);
+      localReply(502, "upstream switched protocols without being asked to", "UPE", true);
       return;
     }
     ex_.noteResponse(h.status);
@@ -516,8 +606,14 @@ bool HttpSession::forwardResponseBody() {
   return true;
 }
 
-void HttpSession::onUpstreamClosed(upstream::PooledConnection&, net::CloseReason reason,
+void HttpSession::onUpstreamClosed(upstream::PooledConnection& conn, net::CloseReason reason,
                                    std::string_view detail) {
+  if (state_ == State::kUpgraded) {
+    // Deliver what the upstream sent before it closed, then close the client.
+    relay_.upstreamClosed(conn);
+    endUpgrade("-", true);
+    return;
+  }
   upstream_ = nullptr;
   if (state_ != State::kProxying) return;
   if (resp_head_sent_ && resp_body_.state() == http1::BodyRelay::State::kUntilClose &&
@@ -570,6 +666,7 @@ void HttpSession::onPerTryTimeout() {
   if (ex_.cluster) ex_.cluster->stats.rq_timeout->inc();
   if (waiting_pool_) {
     ex_.cluster_rt->pool->cancel(*this);
+    if (ex_.cluster_rt->h2pool) ex_.cluster_rt->h2pool->cancel(*this);
     waiting_pool_ = false;
     ex_.cluster->stats.rq_pending_active->sub();
   }
@@ -579,6 +676,15 @@ void HttpSession::onPerTryTimeout() {
 }
 
 void HttpSession::finishExchange(bool upstream_reusable) {
+  if (h2_) {
+    upstream::Http2Connection* h2 = h2_;
+    h2_ = nullptr;
+    h2->release(h2_id_, h2_unconsumed_);
+    h2_unconsumed_ = 0;
+  }
+  // An Upgrade request that was not switched leaves the upstream in an unknown state (RFC 9110
+  // §7.8 lets the server switch later): its connection is not reused.
+  if (!upgrade_.empty()) upstream_reusable = false;
   request_timer_.disarm();
   stream_idle_timer_.disarm();
   per_try_timer_.disarm();
@@ -608,6 +714,13 @@ void HttpSession::endExchange(bool keep) {
 }
 
 void HttpSession::resetUpstream() {
+  if (h2_) {
+    upstream::Http2Connection* h2 = h2_;
+    h2_ = nullptr;
+    h2->release(h2_id_, h2_unconsumed_);
+    h2_unconsumed_ = 0;
+  }
+  h2_up_paused_ = false;
   if (upstream_) {
     upstream::PooledConnection* up = upstream_;
     upstream_ = nullptr;
@@ -623,6 +736,7 @@ void HttpSession::localReply(int status, std::string_view body, const char* flag
   backoff_timer_.disarm();
   if (waiting_pool_) {
     ex_.cluster_rt->pool->cancel(*this);
+    if (ex_.cluster_rt->h2pool) ex_.cluster_rt->h2pool->cancel(*this);
     waiting_pool_ = false;
     ex_.cluster->stats.rq_pending_active->sub();
   }
@@ -676,8 +790,10 @@ void HttpSession::logAndCount(int status) {
   if (!ex_.active) return;
   countBytes();
   ex_.status = status;
-  ex_.logAndCount(*listener_, *conn_, req_body_.bytes(),
-                  resp_head_sent_ ? resp_body_.bytes() : local_body_bytes_);
+  // An upgraded connection counts what it relayed after the 101 as the exchange's body bytes.
+  ex_.logAndCount(*listener_, *conn_, req_body_.bytes() + relay_.bytesUp(),
+                  (resp_head_sent_ ? resp_body_.bytes() + h2_resp_bytes_ : local_body_bytes_) +
+                      relay_.bytesDown());
 }
 
 void HttpSession::resetRequest() {
@@ -690,6 +806,246 @@ void HttpSession::resetRequest() {
   resp_parser_.reset();
   retry_body_.clear();
   retry_body_ok_ = true;
+  upgrade_.clear();
+  h2_up_ = false;
+  h2_req_ended_ = false;
+  h2_resp_bytes_ = 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/2 upstreams (protocol HTTP2): the request head was translated once (h2_req_), the body is
+// decoded (chunked or not) and sent as DATA, the response head becomes an HTTP/1.1 head (chunked
+// when the upstream gave no content-length), DATA is written to the client (chunk-encoded when
+// chunked) and handed back to the upstream window once the client's output is below its high
+// watermark. Response trailers are not passed to HTTP/1 clients.
+
+void HttpSession::onH2Ready(upstream::Http2Connection& conn) {
+  if (waiting_pool_) {
+    waiting_pool_ = false;
+    ex_.cluster->stats.rq_pending_active->sub();
+  }
+  if (conn.uses() == 0 && conn.secure()) ex_.cluster->stats.ssl_handshake->inc();
+  ex_.upstream_sent = worker_.loop().now();
+  bool replay = ex_.retries_done > 0 && !retry_body_.empty();
+  bool end_now = req_body_.finished() && !replay;
+  auto id = conn.submit(*this, h2_req_.view(), end_now);
+  if (!id) {
+    if (retryOn(upstream::AttemptOutcome::failure(upstream::AttemptOutcome::Kind::kRefusedStream)))
+      return;
+    localReply(503, "upstream refused the stream: " + id.error().message, "UR",
+               !req_body_.finished());
+    return;
+  }
+  h2_ = &conn;
+  h2_id_ = *id;
+  h2_req_ended_ = end_now;
+  h2_up_paused_ = false;
+  if (replay) {
+    auto r = h2_->sendData(h2_id_, retry_body_, req_body_.finished());
+    if (req_body_.finished()) h2_req_ended_ = true;
+    if (r && !*r) h2_up_paused_ = true;
+  }
+  if (h2_ && !req_body_.finished()) forwardRequestBodyH2();
+}
+
+bool HttpSession::forwardRequestBodyH2() {
+  Buffer& in = conn_->input();
+  if (stream_idle_timer_.armed() && !in.empty()) last_activity_ = worker_.loop().now();
+  if (!h2_) {
+    if (in.size() > kMaxPipelinedInput) conn_->readDisable(true);
+    return true;
+  }
+  if (h2_up_paused_) {
+    if (!req_body_.finished()) conn_->readDisable(true);  // onH2Writable resumes
+    return true;
+  }
+  h2_scratch_.clear();
+  http1::BodyRelay::Step step = req_body_.relay(in, h2_scratch_);
+  bool too_large = listener_->max_body_bytes && req_body_.bytes() > listener_->max_body_bytes;
+  if (step.failed() || too_large) {
+    (too_large ? listener_->stats.rq_too_large : listener_->stats.protocol_error)->inc();
+    resetUpstream();
+    if (resp_head_sent_) {
+      ex_.flags = "DPE";
+      logAndCount(ex_.status);
+      closeDownstream(true);
+    } else if (too_large) {
+      localReply(413, "request body too large", "-", true);
+    } else {
+      localReply(step.error.status, step.error.reason, "DPE", true);
+    }
+    return false;
+  }
+  std::string_view data = h2_scratch_.view();
+  if (ex_.retry_policy && retry_body_ok_ && !data.empty()) {
+    if (retry_body_.size() + data.size() > upstream::kMaxRetryBodyBytes) {
+      retry_body_ok_ = false;
+      std::string().swap(retry_body_);
+    } else {
+      retry_body_.append(data);
+    }
+  }
+  bool fin = req_body_.finished();
+  if (!data.empty() || (fin && !h2_req_ended_)) {
+    auto r = h2_->sendData(h2_id_, data, fin);
+    if (fin) h2_req_ended_ = true;
+    if (r && !*r) h2_up_paused_ = true;
+  }
+  h2_scratch_.clear();
+  if (!h2_) return false;
+  if (!fin) conn_->readDisable(h2_up_paused_);
+  if (fin && in.size() > kMaxPipelinedInput) conn_->readDisable(true);
+  return true;
+}
+
+void HttpSession::onH2Failure(net::CloseReason reason, std::string_view detail,
+                              const net::Connection* conn) {
+  onUpstreamFailure(reason, detail, conn);
+}
+
+void HttpSession::onH2Headers(const http2::HeaderBlock& block) {
+  if (state_ != State::kProxying || !h2_) return;
+  if (stream_idle_timer_.armed()) last_activity_ = worker_.loop().now();
+  if (block.kind != http2::HeadersKind::kResponse) return;  // 1xx; trailers are dropped
+  ex_.noteResponse(block.status);
+  if (ex_.retry_policy) {
+    int grpc_status = -1;
+    for (const http::HeaderField& f : block.fields)
+      if (f.token == http::HeaderToken::kGrpcStatus) grpc_status = parseGrpcStatus(f.value);
+    if (retryOn(upstream::AttemptOutcome::response(block.status, grpc_status))) return;
+  }
+  if (ex_.retries_done > 0 && block.status < 500) ex_.cluster->stats.rq_retry_success->inc();
+  per_try_timer_.disarm();
+  http1::ResponseHead h = http2::responseToHttp1(block);
+  if (ex_.method_id == http1::Method::kHead || block.status == 204 || block.status == 304)
+    h.body_kind = http1::BodyKind::kNone;
+  sendResponseHead(h);
+  conn_->flush();
+}
+
+void HttpSession::onH2Data(std::string_view data) {
+  if (state_ != State::kProxying || !resp_head_sent_ || !h2_) {
+    if (h2_) h2_->consume(h2_id_, data.size());
+    return;
+  }
+  if (stream_idle_timer_.armed()) last_activity_ = worker_.loop().now();
+  if (resp_body_.state() == http1::BodyRelay::State::kNone) {
+    h2_->consume(h2_id_, data.size());  // HEAD / 204 / 304: no body goes to the client
+    return;
+  }
+  Buffer& out = conn_->output();
+  if (resp_body_.chunkedOutput()) {
+    std::string chunk;
+    http1::appendChunk(chunk, data);
+    out.append(chunk);
+  } else {
+    out.append(data);
+  }
+  h2_resp_bytes_ += data.size();
+  h2_unconsumed_ += data.size();
+  conn_->flush();
+  consumeH2();
+}
+
+void HttpSession::consumeH2() {
+  if (!h2_ || h2_unconsumed_ == 0 || conn_->aboveHighWatermark()) return;
+  size_t n = h2_unconsumed_;
+  h2_unconsumed_ = 0;
+  h2_->consume(h2_id_, n);
+}
+
+void HttpSession::onH2End() {
+  if (state_ != State::kProxying || !resp_head_sent_) return;
+  if (resp_body_.chunkedOutput()) {
+    std::string last;
+    http1::appendLastChunk(last);
+    conn_->output().append(last);
+  }
+  conn_->flush();
+  finishExchange(true);
+}
+
+void HttpSession::onH2Close(http2::CloseCause cause, uint32_t, std::string_view detail) {
+  h2_ = nullptr;  // the stream is gone; nothing to release
+  h2_unconsumed_ = 0;
+  if (state_ != State::kProxying) return;
+  if (resp_head_sent_) {
+    ex_.flags = "UR";
+    conn_->flush();
+    logAndCount(ex_.status);
+    closeDownstream(true);
+    return;
+  }
+  ex_.noteLocalFailure();
+  bool refused = cause == http2::CloseCause::kRefused;
+  if (retryOn(upstream::AttemptOutcome::failure(refused
+                                                    ? upstream::AttemptOutcome::Kind::kRefusedStream
+                                                    : upstream::AttemptOutcome::Kind::kReset)))
+    return;
+  if (cause == http2::CloseCause::kHeadersTooLarge) {
+    localReply(502, "upstream response headers too large", "UPE", !req_body_.finished());
+  } else {
+    localReply(refused ? 503 : 502, "upstream reset before response: " + std::string(detail), "UR",
+               !req_body_.finished());
+  }
+}
+
+void HttpSession::switchProtocols(const http1::ResponseHead& h, size_t head_len) {
+  ex_.noteResponse(h.status);
+  if (ex_.retries_done > 0) ex_.cluster->stats.rq_retry_success->inc();
+  // From here the connection is a relay: no request timeouts, only the relay's idle timeout.
+  request_timer_.disarm();
+  stream_idle_timer_.disarm();
+  per_try_timer_.disarm();
+  ex_.status = h.status;
+  std::string& head = scratch_;
+  head.clear();
+  head.append("HTTP/1.1 101 ");
+  head.append(h.reason.empty() ? http::reasonPhrase(101) : h.reason);
+  head.append("\r\n");
+  auto service_ms = std::chrono::duration_cast<std::chrono::milliseconds>(worker_.loop().now() -
+                                                                          ex_.upstream_sent);
+  forEachResponseField(h, *listener_, false, static_cast<uint64_t>(service_ms.count()),
+                       number_scratch_, [&](std::string_view name, std::string_view value) {
+                         head.append(name).append(": ").append(value).append("\r\n");
+                       });
+  // Connection and Upgrade are hop-by-hop: the proxy states the switch itself.
+  head.append("connection: upgrade\r\n");
+  if (const http::HeaderField* u = h.find(http::HeaderToken::kUpgrade))
+    head.append("upgrade: ").append(u->value).append("\r\n");
+  head.append("\r\n");
+  ex_.keepResponseHeaders(*listener_, h);
+  resp_head_sent_ = true;
+  upstream::PooledConnection* up = upstream_;
+  upstream_ = nullptr;  // the relay holds it now
+  up->input().consume(head_len);
+  conn_->output().append(head);
+  state_ = State::kUpgraded;
+  listener_->stats.upgrades_total->inc();
+  listener_->stats.upgrades_active->add();
+  upgrade_counted_ = true;
+  Duration idle = stream_idle_timeout_.count() > 0 ? stream_idle_timeout_ : listener_->idle_timeout;
+  conn_->flush();
+  // Bytes either side sent early (the client right after its request, the server right after
+  // its 101) are relayed at once.
+  relay_.start(*conn_, *ex_.cluster_rt->pool, *up, idle);
+}
+
+void HttpSession::endUpgrade(const char* flags, bool flush) {
+  relay_.stop();
+  if (upgrade_counted_) {
+    upgrade_counted_ = false;
+    listener_->stats.upgrades_active->sub();
+  }
+  ex_.flags = flags;
+  logAndCount(ex_.status);
+  closeDownstream(flush);
+}
+
+void HttpSession::onUpgradeIdle() {
+  if (state_ != State::kUpgraded) return;
+  listener_->stats.idle_timeout->inc();
+  endUpgrade("SI", false);
 }
 
 }  // namespace weft::proxy

@@ -6,6 +6,11 @@
 // Requests on one connection are served strictly in order, one at a time (HTTP/1.1 pipelining is
 // answered in order because the next head is not read before the previous response ends).
 //
+// HTTP/1.1 Upgrade (WebSocket and others, not h2c): the request goes upstream on a fresh
+// connection with its Upgrade header; a 101 answer turns both connections into a byte relay
+// (ByteRelay, as TcpSession's) until either side closes or nothing moves for the idle timeout;
+// any other answer is an ordinary response after which the upstream connection is closed.
+//
 // Single-threaded: lives on one Worker, owned by it (Worker::sessions_).
 
 #include <list>
@@ -20,6 +25,7 @@
 #include "http/http1/parser.h"
 #include "net/connection.h"
 #include "proxy/exchange.h"
+#include "proxy/relay.h"
 #include "proxy/session.h"
 #include "proxy/snapshot.h"
 #include "upstream/circuit_breaker.h"
@@ -33,10 +39,14 @@ struct ClusterRuntime;
 
 class HttpSession final : public Session,
                           public net::ConnectionCallbacks,
-                          public upstream::PoolUser {
+                          public upstream::PoolUser,
+                          public upstream::Http2StreamUser {
  public:
+  // `original_dst`: where an intercepted connection was going (ListenerInfo::
+  // passthrough_unrouted); requests matching no virtual host are forwarded there.
   HttpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
-              std::shared_ptr<const ListenerInfo> listener);
+              std::shared_ptr<const ListenerInfo> listener,
+              std::optional<net::Address> original_dst = std::nullopt);
   ~HttpSession();
 
   // Worker drain: close now if idle, else after the current response.
@@ -58,11 +68,22 @@ class HttpSession final : public Session,
   void onUpstreamClosed(upstream::PooledConnection& conn, net::CloseReason reason,
                         std::string_view detail) override;
 
+  // upstream::Http2StreamUser (protocol HTTP2 clusters: HTTP/1.1 translated to HTTP/2)
+  void onH2Ready(upstream::Http2Connection& conn) override;
+  void onH2Failure(net::CloseReason reason, std::string_view detail,
+                   const net::Connection* conn) override;
+  void onH2Headers(const http2::HeaderBlock& block) override;
+  void onH2Data(std::string_view data) override;
+  void onH2End() override;
+  void onH2Close(http2::CloseCause cause, uint32_t error_code, std::string_view detail) override;
+  void onH2Writable() override;
+
  private:
   enum class State {
     kReadHead,      // waiting for (more of) a request head
     kProxying,      // request routed to an upstream; body and/or response in flight
     kLocalReplied,  // a local reply was written; waiting for it to flush
+    kUpgraded,      // 101 Switching Protocols: the connection is a byte relay until it ends
     kClosed,
   };
 
@@ -72,6 +93,10 @@ class HttpSession final : public Session,
   void startRequest(size_t head_len);
   void routeRequest();
   bool forwardRequestBody();
+  // forwardRequestBody for an HTTP/2 upstream: decoded body bytes become DATA on the stream.
+  bool forwardRequestBodyH2();
+  // Hands response bytes the client has taken back to the upstream stream's window.
+  void consumeH2();
   void processUpstream();
   bool sendResponseHead(const http1::ResponseHead& head);
   bool forwardResponseBody();
@@ -97,10 +122,18 @@ class HttpSession final : public Session,
   void countBytes();
   // HTTP/2 on this connection: hands the connection (and what was read) to an Http2Session.
   void switchToHttp2();
+  // The upstream answered an Upgrade request with 101 (head `h`, `head_len` bytes of its
+  // input): the head goes to the client and both connections become a byte relay.
+  void switchProtocols(const http1::ResponseHead& h, size_t head_len);
+  // The upgraded relay is over: logs the exchange with `flags` and closes the client (after
+  // what is queued for it when `flush`).
+  void endUpgrade(const char* flags, bool flush);
+  void onUpgradeIdle();
 
   Worker& worker_;
   std::unique_ptr<net::Connection> conn_;
   std::shared_ptr<const ListenerInfo> listener_;
+  std::optional<net::Address> original_dst_;
   State state_ = State::kReadHead;
   bool draining_ = false;
   bool in_process_input_ = false;  // processInput() is on the stack: don't re-enter it
@@ -138,6 +171,20 @@ class HttpSession final : public Session,
   // Http2Session and this session is gone without closing or counting it.
   bool handed_over_ = false;
   bool preface_checked_ = false;  // the first bytes were not the h2c preface
+  // HTTP/2 upstream (the cluster's protocol is HTTP2): the request, and the stream while held.
+  bool h2_up_ = false;
+  UpstreamH2Request h2_req_;
+  upstream::Http2Connection* h2_ = nullptr;
+  int32_t h2_id_ = 0;
+  bool h2_req_ended_ = false;  // END_STREAM sent on the current attempt
+  bool h2_up_paused_ = false;  // the upstream stream's send buffer is full
+  size_t h2_unconsumed_ = 0;   // response bytes written to the client, not yet handed back
+  uint64_t h2_resp_bytes_ = 0;
+  Buffer h2_scratch_;  // decoded request body on its way to the stream
+  // The current request asks to switch protocols (Upgrade header value; empty: it does not).
+  std::string upgrade_;
+  ByteRelay relay_;               // after 101: client <-> upstream
+  bool upgrade_counted_ = false;  // upgrades_active holds this connection
 };
 
 }  // namespace weft::proxy

@@ -338,9 +338,11 @@ Result<SnapshotPtr> Server::build(const v1::ProxyConfig& config) {
 }
 
 Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
-    const v1::Listener& l, const Snapshot& building, std::shared_ptr<ListenSocket> shared_socket) {
+    const v1::Listener& l, const Snapshot& building, std::shared_ptr<ListenSocket> shared_socket,
+    bool passthrough_unrouted) {
   auto li = std::make_shared<ListenerInfo>();
   li->name = l.name();
+  li->passthrough_unrouted = passthrough_unrouted;
   li->config = l;
   const std::string where = "listeners[" + l.name() + "]";
   li->socket = std::move(shared_socket);  // a filter chain shares its listener's socket
@@ -407,7 +409,10 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
       v1::Listener c = child(fc.name());
       *c.mutable_route_config() = fc.route_config();
       if (fc.has_tcp_proxy()) *c.mutable_tcp_proxy() = fc.tcp_proxy();
-      auto ci = buildListener(c, building, li->socket);
+      bool unrouted_out = !fc.has_tcp_proxy() &&
+                          li->interception == ListenerInfo::Interception::kOutbound &&
+                          li->allow_all_egress;
+      auto ci = buildListener(c, building, li->socket, unrouted_out);
       if (!ci) return makeError(ci.error().message);
       FilterChainInfo chain;
       for (uint32_t p : fc.destination_ports()) chain.ports.push_back(static_cast<uint16_t>(p));
@@ -492,6 +497,8 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
   st.tx_bytes = r.counter(sn::kListenerDownstreamCxTxBytes, lb);
   st.protocol_error = r.counter(sn::kListenerDownstreamCxProtocolError, lb);
   st.idle_timeout = r.counter(sn::kListenerDownstreamCxIdleTimeout, lb);
+  st.upgrades_total = r.counter(names::kListenerDownstreamCxUpgrades, lb);
+  st.upgrades_active = r.gauge(names::kListenerDownstreamCxUpgradesActive, lb);
   st.rq_total = r.counter(sn::kListenerDownstreamRqTotal, lb);
   st.rq_active = r.gauge(sn::kListenerDownstreamRqActive, lb);
   st.rq_timeout = r.counter(sn::kListenerDownstreamRqTimeout, lb);
@@ -561,9 +568,12 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
   ci->breaker_limits = breakerLimits(c);
   if (c.has_outlier_detection()) ci->outlier = outlierConfig(c.outlier_detection());
   ci->panic_threshold_percent = panicThresholdPercent(c);
+  ci->http2 = c.protocol() == v1::Cluster::HTTP2;
 
   if (c.has_tls()) {
-    auto ctx = net::tls::ClientContext::create(c.tls(), where + ".tls");
+    v1::UpstreamTls tls_cfg = c.tls();
+    if (ci->http2 && tls_cfg.alpn().empty()) tls_cfg.add_alpn("h2");
+    auto ctx = net::tls::ClientContext::create(tls_cfg, where + ".tls");
     if (!ctx) return makeError(ctx.error().message);
     std::shared_ptr<const net::tls::ClientContext> cc = *ctx;
     ci->transport_factory = [cc](int fd, const upstream::Host& h) {
@@ -606,6 +616,7 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
   st.outlier.ejections_enforced = r.counter(sn::kClusterOutlierEjectionsEnforced, lb);
   st.outlier.ejections_overflow = r.counter(sn::kClusterOutlierEjectionsOverflow, lb);
   st.membership = r.gauge(sn::kClusterMembershipEndpoints, lb);
+  if (ci->http2) st.http2 = http2::makeStats(r, names::kClusterHttp2Prefix, lb);
   st.membership->set(static_cast<int64_t>(ci->hosts->size()));
   if (c.has_health_check()) {
     // Probed on this (the main) thread; workers see the result as Host::healthy() in the

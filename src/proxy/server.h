@@ -76,8 +76,11 @@ class Server {
   class Signals;
   Result<SnapshotPtr> build(const v1::ProxyConfig& config);
   // `shared_socket`: listen on this socket (a filter chain's parent's) instead of opening one.
+  // `passthrough_unrouted`: an HTTP filter chain of an OUTBOUND ALLOW_ALL listener (requests
+  // matching no virtual host go to their original destination).
   Result<std::shared_ptr<const ListenerInfo>> buildListener(
-      const v1::Listener& l, const Snapshot& building, std::shared_ptr<ListenSocket> shared_socket);
+      const v1::Listener& l, const Snapshot& building, std::shared_ptr<ListenSocket> shared_socket,
+      bool passthrough_unrouted = false);
   Result<std::shared_ptr<const ClusterInfo>> buildCluster(const v1::Cluster& c);
   void publish(SnapshotPtr s);
   void writePortsFile();

@@ -76,7 +76,20 @@ struct ListenerStats {
   std::shared_ptr<stats::Gauge> cx_active, rq_active;
   std::shared_ptr<stats::Counter> rq_xx[5];  // 1xx..5xx
   std::shared_ptr<stats::Histogram> rq_time;
+  // HTTP/1.1 connections switched by a 101 to a byte relay (WebSocket ...), and those open now.
+  std::shared_ptr<stats::Counter> upgrades_total;
+  std::shared_ptr<stats::Gauge> upgrades_active;
 };
+
+// Metric names of weft-proxy not (yet) in stats::names (docs/metrics.md lists them).
+namespace names {
+inline constexpr std::string_view kListenerDownstreamCxUpgrades =
+    "weft_listener_downstream_cx_upgrades_total";
+inline constexpr std::string_view kListenerDownstreamCxUpgradesActive =
+    "weft_listener_downstream_cx_upgrades_active";
+// HTTP/2 upstream codec counters (http2::makeStats: <prefix>_<name>_total). Labels: cluster.
+inline constexpr std::string_view kClusterHttp2Prefix = "weft_cluster_http2";
+}  // namespace names
 
 struct RouteStats {
   std::shared_ptr<stats::Counter> rq_total, rq_timeout;
@@ -131,6 +144,10 @@ struct ListenerInfo {
   // For unmatched destinations that are relayed: a TCP relay listener through the passthrough
   // cluster, sharing this listener's socket and stats. Null when they are refused.
   std::shared_ptr<const ListenerInfo> passthrough;
+  // An HTTP filter chain of an OUTBOUND ALLOW_ALL listener: a request whose Host matches no
+  // virtual host is forwarded to its connection's original destination through the
+  // passthrough cluster instead of being answered 404. Its sessions are given that destination.
+  bool passthrough_unrouted = false;
 };
 
 struct ClusterStats {
@@ -142,6 +159,7 @@ struct ClusterStats {
   std::shared_ptr<stats::Gauge> cx_active, rq_active, rq_pending_active, membership;
   std::shared_ptr<stats::Counter> rq_xx[5];
   std::shared_ptr<stats::Histogram> rq_time, connect_ms;
+  http2::Stats http2;  // HTTP/2 upstream connections (protocol HTTP2): weft_cluster_http2_*
 };
 
 struct ClusterInfo {
@@ -156,6 +174,7 @@ struct ClusterInfo {
   upstream::CircuitBreakerLimits breaker_limits;
   std::optional<upstream::OutlierConfig> outlier;  // outlier detection on when set
   uint32_t panic_threshold_percent = 50;
+  bool http2 = false;  // protocol HTTP2: requests go through the worker's Http2Pool
   ClusterStats stats;
 };
 

@@ -10,7 +10,7 @@ TcpSession::TcpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
     : worker_(worker),
       conn_(std::move(conn)),
       listener_(std::move(listener)),
-      idle_timer_(worker.loop().timers(), [this] { onIdleTimer(); }) {
+      relay_(worker.loop().timers(), [this] { onIdleTimeout(); }) {
   conn_->setCallbacks(this);
   listener_->stats.cx_total->inc();
   listener_->stats.cx_active->add();
@@ -18,7 +18,7 @@ TcpSession::TcpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
 
 TcpSession::~TcpSession() {
   if (waiting_pool_ && cluster_rt_) cluster_rt_->pool->cancel(*this);
-  if (upstream_ && cluster_rt_) cluster_rt_->pool->release(*upstream_, false);
+  relay_.stop();
   if (host_ && !fixed_host_ && cluster_rt_ && cluster_rt_->lb)
     cluster_rt_->lb->onRequestEnd(*host_);
   listener_->stats.cx_active->sub();
@@ -49,13 +49,9 @@ void TcpSession::start(std::optional<net::Address> fixed_target) {
     }
     cluster_rt_->lb->onRequestStart(*host_);
   }
-  if (listener_->tcp_idle_timeout.count() > 0) {
-    last_activity_ = worker_.loop().now();
-    idle_timer_.arm(listener_->tcp_idle_timeout);
-  }
   upstream::PooledConnection* ready = nullptr;
   std::string error;
-  switch (cluster_rt_->pool->acquire(*host_, *this, ready, error)) {
+  switch (cluster_rt_->pool->acquire(*host_, *this, ready, error, /*fresh=*/true)) {
     case upstream::ConnPool::Acquire::kReady:  // never: relay connections are not reused
       onUpstreamReady(*ready);
       return;
@@ -82,50 +78,33 @@ void TcpSession::onConnected(net::Connection& c) {
 
 void TcpSession::onData(net::Connection&) {
   if (done_) return;
-  if (upstream_) {
-    relay(*conn_, upstream_->connection());
+  if (relay_.active()) {
+    relay_.downstreamData();
   } else if (conn_->input().size() > net::Connection::kHighWatermark) {
     conn_->readDisable(true);  // still connecting: hold at most this much
   }
 }
 
-void TcpSession::onUpstreamData(upstream::PooledConnection& up) {
-  if (!done_) relay(up.connection(), *conn_);
+void TcpSession::onUpstreamData(upstream::PooledConnection&) {
+  if (!done_) relay_.upstreamData();
 }
 
-void TcpSession::relay(net::Connection& from, net::Connection& to) {
-  Buffer& in = from.input();
-  if (in.empty()) return;
-  last_activity_ = worker_.loop().now();
-  to.output().append(in.view());
-  in.clear();
-  to.flush();
-  if (to.aboveHighWatermark()) from.readDisable(true);
-}
+void TcpSession::onWriteDrained(net::Connection&) { relay_.downstreamDrained(); }
 
-void TcpSession::onWriteDrained(net::Connection&) {
-  if (upstream_) upstream_->connection().readDisable(false);
-}
-
-void TcpSession::onUpstreamDrained(upstream::PooledConnection&) { conn_->readDisable(false); }
+void TcpSession::onUpstreamDrained(upstream::PooledConnection&) { relay_.upstreamDrained(); }
 
 void TcpSession::onUpstreamReady(upstream::PooledConnection& up) {
   if (waiting_pool_) {
     waiting_pool_ = false;
     cluster_->stats.rq_pending_active->sub();
   }
-  upstream_ = &up;
   if (up.uses() == 1 && up.connection().peer().secure) cluster_->stats.ssl_handshake->inc();
+  relay_.start(*conn_, *cluster_rt_->pool, up, listener_->tcp_idle_timeout);
   if (client_gone_) {
-    // The client sent its bytes and closed while we were connecting.
-    relay(*conn_, up.connection());
-    cluster_rt_->pool->releaseAfterFlush(up);
-    upstream_ = nullptr;
+    // The client sent its bytes and closed while we were connecting: start() queued them.
+    relay_.downstreamClosed();
     finish(false);
-    return;
   }
-  conn_->readDisable(false);
-  relay(*conn_, up.connection());
 }
 
 void TcpSession::onUpstreamFailure(net::CloseReason reason, std::string_view detail,
@@ -141,8 +120,7 @@ void TcpSession::onUpstreamFailure(net::CloseReason reason, std::string_view det
 void TcpSession::onUpstreamClosed(upstream::PooledConnection& up, net::CloseReason,
                                   std::string_view) {
   // Deliver what the upstream sent before it closed, then close the client.
-  relay(up.connection(), *conn_);
-  upstream_ = nullptr;  // the pool frees it
+  relay_.upstreamClosed(up);
   finish(true);
 }
 
@@ -156,20 +134,11 @@ void TcpSession::onClose(net::Connection&, net::CloseReason reason, std::string_
     client_gone_ = true;  // onUpstreamReady delivers the bytes
     return;
   }
-  if (upstream_) {
-    relay(*conn_, upstream_->connection());
-    cluster_rt_->pool->releaseAfterFlush(*upstream_);
-    upstream_ = nullptr;
-  }
+  relay_.downstreamClosed();
   finish(false);
 }
 
-void TcpSession::onIdleTimer() {
-  Duration quiet = worker_.loop().now() - last_activity_;
-  if (quiet < listener_->tcp_idle_timeout) {
-    idle_timer_.arm(listener_->tcp_idle_timeout - quiet);
-    return;
-  }
+void TcpSession::onIdleTimeout() {
   listener_->stats.idle_timeout->inc();
   finish(false);
 }
@@ -177,16 +146,12 @@ void TcpSession::onIdleTimer() {
 void TcpSession::finish(bool flush_downstream) {
   if (done_) return;
   done_ = true;
-  idle_timer_.disarm();
   if (waiting_pool_) {
     cluster_rt_->pool->cancel(*this);
     waiting_pool_ = false;
     cluster_->stats.rq_pending_active->sub();
   }
-  if (upstream_) {
-    cluster_rt_->pool->release(*upstream_, false);
-    upstream_ = nullptr;
-  }
+  relay_.stop();
   conn_->close(flush_downstream);  // a flushing close outlives us (Worker::linger)
   worker_.sessionClosed(*this);
 }

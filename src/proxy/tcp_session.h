@@ -1,14 +1,13 @@
 #pragma once
 // TcpSession: one downstream connection relayed byte for byte to one upstream connection (L4,
-// tcp_proxy listeners and the interception passthrough). The upstream comes from the cluster's
-// pool (so connect timeouts, TLS origination, max_connections and the cluster's counters apply),
-// is never reused, and goes back to the pool when the relay ends.
+// tcp_proxy listeners and the interception passthrough). The upstream is a fresh connection from
+// the cluster's pool (so connect timeouts, TLS origination, max_connections and the cluster's
+// counters apply), never reused, and goes back to the pool when the relay ends.
 //
-// Flow: bytes read on one side are appended to the other side's output; a side whose output
-// rises above its high watermark stops the other side from reading until it drains (bounded
-// memory per relay). When one side closes, what it sent is flushed to the other, which is then
-// closed too (no TCP half-close: a FIN ends the relay once the bytes are delivered). No bytes
-// either way for the idle timeout closes both sides.
+// The relaying itself (backpressure, no half-close, idle timeout) is ByteRelay's (proxy/relay.h),
+// shared with HttpSession's upgraded connections; this class adds the connect phase: bytes a
+// client sends (and even its close) while the upstream is still connecting are held, bounded by
+// the high watermark, and delivered once it is connected.
 //
 // Single-threaded: lives on one Worker, owned by it.
 
@@ -17,6 +16,7 @@
 
 #include "common/timer.h"
 #include "net/connection.h"
+#include "proxy/relay.h"
 #include "proxy/session.h"
 #include "proxy/snapshot.h"
 #include "upstream/host_set.h"
@@ -60,9 +60,7 @@ class TcpSession final : public Session,
                         std::string_view detail) override;
 
  private:
-  // Moves bytes from `from` to `to` and applies backpressure. Stamps activity.
-  void relay(net::Connection& from, net::Connection& to);
-  void onIdleTimer();
+  void onIdleTimeout();
   // Ends the relay; `flush_downstream`: deliver what is queued for the client first.
   void finish(bool flush_downstream);
 
@@ -74,12 +72,10 @@ class TcpSession final : public Session,
   upstream::HostSetPtr host_set_;  // keeps host_ alive
   const upstream::Host* host_ = nullptr;
   std::optional<upstream::Host> fixed_host_;
-  upstream::PooledConnection* upstream_ = nullptr;
+  ByteRelay relay_;  // holds the upstream connection once it is ready
   bool waiting_pool_ = false;
   bool done_ = false;
   bool client_gone_ = false;  // closed (with bytes to deliver) before the upstream connected
-  MonoTime last_activity_{};
-  Timer idle_timer_;
   uint64_t counted_rx_ = 0, counted_tx_ = 0;
 };
 

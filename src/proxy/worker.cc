@@ -89,6 +89,8 @@ class Worker::Acceptor final : public net::IoHandler {
     for (const FilterChainInfo& chain : l->chains) {
       if (chain.matches(*dst)) {
         l = chain.listener;
+        // An HTTP chain that passes unrouted requests through needs the destination too.
+        if (l->passthrough_unrouted) target = *dst;
         return true;
       }
     }
@@ -224,7 +226,7 @@ void Worker::addSession(int fd, std::unique_ptr<net::Transport> transport,
     raw->start(target);  // may end the session at once
     return;
   }
-  auto s = std::make_unique<HttpSession>(*this, std::move(conn), std::move(listener));
+  auto s = std::make_unique<HttpSession>(*this, std::move(conn), std::move(listener), target);
   sessions_.push_back(std::move(s));
   sessions_.back()->self = std::prev(sessions_.end());
   if (draining_) sessions_.back()->drain();  // accepted (sniffed) just before the drain began
@@ -327,6 +329,10 @@ void Worker::apply(SnapshotPtr snapshot) {
                            info->stats.cx_overflow};
     rt->pool = std::make_unique<upstream::ConnPool>(loop_, info->limits, info->transport_factory,
                                                     std::move(ps));
+    if (info->http2) {
+      rt->h2pool = std::make_unique<upstream::Http2Pool>(loop_, *rt->pool, info->limits,
+                                                         loop_.time(), info->stats.http2);
+    }
     next.emplace(name, std::move(rt));
   }
   // Sessions may still hold runtimes of removed clusters mid-request: keep those alive until

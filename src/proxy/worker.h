@@ -12,6 +12,7 @@
 
 #include "net/event_loop.h"
 #include "proxy/snapshot.h"
+#include "upstream/http2_pool.h"
 #include "upstream/load_balancer.h"
 #include "upstream/pool.h"
 
@@ -25,6 +26,9 @@ struct ClusterRuntime {
   std::shared_ptr<const ClusterInfo> info;
   std::unique_ptr<upstream::LoadBalancer> lb;
   std::unique_ptr<upstream::ConnPool> pool;
+  // Protocol HTTP2 clusters: streams multiplexed on connections made by `pool` (destroyed
+  // before it).
+  std::unique_ptr<upstream::Http2Pool> h2pool;
   std::unique_ptr<upstream::CircuitBreaker> breaker;
   std::unique_ptr<upstream::OutlierDetector> outlier;  // after lb: it excludes hosts in lb
 };
@@ -56,7 +60,9 @@ class Worker {
   // `next` takes the place of `old` (which is deleted after the current event): a connection
   // changing hands, e.g. HTTP/1 to HTTP/2.
   void replaceSession(Session& old, std::unique_ptr<Session> next);
-  // `target`: for a relay (TCP) listener, the address to relay to instead of a balanced host.
+  // `target`: for a relay (TCP) listener, the address to relay to instead of a balanced host;
+  // for an HTTP listener, the connection's original destination (ListenerInfo::
+  // passthrough_unrouted).
   void addSession(int fd, std::unique_ptr<net::Transport> transport,
                   std::shared_ptr<const ListenerInfo> listener,
                   std::optional<net::Address> target = std::nullopt);

@@ -84,8 +84,8 @@ size_t ConnPool::idleConnections() const {
 }
 
 ConnPool::Acquire ConnPool::acquire(const Host& host, PoolUser& user, PooledConnection*& out,
-                                    std::string& error) {
-  out = takeIdle(host, user);
+                                    std::string& error, bool fresh) {
+  out = fresh ? nullptr : takeIdle(host, user);
   if (out) return Acquire::kReady;
   if (conns_.size() < limits_.max_connections) {
     return startConnect(host.address(), host, user, error) ? Acquire::kPending : Acquire::kFailed;
@@ -96,7 +96,7 @@ ConnPool::Acquire ConnPool::acquire(const Host& host, PoolUser& user, PooledConn
   }
   if (stats_.cx_overflow) stats_.cx_overflow->inc();
   if (pending_.size() < limits_.max_pending) {
-    pending_.push_back({&user, &host, host.address()});
+    pending_.push_back({&user, &host, host.address(), fresh});
     return Acquire::kPending;
   }
   return Acquire::kOverflow;
@@ -216,7 +216,7 @@ void ConnPool::makeIdle(PooledConnection& c) {
 void ConnPool::servePending() {
   while (!pending_.empty()) {
     Waiter w = pending_.front();
-    if (PooledConnection* c = takeIdle(*w.host, *w.user)) {
+    if (PooledConnection* c = w.fresh ? nullptr : takeIdle(*w.host, *w.user)) {
       pending_.pop_front();
       w.user->onUpstreamReady(*c);
       continue;

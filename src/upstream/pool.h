@@ -113,7 +113,12 @@ class ConnPool {
     kOverflow,  // limits reached: reply 503 (counted by the caller)
     kFailed,    // the connect failed at once; `error` says why
   };
-  Acquire acquire(const Host& host, PoolUser& user, PooledConnection*& out, std::string& error);
+  // `fresh`: never an idle (reused) connection, always a new one: for exchanges whose
+  // connection is not given back for reuse (TCP relays, HTTP Upgrade), which must not take
+  // a keep-alive connection from the requests that could reuse it, nor one the peer may be
+  // closing at that moment.
+  Acquire acquire(const Host& host, PoolUser& user, PooledConnection*& out, std::string& error,
+                  bool fresh = false);
   // Withdraws a user that is waiting (kPending) and no longer wants a connection.
   void cancel(PoolUser& user);
   // Returns a held connection. reuse=false closes it (e.g. response not fully read).
@@ -133,6 +138,7 @@ class ConnPool {
     PoolUser* user;
     const Host* host;
     net::Address address;
+    bool fresh;
   };
   PooledConnection* startConnect(const net::Address& address, const Host& host, PoolUser& user,
                                  std::string& error);

@@ -174,5 +174,45 @@ TEST_F(PoolTest, ConnectTimeoutOnSimulatedClock) {
   EXPECT_EQ(pool.openConnections(), 0u);
 }
 
+TEST_F(PoolTest, FreshAcquireNeverTakesAnIdleConnection) {
+  User u;
+  PooledConnection* out = nullptr;
+  std::string err;
+  ASSERT_EQ(pool.acquire(host, u, out, err), ConnPool::Acquire::kPending);
+  ASSERT_TRUE(runUntil([&] { return u.ready != nullptr; }));
+  PooledConnection* idle = u.ready;
+  pool.release(*idle, true);
+  ASSERT_EQ(pool.idleConnections(), 1u);
+
+  User v;
+  EXPECT_EQ(pool.acquire(host, v, out, err, /*fresh=*/true), ConnPool::Acquire::kPending)
+      << "a fresh acquire must connect anew, not reuse the idle connection";
+  ASSERT_TRUE(runUntil([&] { return v.ready != nullptr; }));
+  EXPECT_NE(v.ready, idle);
+  EXPECT_EQ(v.ready->uses(), 1u);
+  EXPECT_EQ(pool.idleConnections(), 1u) << "the idle connection should still be idle";
+  pool.release(*v.ready, false);
+}
+
+TEST_F(PoolTest, FreshWaiterAtTheCapEvictsAnIdleConnectionInsteadOfTakingIt) {
+  User a, b, c;
+  PooledConnection* out = nullptr;
+  std::string err;
+  ASSERT_EQ(pool.acquire(host, a, out, err), ConnPool::Acquire::kPending);
+  ASSERT_EQ(pool.acquire(host, b, out, err), ConnPool::Acquire::kPending);
+  ASSERT_TRUE(runUntil([&] { return a.ready && b.ready; }));
+  // At max_connections = 2 with none idle: the fresh request waits.
+  ASSERT_EQ(pool.acquire(host, c, out, err, /*fresh=*/true), ConnPool::Acquire::kPending);
+  ASSERT_EQ(pool.pendingRequests(), 1u);
+  PooledConnection* released = a.ready;
+  pool.release(*released, true);
+  EXPECT_EQ(c.ready, nullptr) << "the fresh waiter was handed a reused connection";
+  EXPECT_EQ(pool.pendingRequests(), 0u) << "the waiter should be connecting by now";
+  ASSERT_TRUE(runUntil([&] { return c.ready != nullptr; }));
+  EXPECT_EQ(c.ready->uses(), 1u);
+  pool.release(*b.ready, false);
+  pool.release(*c.ready, false);
+}
+
 }  // namespace
 }  // namespace weft::upstream

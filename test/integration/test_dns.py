@@ -20,6 +20,7 @@ import subprocess
 import threading
 import time
 import unittest
+import urllib.request
 import warnings
 
 from control_harness import ControlServer, wait_until
@@ -368,6 +369,22 @@ class DigTest(unittest.TestCase):
         silent = self.dig("silent.upstream.test")
         self.assertStatus(silent, "SERVFAIL", "an upstream that never answers")
         self.assertGreaterEqual(time.monotonic() - t0, 1.9, "SERVFAIL before the 2 s timeout")
+
+        # The forwarding counters on the server's /metrics (no credentials needed).
+        with urllib.request.urlopen(self.server.endpoint + "/metrics", timeout=5) as r:
+            self.assertEqual(r.status, 200)
+            self.assertTrue(r.headers["content-type"].startswith("text/plain"), r.headers)
+            metrics = r.read().decode()
+        values = {}
+        for line in metrics.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        self.assertGreaterEqual(values.get("weft_dns_forwarded_total", 0), 5, metrics)
+        self.assertGreaterEqual(values.get("weft_dns_forward_tcp_total", 0), 2, metrics)
+        self.assertGreaterEqual(values.get("weft_dns_forward_timeouts_total", 0), 1, metrics)
+        self.assertGreaterEqual(values.get("weft_dns_queries_total", 0),
+                                values.get("weft_dns_forwarded_total", 0), metrics)
 
 
 def _have_netns():

@@ -164,6 +164,7 @@ class InterceptionTest(unittest.TestCase):
     SERVICE_IP = "198.18.0.10"   # what the service name resolves to (nothing listens there)
     HOST_IP = "198.18.0.1"       # this "host"'s own address
     APP_PORT = 8081              # the real backend, inside the namespace
+    OTHER_PORT = 8080            # a web server the mesh does not know, on HOST_IP
     ECHO_PORT = 9001
 
     def setUp(self):
@@ -184,6 +185,10 @@ class InterceptionTest(unittest.TestCase):
         # The app: an HTTP server, and a TCP echo server.
         self.spawn(["/usr/bin/python3", "-m", "http.server", "--bind", "0.0.0.0",
                     str(self.APP_PORT), "--directory", self.dir])
+        # Port 8080 on the host's address: a destination the http-8080 chain catches by port
+        # but whose Host no virtual host names.
+        self.spawn(["/usr/bin/python3", "-m", "http.server", "--bind", self.HOST_IP,
+                    str(self.OTHER_PORT), "--directory", self.dir])
         echo = ("import socket,threading\n"
                 "s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
                 "s.bind(('127.0.0.1',%d));s.listen(8)\n"
@@ -201,6 +206,7 @@ class InterceptionTest(unittest.TestCase):
             f.write("hello from the app\n")
         self.wait_listening(self.APP_PORT)
         self.wait_listening(self.ECHO_PORT)
+        self.wait_listening(self.OTHER_PORT)
 
     def sh(self, cmd, netns=True, check=True):
         args = (["ip", "netns", "exec", self.ns] if netns else []) + cmd.split()
@@ -296,6 +302,33 @@ class InterceptionTest(unittest.TestCase):
         self.assertNotIn("hello", r.stdout)
         self.assertEqual(self.metric("weft_listener_downstream_cx_refused_total",
                                      listener="outbound"), 1)
+        # An HTTP chain's destination port, but a Host no virtual host names: 404 (DROP_ALL).
+        r = self.curl("http://%s:%d/hello.txt" % (self.HOST_IP, self.OTHER_PORT))
+        self.assertTrue(r.stdout.endswith("404"), "unrouted Host under DROP_ALL: expected 404, "
+                        "got %r %r" % (r.stdout, r.stderr))
+        self.assertEqual(self.metric("weft_listener_no_route_total",
+                                     listener="outbound/http-8080"), 1)
+        self.assertEqual(self.metric("weft_cluster_upstream_rq_total", cluster="passthrough"), 0)
+
+    def test_allow_all_passes_unrouted_http_requests_to_their_destination(self):
+        self.start_proxy(self.config("ALLOW_ALL"))
+        self.intercept()
+        for extra in ("", "--http2-prior-knowledge"):
+            r = self.curl("http://%s:%d/hello.txt" % (self.HOST_IP, self.OTHER_PORT), extra)
+            self.assertEqual(r.stdout, "hello from the app\n200",
+                             "unrouted Host under ALLOW_ALL (curl %s): expected the request "
+                             "forwarded to its original destination; got %r %r"
+                             % (extra or "HTTP/1.1", r.stdout, r.stderr))
+        self.assertEqual(self.metric("weft_cluster_upstream_rq_total", cluster="passthrough"), 2)
+        self.assertEqual(self.metric("weft_listener_downstream_rq_total",
+                                     listener="outbound/http-8080"), 2)
+        self.assertEqual(self.metric("weft_listener_no_route_total",
+                                     listener="outbound/http-8080"), 0)
+        # A Host a virtual host names is still routed to its cluster.
+        r = self.curl("http://svc.mesh.local:8080/hello.txt")
+        self.assertEqual(r.stdout, "hello from the app\n200", r.stderr)
+        self.assertEqual(self.metric("weft_cluster_upstream_rq_total", cluster="app"), 1)
+        self.assertEqual(self.metric("weft_cluster_upstream_rq_total", cluster="passthrough"), 2)
 
     def test_allow_all_passes_unknown_destinations_through(self):
         self.start_proxy(self.config("ALLOW_ALL"))

@@ -960,6 +960,7 @@ class Compilation {
 
     v1::Cluster c;
     c.set_name(name);
+    if (protocol == "http2" || protocol == "grpc") c.set_protocol(v1::Cluster::HTTP2);
     std::optional<std::string> result;
     bool in_registry = false;  // endpoints from the registry (awsCloudMap or a registry hostname)
     if (spec.servicediscovery().has_dns()) {
@@ -1343,6 +1344,7 @@ class Compilation {
       v1::Cluster c;
       c.set_name(cluster_name);
       c.set_type(v1::Cluster::STATIC);
+      if (protocol == "http2" || protocol == "grpc") c.set_protocol(v1::Cluster::HTTP2);
       v1::Endpoint* e = c.add_endpoints();
       e->set_address("127.0.0.1");
       e->set_port(port);

@@ -188,7 +188,10 @@ class Codec::Glue {
         if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) ++c.pings_since_flush_;
         return 0;
       case NGHTTP2_SETTINGS:
-        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) ++c.settings_since_flush_;
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+          ++c.settings_since_flush_;
+          c.remote_settings_received_ = true;
+        }
         return 0;
       default:
         return 0;
@@ -659,6 +662,11 @@ bool Codec::atStreamLimit() const {
   uint32_t limit =
       nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
   return streams_.size() >= limit;
+}
+
+uint32_t Codec::peerMaxConcurrentStreams() const {
+  if (dead_ || failed_) return 0;
+  return nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 }
 
 Result<int32_t> Codec::submitRequest(const RequestHeaders& request, bool end_stream) {

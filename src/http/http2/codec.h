@@ -275,6 +275,10 @@ class Codec {
   // Client: whether submitRequest would be refused with kStreamLimit / kGoingAway right now.
   bool atStreamLimit() const;
   bool goingAway() const;
+  // The peer's SETTINGS_MAX_CONCURRENT_STREAMS (100 until its SETTINGS arrive; 0 when dead).
+  uint32_t peerMaxConcurrentStreams() const;
+  // The peer's first SETTINGS frame has been received (its limits are known).
+  bool remoteSettingsReceived() const { return remote_settings_received_; }
   // Bytes buffered by sendData for the stream and not yet written.
   size_t sendBuffered(int32_t stream_id) const;
   Mode mode() const { return mode_; }
@@ -337,6 +341,7 @@ class Codec {
   bool dead_ = false;      // a fatal error or terminate(): no more nghttp2 calls
   bool draining_ = false;  // drain() or terminate() was called
   bool goaway_received_ = false;
+  bool remote_settings_received_ = false;
   bool local_goaway_ = false;  // a GOAWAY the caller asked for (not a peer error)
   uint32_t goaway_code_ = NGHTTP2_PROTOCOL_ERROR;
   Error error_;  // the connection error, once one happened
