@@ -59,6 +59,7 @@ constexpr const char* kTopHelp =
     "  run           run an app with its sidecar: weft run --resource R ... -- COMMAND\n"
     "  intercept     install, remove or show the iptables rules of a sidecar (EC2 hosts)\n"
     "  lab           real networks (VPCs, subnets, hosts, peerings) on this machine\n"
+    "  demo          the reference scenario on this machine (up, status, down)\n"
     "  version       print the version\n"
     "\n"
     "Kinds: mesh, virtualnode (vn), virtualservice (vs), virtualrouter (vr), route (rt),\n"

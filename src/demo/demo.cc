@@ -238,6 +238,8 @@ struct Demo::Ctx {
   std::string proxy_bin;
   std::string crystal_bin;
   std::string apps_dir;
+  std::string topology;
+  std::string api_host;  // where the API is reached (127.0.0.1 for 0.0.0.0)
   LabInfo lab;
   Clock::time_point started = Clock::now();
 };
@@ -324,7 +326,69 @@ Status Demo::checkedWeft(const DemoState& st, const std::vector<std::string>& ar
 
 // ---- up ----
 
+// Everything `up` can check before it makes anything: root, the binaries and tools, the
+// scenario's files, free ports. Fills c's paths.
+Status Demo::preflight(Ctx& c) {
+  if (::geteuid() != 0)
+    return makeError(
+        "needs root (network namespaces, iptables, switching users): run it with sudo");
+  c.weft_bin = o_.weft_bin;
+  c.proxy_bin = o_.proxy_bin;
+  if (!executable(c.proxy_bin))
+    return makeError("weft-proxy not found at " + c.proxy_bin + " (build it: make build)");
+  c.examples = o_.examples_dir;
+  if (c.examples.empty()) {
+    std::vector<std::string> candidates = {
+        fs::path(c.weft_bin).parent_path().parent_path().parent_path().string() +
+            "/examples/crossvpc",
+        "examples/crossvpc", "/usr/share/weft/examples/crossvpc"};
+    for (const std::string& cand : candidates)
+      if (fs::exists(cand + "/mesh-stack.yaml")) {
+        c.examples = fs::absolute(cand).lexically_normal().string();
+        break;
+      }
+    if (c.examples.empty())
+      return makeError(
+          "cannot find examples/crossvpc (looked beside the binary and in the "
+          "current directory); pass --examples-dir");
+  }
+  for (const char* f :
+       {"ca-stack.yaml", "registry-stack.yaml", "mesh-stack.yaml", "apps/frontend/frontend.rb",
+        "apps/nodejs/server.js", "apps/crystal/build.sh"})
+    if (!fs::exists(c.examples + "/" + f)) return makeError(c.examples + "/" + f + " is missing");
+  c.topology = o_.topology.empty() ? c.examples + "/lab.yaml" : o_.topology;
+  if (!fs::exists(c.topology)) return makeError("topology " + c.topology + " does not exist");
+  for (const char* tool : {"ip", "iptables", "ruby", "node"})
+    if (!inPath(tool))
+      return makeError(std::string(tool) +
+                       " is not installed (scripts/setup.sh installs what the demo needs)");
+  auto api = splitHostPort(o_.api);
+  if (!api) return makeError("--api: " + api.error().message);
+  c.api_host = api->first == "0.0.0.0" ? std::string("127.0.0.1") : api->first;
+  struct PortCheck {
+    const char* what;
+    std::string host;
+    int port;
+    bool udp;
+    const char* flag;
+  };
+  for (const PortCheck& p :
+       {PortCheck{"the API", api->first, api->second, false, "--api"},
+        PortCheck{"the config stream", "0.0.0.0", o_.stream_port, false, "--stream-port"},
+        PortCheck{"the mesh DNS", "127.0.0.1", o_.dns_port, true, "--dns-port"},
+        PortCheck{"the ingress gateway", "0.0.0.0", o_.gateway_port, false, "--gateway-port"}})
+    if (!portFree(p.host, p.port, p.udp))
+      return makeError(std::string("port ") + std::to_string(p.port) + " (" + p.what + ") on " +
+                       p.host + " is in use; pick another with " + p.flag);
+  if (o_.gateway_port <= 0 || o_.gateway_port > 65535)
+    return makeError("--gateway-port must be 1-65535");
+
+  return {};
+}
+
 Status Demo::up() {
+  Ctx c;
+  if (auto s = preflight(c); !s) return s;
   makeDir(state_dir_, fs::perms(0755));
   if (auto s = sys_.lock(state_dir_ + "/demo.lock"); !s)
     return makeError("another `weft demo` command is running on " + state_dir_ + " (" +
@@ -337,7 +401,6 @@ Status Demo::up() {
   std::error_code ec;
   fs::remove_all(logDir(), ec);  // logs of an earlier failed up
   makeDir(logDir(), fs::perms(0755));
-  Ctx c;
   Status s = runUp(c);
   if (s) return s;
   progress_ << "weft demo: step " << c.step << "/" << kSteps << " (" << c.step_name
@@ -366,64 +429,9 @@ Status Demo::runUp(Ctx& c) {
            "s";
   };
 
-  // ---- preflight (step 0) ----
-  c.step_name = "checks";
-  if (::geteuid() != 0)
-    return makeError(
-        "needs root (network namespaces, iptables, switching users): run it with sudo");
-  c.weft_bin = o_.weft_bin;
-  c.proxy_bin = o_.proxy_bin;
-  if (!executable(c.proxy_bin))
-    return makeError("weft-proxy not found at " + c.proxy_bin + " (build it: make build)");
-  c.examples = o_.examples_dir;
-  if (c.examples.empty()) {
-    std::vector<std::string> candidates = {
-        fs::path(c.weft_bin).parent_path().parent_path().parent_path().string() +
-            "/examples/crossvpc",
-        "examples/crossvpc", "/usr/share/weft/examples/crossvpc"};
-    for (const std::string& cand : candidates)
-      if (fs::exists(cand + "/mesh-stack.yaml")) {
-        c.examples = fs::absolute(cand).lexically_normal().string();
-        break;
-      }
-    if (c.examples.empty())
-      return makeError(
-          "cannot find examples/crossvpc (looked beside the binary and in the "
-          "current directory); pass --examples-dir");
-  }
-  for (const char* f :
-       {"ca-stack.yaml", "registry-stack.yaml", "mesh-stack.yaml", "apps/frontend/frontend.rb",
-        "apps/nodejs/server.js", "apps/crystal/build.sh"})
-    if (!fs::exists(c.examples + "/" + f)) return makeError(c.examples + "/" + f + " is missing");
-  std::string topology = o_.topology.empty() ? c.examples + "/lab.yaml" : o_.topology;
-  if (!fs::exists(topology)) return makeError("topology " + topology + " does not exist");
-  for (const char* tool : {"ip", "iptables", "ruby", "node"})
-    if (!inPath(tool))
-      return makeError(std::string(tool) +
-                       " is not installed (scripts/setup.sh installs what the demo needs)");
-  auto api = splitHostPort(o_.api);
-  if (!api) return makeError("--api: " + api.error().message);
-  struct PortCheck {
-    const char* what;
-    std::string host;
-    int port;
-    bool udp;
-    const char* flag;
-  };
-  for (const PortCheck& p :
-       {PortCheck{"the API", api->first, api->second, false, "--api"},
-        PortCheck{"the config stream", "0.0.0.0", o_.stream_port, false, "--stream-port"},
-        PortCheck{"the mesh DNS", "127.0.0.1", o_.dns_port, true, "--dns-port"},
-        PortCheck{"the ingress gateway", "0.0.0.0", o_.gateway_port, false, "--gateway-port"}})
-    if (!portFree(p.host, p.port, p.udp))
-      return makeError(std::string("port ") + std::to_string(p.port) + " (" + p.what + ") on " +
-                       p.host + " is in use; pick another with " + p.flag);
-  if (o_.gateway_port <= 0 || o_.gateway_port > 65535)
-    return makeError("--gateway-port must be 1-65535");
-
   st.name = o_.name;
   st.created_at = sys_.unixSeconds();
-  st.topology = fs::absolute(topology).lexically_normal().string();
+  st.topology = fs::absolute(c.topology).lexically_normal().string();
   st.lab_state_dir = state_dir_ + "/lab";
   st.data_dir = state_dir_ + "/data";
   st.gateway_port = o_.gateway_port;
@@ -532,8 +540,7 @@ Status Demo::runUp(Ctx& c) {
       if (interrupted()) return makeError("interrupted");
       sys_.pause(std::chrono::milliseconds(100));
     }
-    st.api_url = "http://" + (api->first == "0.0.0.0" ? std::string("127.0.0.1") : api->first) +
-                 ":" + kv["api"];
+    st.api_url = "http://" + c.api_host + ":" + kv["api"];
     st.stream_port = std::stoi(kv["stream"]);
     st.dns_port = std::stoi(kv["dns"]);
     if (auto s = saveState(st); !s) return s;

@@ -89,6 +89,7 @@ class Demo {
 
  private:
   struct Ctx;
+  Status preflight(Ctx& c);
   Status runUp(Ctx& c);
   Status teardown(DemoState& st, bool keep_logs);
   Status associateVpc(const DemoState& st, const std::string& vpc_id);
