@@ -5,7 +5,7 @@ BUILD ?= build
 PRESET ?= release
 JOBS ?= $(shell nproc)
 
-.PHONY: setup build demo test unit bench bench-quick format asan tsan clean
+.PHONY: setup build demo demo-status demo-down hello test unit bench bench-quick format asan tsan clean
 
 setup:
 	@bash scripts/setup.sh
@@ -14,8 +14,22 @@ build: setup
 	@cmake --preset $(PRESET) >/dev/null
 	@cmake --build --preset $(PRESET) -j $(JOBS)
 
-# The main job: weft-proxy in front of a small backend, one request through it.
+# Root for what needs it (network namespaces, iptables): sudo unless already root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# The reference scenario (App Mesh's cross-VPC walkthrough with TLS) on this machine:
+# docs/walkthrough.md. Ends with the gateway's URL (http://127.0.0.1:8080/) and the page.
 demo: build
+	@$(SUDO) $(BUILD)/bin/weft demo up
+
+demo-status:
+	@$(SUDO) $(BUILD)/bin/weft demo status
+
+demo-down:
+	@$(SUDO) $(BUILD)/bin/weft demo down
+
+# The smallest job: weft-proxy in front of a small backend, one request through it.
+hello: build
 	@bash examples/hello/run.sh
 
 # Everything: unit tests, integration tests against the real binaries, fuzz-corpus replay.

@@ -22,6 +22,7 @@ PACKAGES=(
   dnsperf unbound dnsmasq-base  # bench/dns: the load tool and the DNS peers
   # the demo apps (examples/crossvpc/apps): their runtimes, and what crystal links the backend with
   ruby nodejs crystal gcc libgc-dev libevent-dev libpcre3-dev
+  chromium  # the demo test renders the page headless (test_demo)
 )
 
 missing=()

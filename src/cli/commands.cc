@@ -23,8 +23,9 @@
 #include "cli/resources.h"
 #include "cli/stack_deploy.h"
 #include "control/push/tokens.h"
-#include "workload/commands.h"
+#include "demo/command.h"
 #include "lab/command.h"
+#include "workload/commands.h"
 
 namespace weft::cli {
 
@@ -58,6 +59,7 @@ constexpr const char* kTopHelp =
     "  run           run an app with its sidecar: weft run --resource R ... -- COMMAND\n"
     "  intercept     install, remove or show the iptables rules of a sidecar (EC2 hosts)\n"
     "  lab           real networks (VPCs, subnets, hosts, peerings) on this machine\n"
+    "  demo          the reference scenario on this machine (up, status, down)\n"
     "  version       print the version\n"
     "\n"
     "Kinds: mesh, virtualnode (vn), virtualservice (vs), virtualrouter (vr), route (rt),\n"
@@ -778,6 +780,26 @@ class LabRegistrar final : public lab::NetworkRegistrar {
   Command& c_;
 };
 
+int cmdDemo(Command& c) {
+  demo::DemoInvocation inv;
+  inv.positional = c.args.positional;
+  for (auto [flag, field] : {std::pair<const char*, std::string*>{"--state-dir", &inv.state_dir},
+                             {"--name", &inv.name},
+                             {"--examples-dir", &inv.examples_dir},
+                             {"--topology", &inv.topology},
+                             {"--cache-dir", &inv.cache_dir},
+                             {"--api", &inv.api},
+                             {"--stream-port", &inv.stream_port},
+                             {"--dns-port", &inv.dns_port},
+                             {"--gateway-port", &inv.gateway_port},
+                             {"--app-user", &inv.app_user},
+                             {"--timeout", &inv.timeout}})
+    *field = c.args.get(flag);
+  inv.app_user_set = c.args.has("--app-user");
+  demo::DemoIo io{c.env.out, c.env.err, c.env.env};
+  return demo::runDemoCommand(inv, io);
+}
+
 int cmdLab(Command& c) {
   lab::LabInvocation inv{c.args.positional,         c.args.get("--name"),
                          c.args.get("--state-dir"), c.args.get("--output"),
@@ -1488,6 +1510,20 @@ const std::vector<CommandDef>& commands() {
        "`create` prints the new network's id (vpc-...) alone on stdout. A network with a\n"
        "namespace attached cannot be deleted.\n",
        cmdNetwork},
+      {"demo",
+       {{"--state-dir", ""},
+        {"--name", ""},
+        {"--examples-dir", ""},
+        {"--topology", ""},
+        {"--cache-dir", ""},
+        {"--api", ""},
+        {"--stream-port", ""},
+        {"--dns-port", ""},
+        {"--gateway-port", ""},
+        {"--app-user", ""},
+        {"--timeout", ""}},
+       demo::demoHelp(),
+       cmdDemo},
       {"lab",
        {{"--name", ""},
         {"--state-dir", ""},

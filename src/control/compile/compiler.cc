@@ -394,6 +394,22 @@ void setPath(const PathSpec& p, v1::RouteMatch& m) {
 
 // ---- TLS ------------------------------------------------------------------------------------
 
+// The name a node's service discovery gives it, which its certificate must carry when a caller
+// names no subjectAlternativeNames: the DNS hostname (lower case, no trailing dot), or
+// `<serviceName>.<namespaceName>` for Cloud Map. "" for an IP literal (the proxy then checks the
+// endpoint's address against the IP SANs) or no discovery.
+std::string discoveryName(const am::ServiceDiscovery& sd) {
+  std::string name;
+  if (sd.has_dns())
+    name = sd.dns().hostname();
+  else if (sd.has_awscloudmap())
+    name = sd.awscloudmap().servicename() + "." + sd.awscloudmap().namespacename();
+  name = lowerAscii(name);
+  while (!name.empty() && name.back() == '.') name.pop_back();
+  if (name.empty() || isIpLiteral(name)) return "";
+  return name;
+}
+
 v1::SanMatcher sanMatcher(const std::string& san) {
   v1::SanMatcher m;
   if (san.find("://") != std::string::npos)
@@ -975,7 +991,16 @@ class Compilation {
     if (c.endpoints_size() > 0) {
       auto tls = upstreamTls(policy, port, policy_where);
       if (!tls) return Unexpected<Error>{tls.error()};
-      if (*tls) *c.mutable_tls() = std::move(**tls);
+      if (*tls) {
+        // App Mesh: without subjectAlternativeNames in the caller's policy, the certificate of
+        // the terminating endpoint must match the target's service discovery name.
+        if ((*tls)->validation().match_subject_alt_names().empty()) {
+          std::string name = discoveryName(spec.servicediscovery());
+          if (!name.empty())
+            *(*tls)->mutable_validation()->add_match_subject_alt_names() = sanMatcher(name);
+        }
+        *c.mutable_tls() = std::move(**tls);
+      }
       if (l->has_outlierdetection()) {
         const am::OutlierDetection& o = l->outlierdetection();
         v1::OutlierDetection* out = c.mutable_outlier_detection();

@@ -502,6 +502,54 @@ TEST_F(CompilerTest, ClientPolicyTlsDefaultsAndPerBackend) {
   expectGolden("client_policy_tls", compileNode("client"));
 }
 
+// App Mesh: "If you don't specify SANs on the originating mesh endpoint, the SAN on the
+// certificate provided by the terminating endpoint must match the mesh endpoint service
+// discovery configuration." Registry-backed clusters have only addresses, so the name must be
+// in the config, or the proxy cannot verify the server at all.
+TEST_F(CompilerTest, ClientTlsWithoutSansChecksTheTargetsDiscoveryName) {
+  mesh("m");
+  cloudMapService("ns-1", "corp.local", "srv-1", "pay");
+  instance("srv-1", "i-1", R"({"AWS_INSTANCE_IPV4":"10.0.0.1"})");
+  cloudMapService("ns-2", "shop.local", "srv-2", "cart");
+  instance("srv-2", "i-2", R"({"AWS_INSTANCE_IPV4":"10.0.0.2"})");
+  node("pay", dnsNode("Pay.Corp.Local."));  // registry-backed: a STATIC cluster
+  node("cart", R"({"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}],
+      "serviceDiscovery":{"awsCloudMap":{"namespaceName":"shop.local","serviceName":"cart"}}})");
+  node("ip", dnsNode("10.1.2.3"));
+  node("named", dnsNode("named.example.com"));
+  for (const char* n : {"pay", "cart", "ip", "named"}) nodeService(std::string(n) + ".svc", n);
+  node("client", R"({
+    "backendDefaults":{"clientPolicy":{"tls":{
+        "validation":{"trust":{"file":{"certificateChain":"/certs/ca.pem"}}}}}},
+    "backends":[
+      {"virtualService":{"virtualServiceName":"pay.svc"}},
+      {"virtualService":{"virtualServiceName":"cart.svc"}},
+      {"virtualService":{"virtualServiceName":"ip.svc"}},
+      {"virtualService":{"virtualServiceName":"named.svc","clientPolicy":{"tls":{
+          "validation":{"trust":{"file":{"certificateChain":"/certs/ca.pem"}},
+                        "subjectAlternativeNames":{"match":{"exact":["other.example.com"]}}}}}}}]})");
+  auto r = compileNode("client");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  std::map<std::string, std::string> sans;  // cluster -> its SAN rules, "dns:x,uri:y"
+  for (const v1::Cluster& c : r->config.clusters()) {
+    std::string got;
+    for (const v1::SanMatcher& m : c.tls().validation().match_subject_alt_names())
+      got += (got.empty() ? "" : ",") + (m.dns().empty() ? "uri:" + m.uri() : "dns:" + m.dns());
+    sans[c.name()] = got;
+  }
+  std::string warnings;
+  for (const std::string& w : r->warnings) warnings += w + "\n";
+  ASSERT_EQ(sans.size(), 4u) << "expected four provider clusters; warnings:\n" << warnings;
+  EXPECT_EQ(sans["cds_egress_m_pay_http_8080"], "dns:pay.corp.local")
+      << "a registry hostname: the name, lower case, no trailing dot";
+  EXPECT_EQ(sans["cds_egress_m_cart_http_8080"], "dns:cart.shop.local")
+      << "Cloud Map: <serviceName>.<namespaceName>";
+  EXPECT_EQ(sans["cds_egress_m_ip_http_8080"], "")
+      << "an IP literal: no name rule (the proxy checks the address against IP SANs)";
+  EXPECT_EQ(sans["cds_egress_m_named_http_8080"], "dns:other.example.com")
+      << "the caller's own SANs replace the default";
+}
+
 TEST_F(CompilerTest, GatewayWithRoutesHostnamesAndRewrites) {
   mesh("m");
   node("shop", dnsNode("shop.local"));
