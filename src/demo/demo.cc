@@ -298,7 +298,7 @@ Result<lab::CommandOutput> Demo::weft(const DemoState& st, const std::vector<std
       argv.insert(argv.end(), {"--endpoint", st.api_url, "--profile", "weft", "--region", kRegion});
   }
   if (quiet) return sys_.run(argv);
-  logLine("$ " + lab::commandLine(argv));
+  logLine("$ " + formatArgv(argv));
   auto r = sys_.run(argv);
   if (!r) {
     logLine("  (could not run: " + r.error().message + ")");
@@ -455,7 +455,7 @@ Status Demo::runUp(Ctx& c) {
     makeDir(o_.cache_dir, fs::perms(0755));
     std::vector<std::string> argv = {c.examples + "/apps/crystal/build.sh",
                                      o_.cache_dir + "/crystal"};
-    logLine("$ " + lab::commandLine(argv));
+    logLine("$ " + formatArgv(argv));
     auto r = sys_.run(argv);
     if (!r) return makeError("build.sh: " + r.error().message);
     logLine(r->out + r->err);
@@ -519,7 +519,7 @@ Status Demo::runUp(Ctx& c) {
                                      // A task killed without a Goodbye leaves the rotation soon.
                                      "--proxy-stale-after", "10s"};
     DemoProcess p{"server", "", "", 0, 0, logDir() + "/server.log"};
-    logLine("$ " + lab::commandLine(argv) + "   (detached, log " + p.log + ")");
+    logLine("$ " + formatArgv(argv) + "   (detached, log " + p.log + ")");
     auto pid = sys_.spawn(argv, {}, p.log);
     if (!pid) return makeError("cannot start weft server: " + pid.error().message);
     p.pid = *pid;
@@ -685,7 +685,7 @@ Status Demo::runUp(Ctx& c) {
     lab::EnvList env = {{"HOST_IP", h.address}, {"AZ", h.zone}, {"PORT", std::to_string(kAppPort)}};
     DemoProcess p{"workload", h.host, resource, 0, 0, logDir() + "/" + h.host + ".log"};
     logLine("$ HOST_IP=" + h.address + " AZ=" + h.zone + " PORT=" + std::to_string(kAppPort) + " " +
-            lab::commandLine(argv) + "   (detached, log " + p.log + ")");
+            formatArgv(argv) + "   (detached, log " + p.log + ")");
     auto pid = sys_.spawn(argv, env, p.log);
     if (!pid) return makeError("cannot start weft run on " + h.host + ": " + pid.error().message);
     p.pid = *pid;
@@ -730,7 +730,7 @@ Status Demo::runUp(Ctx& c) {
                                      "--ports-file",
                                      state_dir_ + "/gateway.ports"};
     DemoProcess p{"gateway", "", resource, 0, 0, logDir() + "/gateway.log"};
-    logLine("$ " + lab::commandLine(argv) + "   (detached, log " + p.log + ")");
+    logLine("$ " + formatArgv(argv) + "   (detached, log " + p.log + ")");
     auto pid = sys_.spawn(argv, {}, p.log);
     if (!pid) return makeError("cannot start weft-proxy: " + pid.error().message);
     p.pid = *pid;
