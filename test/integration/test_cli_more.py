@@ -308,14 +308,14 @@ class CliMoreTest(unittest.TestCase):
         self.assertTrue(record["outputs"]["NodejsServiceArn"].startswith(
             "arn:aws:servicediscovery:us-west-2:"), record["outputs"])
 
-        # The AWS CLI sees the namespace (attached to the network) and both services.
+        # The AWS CLI sees the namespace (attached to the network) and the three services.
         namespaces = self.aws("servicediscovery", "list-namespaces")["Namespaces"]
         mine = [n for n in namespaces if n["Name"] == "appmeshworkshop.hosted.local"]
         self.assertEqual([n["Id"] for n in mine], [ns_id])
         self.assertEqual(mine[0]["Type"], "DNS_PRIVATE")
         services = self.aws("servicediscovery", "list-services", "--filters",
                             "Name=NAMESPACE_ID,Values=%s,Condition=EQ" % ns_id)["Services"]
-        self.assertEqual(sorted(s["Name"] for s in services), ["crystal", "nodejs"])
+        self.assertEqual(sorted(s["Name"] for s in services), ["crystal", "frontend", "nodejs"])
         crystal = self.aws("servicediscovery", "get-service", "--id",
                            record["outputs"]["CrystalServiceId"])["Service"]
         self.assertEqual(crystal["DnsConfig"]["DnsRecords"], [{"Type": "A", "TTL": 300}])
@@ -325,12 +325,13 @@ class CliMoreTest(unittest.TestCase):
         # weft get namespaces / services / instances
         table = self.weft("get", "namespaces")
         self.assertTrue(table.startswith("ID"), table)
-        self.assertRegex(table, r"%s\s+appmeshworkshop\.hosted\.local\s+DNS_PRIVATE\s+2\s+Z"
+        self.assertRegex(table, r"%s\s+appmeshworkshop\.hosted\.local\s+DNS_PRIVATE\s+3\s+Z"
                          % ns_id)
         svc_json = self.weft_json("get", "services", "--namespace",
                                   "appmeshworkshop.hosted.local")
         self.assertEqual(sorted((s["Name"], s["NamespaceName"]) for s in svc_json),
                          [("crystal", "appmeshworkshop.hosted.local"),
+                          ("frontend", "appmeshworkshop.hosted.local"),
                           ("nodejs", "appmeshworkshop.hosted.local")])
         self.assertRegex(self.weft("get", "services", "-n", ns_id),
                          r"crystal\s+appmeshworkshop\.hosted\.local\s+A:300\s+0\s+custom")
