@@ -23,7 +23,10 @@ namespace weft::lab {
 
 namespace {
 
-constexpr auto kCommandTimeout = std::chrono::seconds(60);
+// A command still running after this is killed. ip and iptables finish in milliseconds; the
+// demo also runs the Crystal backend's build through run() (a minute or more on a busy
+// machine; build.sh bounds the compiler itself).
+constexpr auto kCommandTimeout = std::chrono::minutes(20);
 
 std::vector<char*> cArgv(const std::vector<std::string>& argv) {
   std::vector<char*> out;

@@ -582,6 +582,8 @@ class DemoFailureTest(unittest.TestCase):
         state_file = os.path.join(self.state_dir, "demo.json")
 
         def workloads_started():
+            if p.poll() is not None:  # up failed early: stop waiting (checked below)
+                return {"exited": p.returncode}
             try:
                 with open(state_file) as f:
                     st = json.load(f)
@@ -594,6 +596,8 @@ class DemoFailureTest(unittest.TestCase):
         finally:
             p.kill()
             p.wait(30)
+        self.assertNotIn("exited", st, "`weft demo up` ended before starting two workloads; "
+                         "see %s/logs/demo.log" % self.state_dir)
         pids = [x["pid"] for x in st["processes"]]
         self.assertTrue(any(DemoTest.cmdline(pid) for pid in pids),
                         "the processes `up` started outlive it (they are detached)")
