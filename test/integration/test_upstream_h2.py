@@ -45,6 +45,7 @@ class H2Server:
       x-h2-gate: NAME         hold the answer until release(NAME)
       x-h2-goaway: 1          GOAWAY after this answer (the connection is then retired)
       x-h2-drop: 1            close the connection instead of answering
+      x-h2-reset: 1           reset the stream (INTERNAL_ERROR) instead of answering
     `refuse_next` streams are refused (RST_STREAM REFUSED_STREAM) before anything else.
     `requests` records (connection number, stream id, headers dict, body bytes, trailers dict);
     `resets` counts streams the client reset;
@@ -203,6 +204,9 @@ class H2Server:
         body = bytes(st["body"])
         with self.lock:
             self.requests.append((n, sid, hd, body, st["trailers"]))
+        if hd.get("x-h2-reset"):
+            conn.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            return
         status = hd.get("x-h2-status", "200")
         if hd.get("x-h2-body-size"):
             payload = b"x" * int(hd["x-h2-body-size"])
@@ -512,6 +516,31 @@ class Http2UpstreamTest(unittest.TestCase):
         self.assertEqual(status, 502)
         r = h.curl(p.url("/after"))
         self.assertEqual(r.status, 200, "a new connection after the lost one: %r" % r)
+
+    def test_reset_of_the_last_request_on_a_retired_cluster(self):
+        # A reload changes the cluster (its runtime is retired) while a request is in flight;
+        # the upstream then resets that stream and the client asked for Connection: close, so
+        # the session ends inside the retired runtime's HTTP/2 callback. The runtime must
+        # outlive that callback (it used to be freed under it: SIGSEGV).
+        srv = self.server()
+        p = h.Proxy(config(srv.port), name="h2up", concurrency=1).start()
+        self.addCleanup(p.stop)
+        res = {}
+        t = threading.Thread(target=lambda: res.setdefault("r", h.curl(
+            p.url("/x"), "-H", "Connection: close", "-H", "x-h2-gate: g", "-H", "x-h2-reset: 1",
+            timeout=10)))
+        t.start()
+        h.wait_until(lambda: p.metric("weft_cluster_upstream_rq_active", cluster="h2up") == 1,
+                     what="the request to be in flight")
+        p.reload(config(srv.port, connect_timeout="4s"))  # cluster changed: runtime retired
+        srv.release("g")
+        t.join(15)
+        self.assertIn("r", res, "the client got no answer")
+        self.assertEqual(res["r"].status, 502, "a reset stream: expected 502, got %r" % res["r"])
+        r = h.curl(p.url("/after"))
+        self.assertEqual(r.status, 200, "the proxy should still serve after the reset on the "
+                         "retired cluster: %r (proxy log: %s)" % (r, p.log_text(600)))
+        self.assertTrue(p.running(), "the proxy died: %s" % p.log_text(600))
 
 
 class GrpcBackend:
