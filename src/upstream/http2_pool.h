@@ -125,7 +125,8 @@ class Http2Connection final : public PoolUser, public http2::Callbacks {
   // Writes what the codec queued (deferred while feeding it), closes a retired connection
   // whose last stream ended, and re-arms the idle timer.
   void flushOut();
-  // Ends the connection: every attached stream gets onH2Close(kError, detail).
+  // Ends the connection: every attached stream gets onH2Close(kError, detail); before the
+  // peer's SETTINGS, the waiters it was opened for get onH2Failure(kConnectFailed).
   void fail(std::string_view detail);
   void closeIdle();
   Http2StreamUser* userOf(int32_t stream_id) const;

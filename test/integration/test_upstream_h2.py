@@ -542,6 +542,58 @@ class Http2UpstreamTest(unittest.TestCase):
                          "retired cluster: %r (proxy log: %s)" % (r, p.log_text(600)))
         self.assertTrue(p.running(), "the proxy died: %s" % p.log_text(600))
 
+    def test_upstream_that_does_not_speak_http2_fails_the_request_at_once(self):
+        # The connection dies before the peer's SETTINGS: an HTTP/1.1 server (codec error) or
+        # one that closes after accept. The waiting request fails like a connect failure (503,
+        # retried on connect-failure) instead of waiting for the route timeout (or forever).
+        class CloseAtOnce:
+            def __init__(self):
+                self.sock = socket.socket()
+                self.sock.bind(("127.0.0.1", 0))
+                self.sock.listen(16)
+                self.port = self.sock.getsockname()[1]
+                self.accepted = 0
+                threading.Thread(target=self.run, daemon=True).start()
+
+            def run(self):
+                while True:
+                    try:
+                        c, _ = self.sock.accept()
+                    except OSError:
+                        return
+                    self.accepted += 1
+                    try:
+                        c.recv(100)
+                    except OSError:
+                        pass
+                    c.close()
+
+        closer = CloseAtOnce()
+        self.addCleanup(closer.sock.close)
+        http1 = h.Backend()
+        self.addCleanup(http1.close)
+        for what, port in (("closes after accept", closer.port),
+                           ("speaks HTTP/1.1", http1.port)):
+            c = h.cluster("h2up", [port], protocol="HTTP2")
+            route = h.route_to("h2up", timeout="0s",
+                               retry_policy={"max_retries": 1,
+                                             "tcp_retry_events": ["connection-error"]})
+            cfg = {"node": "it", "admin": h.admin_cfg(), "drain_time": "1s",
+                   "listeners": [h.listener("main", [route])], "clusters": [c]}
+            p = h.Proxy(cfg, name="h2up", concurrency=1).start()
+            self.addCleanup(p.stop)
+            started = time.monotonic()
+            r = h.curl(p.url("/x"), timeout=10)
+            elapsed = time.monotonic() - started
+            self.assertEqual(r.status, 503, "upstream %s: expected 503 at once, got %r after "
+                             "%.1fs" % (what, r, elapsed))
+            self.assertLess(elapsed, 3.0, "upstream %s: the request waited" % what)
+            self.assertEqual(p.metric("weft_cluster_upstream_rq_retry_total", cluster="h2up"),
+                             1, "upstream %s: expected one connect-failure retry" % what)
+            self.assertEqual(p.metric("weft_cluster_upstream_rq_pending_active",
+                                      cluster="h2up"), 0, "upstream %s: a waiter is left" % what)
+            p.stop()
+
 
 class GrpcBackend:
     """A gRPC server (python3-grpcio, generic handlers on raw bytes) for service test.Echo:
