@@ -169,8 +169,9 @@ class H2Server:
                 if gate and not self.gate(gate).is_set():
                     continue
                 waiting.remove(sid)
+                goaway = st["headers"].get("x-h2-goaway")  # _answer may clear st
                 self._answer(conn, n, sid, st, outgoing)
-                if st["headers"].get("x-h2-goaway"):
+                if goaway:
                     goaway_after.add(sid)
             for sid in list(outgoing):
                 body, trailers = outgoing[sid]
@@ -593,6 +594,23 @@ class Http2UpstreamTest(unittest.TestCase):
             self.assertEqual(p.metric("weft_cluster_upstream_rq_pending_active",
                                       cluster="h2up"), 0, "upstream %s: a waiter is left" % what)
             p.stop()
+
+    def test_empty_response_ended_on_its_headers_is_framed_for_http1(self):
+        # The h2 upstream ends the stream on HEADERS with no content-length: the HTTP/1.1
+        # client must get content-length: 0 (no framing left it waiting for a body), and the
+        # connection stays usable for the next request.
+        srv = self.server()
+        p = self.start(srv)
+        empty = ("-H", "x-h2-body-size: 0", "-H", "x-h2-no-length: 1")
+        r = h.curl(p.url("/empty"), *empty, "--next", p.url("/empty2"), *empty, timeout=5)
+        self.assertEqual(r.rc, 0, "two empty responses on one keep-alive connection: %r" % r)
+        heads = [(st, hd.get("content-length"), hd.get("transfer-encoding"))
+                 for st, hd in r.all_heads]
+        self.assertEqual(heads, [(200, "0", None), (200, "0", None)],
+                         "expected two 200s with content-length: 0, got %r" % heads)
+        r = h.curl(p.url("/nc"), "-H", "x-h2-status: 204", "-H", "x-h2-body-size: 0",
+                   "-H", "x-h2-no-length: 1")
+        self.assertEqual((r.status, r.headers.get("content-length")), (204, None), r)
 
 
 class GrpcBackend:
