@@ -103,6 +103,8 @@ void Http2Connection::onUpstreamReady(PooledConnection& conn) {
   }
   http2::Options o;
   o.output_high_watermark = net::Connection::kHighWatermark + 1;
+  // Streams share the connection: one slow client must not stall the others' responses.
+  o.connection_window_on_arrival = true;
   auto codec = http2::Codec::create(http2::Mode::kClient, o, *this, conn.connection().output(),
                                     pool_.time_, pool_.stats_);
   if (!codec) {

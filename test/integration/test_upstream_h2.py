@@ -612,6 +612,27 @@ class Http2UpstreamTest(unittest.TestCase):
                    "-H", "x-h2-no-length: 1")
         self.assertEqual((r.status, r.headers.get("content-length")), (204, None), r)
 
+    def test_slow_clients_do_not_stall_the_shared_upstream_connection(self):
+        # Four HTTP/1 clients that never read hold their streams' windows on the one upstream
+        # connection; another client's response on that connection must still flow (the
+        # connection window used to be returned only when the slow clients drained).
+        srv = self.server()
+        p = self.start(srv)
+        slow = []
+        for i in range(4):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", p.port()))
+            self.addCleanup(s.close)
+            s.sendall(b"GET /slow%d HTTP/1.1\r\nHost: x\r\nx-h2-body-size: 16000000\r\n\r\n" % i)
+            slow.append(s)
+        h.wait_until(lambda: p.metric("weft_cluster_upstream_rq_active", cluster="h2up") == 4,
+                     what="the four slow requests to be in flight")
+        r = h.curl(p.url("/fast"), "-H", "x-h2-body-size: 300000", timeout=10)
+        self.assertEqual((r.rc, r.status, len(r.body)), (0, 200, 300000),
+                         "the fast client's response behind four slow readers: %r" % r)
+        self.assertEqual(srv.connections, 1, "expected all streams on one upstream connection")
+
 
 class GrpcBackend:
     """A gRPC server (python3-grpcio, generic handlers on raw bytes) for service test.Echo:
