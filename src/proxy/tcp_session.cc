@@ -10,7 +10,8 @@ TcpSession::TcpSession(Worker& worker, std::unique_ptr<net::Connection> conn,
     : worker_(worker),
       conn_(std::move(conn)),
       listener_(std::move(listener)),
-      relay_(worker.loop().timers(), [this] { onIdleTimeout(); }) {
+      relay_(worker.loop().timers(), [this] { onIdleTimeout(); }),
+      connect_timer_(worker.loop().timers(), [this] { onIdleTimeout(); }) {
   conn_->setCallbacks(this);
   listener_->stats.cx_total->inc();
   listener_->stats.cx_active->add();
@@ -58,6 +59,7 @@ void TcpSession::start(std::optional<net::Address> fixed_target) {
     case upstream::ConnPool::Acquire::kPending:
       waiting_pool_ = true;
       cluster_->stats.rq_pending_active->add();
+      if (listener_->tcp_idle_timeout.count() > 0) connect_timer_.arm(listener_->tcp_idle_timeout);
       return;
     case upstream::ConnPool::Acquire::kOverflow:
       cluster_->stats.rq_pending_overflow->inc();
@@ -98,6 +100,7 @@ void TcpSession::onUpstreamReady(upstream::PooledConnection& up) {
     waiting_pool_ = false;
     cluster_->stats.rq_pending_active->sub();
   }
+  connect_timer_.disarm();
   if (up.uses() == 1 && up.connection().peer().secure) cluster_->stats.ssl_handshake->inc();
   relay_.start(*conn_, *cluster_rt_->pool, up, listener_->tcp_idle_timeout);
   if (client_gone_) {
@@ -146,6 +149,7 @@ void TcpSession::onIdleTimeout() {
 void TcpSession::finish(bool flush_downstream) {
   if (done_) return;
   done_ = true;
+  connect_timer_.disarm();
   if (waiting_pool_) {
     cluster_rt_->pool->cancel(*this);
     waiting_pool_ = false;

@@ -73,6 +73,9 @@ class TcpSession final : public Session,
   const upstream::Host* host_ = nullptr;
   std::optional<upstream::Host> fixed_host_;
   ByteRelay relay_;  // holds the upstream connection once it is ready
+  // The connect phase (waiting in the pool's queue, connecting) is bounded by the idle
+  // timeout too; ByteRelay's own timer takes over once connected.
+  Timer connect_timer_;
   bool waiting_pool_ = false;
   bool done_ = false;
   bool client_gone_ = false;  // closed (with bytes to deliver) before the upstream connected

@@ -374,10 +374,15 @@ void Worker::apply(SnapshotPtr snapshot) {
 void Worker::pruneRetired() {
   // A retired cluster runtime is freed once no session is mid-request (simple and safe: sessions
   // reference runtimes only while a request is in flight).
+  // Freed through the deferred-delete list, never here: pruneRetired() runs from sessionClosed(),
+  // which may be inside a callback of the very runtime's pool or HTTP/2 connection (a stream
+  // reset closing the last session); the runtime must outlive that call stack.
   bool busy = false;
   for (auto& s : sessions_)
     if (!s->idle()) busy = true;
-  if (!busy) retired_.clear();
+  if (busy) return;
+  for (auto& h : retired_) loop_.deferDelete(std::move(h));
+  retired_.clear();
 }
 
 }  // namespace weft::proxy

@@ -103,6 +103,8 @@ void Http2Connection::onUpstreamReady(PooledConnection& conn) {
   }
   http2::Options o;
   o.output_high_watermark = net::Connection::kHighWatermark + 1;
+  // Streams share the connection: one slow client must not stall the others' responses.
+  o.connection_window_on_arrival = true;
   auto codec = http2::Codec::create(http2::Mode::kClient, o, *this, conn.connection().output(),
                                     pool_.time_, pool_.stats_);
   if (!codec) {
@@ -183,6 +185,10 @@ void Http2Connection::fail(std::string_view detail) {
   if (state_ == State::kDead) return;
   log::debug("http2",
              address_string_ + ": closing the upstream connection (" + std::string(detail) + ")");
+  // Dying before the peer's SETTINGS (it closed, or does not speak HTTP/2): no stream was put
+  // on it, and the waiters it was opened for fail as on a connect failure (retry, outlier
+  // signal, 503) instead of waiting for a connection that will not come.
+  bool unsettled = !settled_;
   state_ = State::kDead;
   idle_timer_.disarm();
   if (codec_) {
@@ -201,7 +207,19 @@ void Http2Connection::fail(std::string_view detail) {
     pc->connection().flush();  // the GOAWAY; the close waits for the output to be written
     pool_.pool_.releaseAfterFlush(*pc);
   }
+  if (unsettled) {
+    pool_.onConnectFailed(*this, net::CloseReason::kConnectFailed, why, nullptr);
+    return;
+  }
   pool_.destroy(*this);
+  // Waiters counting on this connection's free slots get another connection (after the
+  // caller's stack unwinds: we may be inside a codec or pool callback).
+  if (!pool_.pending_.empty()) {
+    pool_.loop_.post(
+        [alive = std::weak_ptr<char>(pool_.alive_), &pool = pool_, key = address_string_] {
+          if (!alive.expired()) pool.servePending(key);
+        });
+  }
 }
 
 void Http2Connection::onHeaders(int32_t stream_id, const http2::HeaderBlock& block) {

@@ -15,8 +15,10 @@
 // last stream ends; the streams the peer did not process close as kRefused (safe to retry:
 // the `stream-error` retry event). A connection without streams closes after idle_timeout.
 //
-// Flow control: response DATA given to a user counts against the stream's and the connection's
-// receive windows until the user hands it back with consume(); sendData returns false when the
+// Flow control: response DATA given to a user counts against the stream's receive window until
+// the user hands it back with consume(); the connection's window is credited as DATA arrives
+// (http2::Options::connection_window_on_arrival), so a slow user stalls only its own stream and
+// the bytes held for users stay below streams x stream window. sendData returns false when the
 // stream's send buffer is full, and onH2Writable says when to go on (http2::Codec).
 //
 // Single-threaded: one worker's loop; users are that worker's sessions.
@@ -125,7 +127,8 @@ class Http2Connection final : public PoolUser, public http2::Callbacks {
   // Writes what the codec queued (deferred while feeding it), closes a retired connection
   // whose last stream ended, and re-arms the idle timer.
   void flushOut();
-  // Ends the connection: every attached stream gets onH2Close(kError, detail).
+  // Ends the connection: every attached stream gets onH2Close(kError, detail); before the
+  // peer's SETTINGS, the waiters it was opened for get onH2Failure(kConnectFailed).
   void fail(std::string_view detail);
   void closeIdle();
   Http2StreamUser* userOf(int32_t stream_id) const;

@@ -69,7 +69,10 @@ ConnPool::ConnPool(net::EventLoop& loop, PoolLimits limits, TransportFactory fac
     : loop_(loop), limits_(limits), factory_(std::move(factory)), stats_(std::move(stats)) {}
 
 ConnPool::~ConnPool() {
-  // Users are gone by now (the worker tears streams down first); just close sockets.
+  // Users are gone by now (the worker tears streams down first); just close sockets. Closing a
+  // flushing connection runs its flushed-close callback: with the pool's token gone it does
+  // nothing (it would release the connection into this half-destroyed pool).
+  alive_.reset();
   for (auto& c : conns_) {
     c->conn_->close(false);
     if (stats_.cx_active) stats_.cx_active->sub();
@@ -172,7 +175,8 @@ void ConnPool::releaseAfterFlush(PooledConnection& c) {
   }
   c.state_ = PooledConnection::State::kFlushing;
   c.timer_.arm(limits_.idle_timeout);  // an upstream that never reads is cut off
-  c.conn_->closeAfterFlush([this, &c] {
+  c.conn_->closeAfterFlush([this, &c, alive = std::weak_ptr<char>(alive_)] {
+    if (alive.expired()) return;  // run by ~ConnPool, which frees the connection itself
     c.timer_.disarm();
     c.state_ = PooledConnection::State::kBusy;
     release(c, false);

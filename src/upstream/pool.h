@@ -160,6 +160,9 @@ class ConnPool {
   // Idle connections by host address string, most recently used at the back.
   std::unordered_map<std::string, std::vector<PooledConnection*>> idle_;
   std::list<Waiter> pending_;
+  // Expires when the destructor starts: callbacks run by the connections it closes then do
+  // nothing (see releaseAfterFlush).
+  std::shared_ptr<char> alive_ = std::make_shared<char>();
 };
 
 }  // namespace weft::upstream

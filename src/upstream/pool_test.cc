@@ -214,5 +214,42 @@ TEST_F(PoolTest, FreshWaiterAtTheCapEvictsAnIdleConnectionInsteadOfTakingIt) {
   pool.release(*c.ready, false);
 }
 
+// A pool destroyed (cluster retired by a reload, or shutdown) while a relay's connection is
+// still flushing towards its close: the destructor closes it without running the release that
+// the flushed-close callback would do (it used to erase from conns_ under the destructor's loop
+// and count the connection out of cx_active twice).
+TEST(PoolDestructorTest, DestroyWhileAConnectionIsFlushing) {
+  SimTimeSource time;
+  net::EventLoop loop(time);
+  Listener listener;
+  Host host(listener.addr);
+  PoolLimits l;
+  l.max_connections = 4;
+  l.idle_timeout = seconds(30);
+  PoolStats ps;
+  ps.cx_active = std::make_shared<stats::Gauge>(1);
+  auto pool = std::make_unique<ConnPool>(
+      loop, l, [](int fd, const Host&) { return net::makePlainTransport(fd); }, ps);
+  User u;
+  PooledConnection* out = nullptr;
+  std::string err;
+  ASSERT_EQ(pool->acquire(host, u, out, err), ConnPool::Acquire::kPending) << err;
+  auto deadline = std::chrono::steady_clock::now() + seconds(2);
+  while (!u.ready && std::chrono::steady_clock::now() < deadline) {
+    loop.runOnce(milliseconds(10));
+    listener.acceptAll();
+  }
+  ASSERT_NE(u.ready, nullptr) << "connection never became ready";
+  // The peer never reads: 16 MiB cannot all be written, so the close waits for the flush.
+  u.ready->connection().output().append(std::string(16 << 20, 'x'));
+  u.ready->connection().flush();
+  ASSERT_GT(u.ready->connection().pendingOutput(), 0u) << "expected output still queued";
+  pool->releaseAfterFlush(*u.ready);
+  EXPECT_EQ(ps.cx_active->value(), 1);
+  pool.reset();
+  EXPECT_EQ(ps.cx_active->value(), 0) << "cx_active after the pool is gone";
+  loop.runOnce(milliseconds(1));
+}
+
 }  // namespace
 }  // namespace weft::upstream

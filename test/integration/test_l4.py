@@ -117,6 +117,46 @@ class TcpProxyTest(unittest.TestCase):
         self.assertEqual(p.metric("weft_listener_downstream_cx_idle_timeout_total", listener="tcp"),
                          1)
 
+    def test_client_waiting_for_a_pool_slot_is_bounded_by_the_idle_timeout(self):
+        # max_connections 1 and one busy relay: the second client waits in the pool's queue,
+        # and the idle timeout ends that wait (it used to wait forever, neither served nor
+        # closed).
+        cfg = tcp_config(self.echo.port, idle="0.5s")
+        cfg["clusters"][0]["max_connections"] = 1
+        p = self.start(cfg)
+        a = socket.create_connection(("127.0.0.1", p.port("tcp")))
+        self.addCleanup(a.close)
+        a.sendall(b"a")
+        self.assertEqual(recv_exactly(a, 1, timeout=5), b"a")
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+
+        def keep_busy():  # traffic on the first relay, so its own idle timeout never fires
+            try:
+                while not stop.wait(0.1):
+                    a.sendall(b"a")
+                    recv_exactly(a, 1, timeout=5)
+            except OSError:
+                pass
+        threading.Thread(target=keep_busy, daemon=True).start()
+        b = socket.create_connection(("127.0.0.1", p.port("tcp")))
+        self.addCleanup(b.close)
+        b.sendall(b"b")
+        started = time.monotonic()
+        b.settimeout(10)
+        try:
+            got = b.recv(10)
+        except ConnectionResetError:
+            got = b""
+        elapsed = time.monotonic() - started
+        stop.set()
+        self.assertEqual(got, b"", "the waiting client should be closed, got %r" % got)
+        self.assertLess(elapsed, 5.0, "the wait was not bounded by the 0.5s idle timeout")
+        self.assertEqual(self.echo.connections, 1, "the second client got an upstream")
+        self.assertEqual(p.metric("weft_listener_downstream_cx_idle_timeout_total", listener="tcp"),
+                         1)
+        self.assertEqual(p.metric("weft_cluster_upstream_rq_pending_active", cluster="echo"), 0)
+
     def test_upstream_refusing_closes_the_client_and_counts(self):
         dead = socket.socket()
         dead.bind(("127.0.0.1", 0))

@@ -45,6 +45,7 @@ class H2Server:
       x-h2-gate: NAME         hold the answer until release(NAME)
       x-h2-goaway: 1          GOAWAY after this answer (the connection is then retired)
       x-h2-drop: 1            close the connection instead of answering
+      x-h2-reset: 1           reset the stream (INTERNAL_ERROR) instead of answering
     `refuse_next` streams are refused (RST_STREAM REFUSED_STREAM) before anything else.
     `requests` records (connection number, stream id, headers dict, body bytes, trailers dict);
     `resets` counts streams the client reset;
@@ -168,8 +169,9 @@ class H2Server:
                 if gate and not self.gate(gate).is_set():
                     continue
                 waiting.remove(sid)
+                goaway = st["headers"].get("x-h2-goaway")  # _answer may clear st
                 self._answer(conn, n, sid, st, outgoing)
-                if st["headers"].get("x-h2-goaway"):
+                if goaway:
                     goaway_after.add(sid)
             for sid in list(outgoing):
                 body, trailers = outgoing[sid]
@@ -203,6 +205,9 @@ class H2Server:
         body = bytes(st["body"])
         with self.lock:
             self.requests.append((n, sid, hd, body, st["trailers"]))
+        if hd.get("x-h2-reset"):
+            conn.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            return
         status = hd.get("x-h2-status", "200")
         if hd.get("x-h2-body-size"):
             payload = b"x" * int(hd["x-h2-body-size"])
@@ -512,6 +517,121 @@ class Http2UpstreamTest(unittest.TestCase):
         self.assertEqual(status, 502)
         r = h.curl(p.url("/after"))
         self.assertEqual(r.status, 200, "a new connection after the lost one: %r" % r)
+
+    def test_reset_of_the_last_request_on_a_retired_cluster(self):
+        # A reload changes the cluster (its runtime is retired) while a request is in flight;
+        # the upstream then resets that stream and the client asked for Connection: close, so
+        # the session ends inside the retired runtime's HTTP/2 callback. The runtime must
+        # outlive that callback (it used to be freed under it: SIGSEGV).
+        srv = self.server()
+        p = h.Proxy(config(srv.port), name="h2up", concurrency=1).start()
+        self.addCleanup(p.stop)
+        res = {}
+        t = threading.Thread(target=lambda: res.setdefault("r", h.curl(
+            p.url("/x"), "-H", "Connection: close", "-H", "x-h2-gate: g", "-H", "x-h2-reset: 1",
+            timeout=10)))
+        t.start()
+        h.wait_until(lambda: p.metric("weft_cluster_upstream_rq_active", cluster="h2up") == 1,
+                     what="the request to be in flight")
+        p.reload(config(srv.port, connect_timeout="4s"))  # cluster changed: runtime retired
+        srv.release("g")
+        t.join(15)
+        self.assertIn("r", res, "the client got no answer")
+        self.assertEqual(res["r"].status, 502, "a reset stream: expected 502, got %r" % res["r"])
+        r = h.curl(p.url("/after"))
+        self.assertEqual(r.status, 200, "the proxy should still serve after the reset on the "
+                         "retired cluster: %r (proxy log: %s)" % (r, p.log_text(600)))
+        self.assertTrue(p.running(), "the proxy died: %s" % p.log_text(600))
+
+    def test_upstream_that_does_not_speak_http2_fails_the_request_at_once(self):
+        # The connection dies before the peer's SETTINGS: an HTTP/1.1 server (codec error) or
+        # one that closes after accept. The waiting request fails like a connect failure (503,
+        # retried on connect-failure) instead of waiting for the route timeout (or forever).
+        class CloseAtOnce:
+            def __init__(self):
+                self.sock = socket.socket()
+                self.sock.bind(("127.0.0.1", 0))
+                self.sock.listen(16)
+                self.port = self.sock.getsockname()[1]
+                self.accepted = 0
+                threading.Thread(target=self.run, daemon=True).start()
+
+            def run(self):
+                while True:
+                    try:
+                        c, _ = self.sock.accept()
+                    except OSError:
+                        return
+                    self.accepted += 1
+                    try:
+                        c.recv(100)
+                    except OSError:
+                        pass
+                    c.close()
+
+        closer = CloseAtOnce()
+        self.addCleanup(closer.sock.close)
+        http1 = h.Backend()
+        self.addCleanup(http1.close)
+        for what, port in (("closes after accept", closer.port),
+                           ("speaks HTTP/1.1", http1.port)):
+            c = h.cluster("h2up", [port], protocol="HTTP2")
+            route = h.route_to("h2up", timeout="0s",
+                               retry_policy={"max_retries": 1,
+                                             "tcp_retry_events": ["connection-error"]})
+            cfg = {"node": "it", "admin": h.admin_cfg(), "drain_time": "1s",
+                   "listeners": [h.listener("main", [route])], "clusters": [c]}
+            p = h.Proxy(cfg, name="h2up", concurrency=1).start()
+            self.addCleanup(p.stop)
+            started = time.monotonic()
+            r = h.curl(p.url("/x"), timeout=10)
+            elapsed = time.monotonic() - started
+            self.assertEqual(r.status, 503, "upstream %s: expected 503 at once, got %r after "
+                             "%.1fs" % (what, r, elapsed))
+            self.assertLess(elapsed, 3.0, "upstream %s: the request waited" % what)
+            self.assertEqual(p.metric("weft_cluster_upstream_rq_retry_total", cluster="h2up"),
+                             1, "upstream %s: expected one connect-failure retry" % what)
+            self.assertEqual(p.metric("weft_cluster_upstream_rq_pending_active",
+                                      cluster="h2up"), 0, "upstream %s: a waiter is left" % what)
+            p.stop()
+
+    def test_empty_response_ended_on_its_headers_is_framed_for_http1(self):
+        # The h2 upstream ends the stream on HEADERS with no content-length: the HTTP/1.1
+        # client must get content-length: 0 (no framing left it waiting for a body), and the
+        # connection stays usable for the next request.
+        srv = self.server()
+        p = self.start(srv)
+        empty = ("-H", "x-h2-body-size: 0", "-H", "x-h2-no-length: 1")
+        r = h.curl(p.url("/empty"), *empty, "--next", p.url("/empty2"), *empty, timeout=5)
+        self.assertEqual(r.rc, 0, "two empty responses on one keep-alive connection: %r" % r)
+        heads = [(st, hd.get("content-length"), hd.get("transfer-encoding"))
+                 for st, hd in r.all_heads]
+        self.assertEqual(heads, [(200, "0", None), (200, "0", None)],
+                         "expected two 200s with content-length: 0, got %r" % heads)
+        r = h.curl(p.url("/nc"), "-H", "x-h2-status: 204", "-H", "x-h2-body-size: 0",
+                   "-H", "x-h2-no-length: 1")
+        self.assertEqual((r.status, r.headers.get("content-length")), (204, None), r)
+
+    def test_slow_clients_do_not_stall_the_shared_upstream_connection(self):
+        # Four HTTP/1 clients that never read hold their streams' windows on the one upstream
+        # connection; another client's response on that connection must still flow (the
+        # connection window used to be returned only when the slow clients drained).
+        srv = self.server()
+        p = self.start(srv)
+        slow = []
+        for i in range(4):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", p.port()))
+            self.addCleanup(s.close)
+            s.sendall(b"GET /slow%d HTTP/1.1\r\nHost: x\r\nx-h2-body-size: 16000000\r\n\r\n" % i)
+            slow.append(s)
+        h.wait_until(lambda: p.metric("weft_cluster_upstream_rq_active", cluster="h2up") == 4,
+                     what="the four slow requests to be in flight")
+        r = h.curl(p.url("/fast"), "-H", "x-h2-body-size: 300000", timeout=10)
+        self.assertEqual((r.rc, r.status, len(r.body)), (0, 200, 300000),
+                         "the fast client's response behind four slow readers: %r" % r)
+        self.assertEqual(srv.connections, 1, "expected all streams on one upstream connection")
 
 
 class GrpcBackend:

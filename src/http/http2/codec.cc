@@ -206,6 +206,7 @@ class Codec::Glue {
       nghttp2_session_consume(session, stream_id, len);
       return 0;
     }
+    if (c.options_.connection_window_on_arrival) nghttp2_session_consume_connection(session, len);
     c.callbacks_.onData(stream_id, {reinterpret_cast<const char*>(data), len});
     return 0;
   }
@@ -827,7 +828,11 @@ Status Codec::resetStream(int32_t stream_id, uint32_t error_code) {
 
 void Codec::consume(int32_t stream_id, size_t n) {
   if (dead_ || n == 0) return;
-  nghttp2_session_consume(session_, stream_id, n);
+  if (options_.connection_window_on_arrival) {
+    nghttp2_session_consume_stream(session_, stream_id, n);  // no-op once the stream is gone
+  } else {
+    nghttp2_session_consume(session_, stream_id, n);
+  }
   flush();
 }
 

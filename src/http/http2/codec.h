@@ -93,6 +93,11 @@ struct Options {
   uint32_t initial_stream_window = 256 * 1024;
   // Connection receive window (raised from 65535 by a WINDOW_UPDATE right after SETTINGS).
   uint32_t initial_connection_window = 1024 * 1024;
+  // true: received DATA is credited back to the connection window as it arrives and consume()
+  // reopens only the stream's window. Slow readers of some streams then cannot stall the others
+  // on the same connection (head-of-line); what the caller holds unconsumed stays bounded by
+  // open streams x initial_stream_window.
+  bool connection_window_on_arrival = false;
   // SETTINGS_MAX_HEADER_LIST_SIZE, enforced on every received header block (RFC 9113 §6.5.2:
   // name + value + 32 per field). Same default as the HTTP/1 listener (max_request_headers_kb).
   uint32_t max_header_list_bytes = 60 * 1024;
@@ -255,7 +260,8 @@ class Codec {
   // Sends RST_STREAM(error_code); onStreamClose(kLocalReset) follows when it is written.
   Status resetStream(int32_t stream_id, uint32_t error_code = kCancel);
   // Returns n received body bytes of the stream to the flow-control windows (see the file
-  // comment). Valid for closed streams too: then only the connection window is credited.
+  // comment). Valid for closed streams too: then only the connection window is credited (with
+  // Options::connection_window_on_arrival it was credited on arrival: only the stream's is).
   void consume(int32_t stream_id, size_t n);
 
   // Server: GOAWAY(2^31-1) announcing shutdown; streams keep coming until drain(). Optional

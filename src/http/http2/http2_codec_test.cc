@@ -173,6 +173,54 @@ TEST(CodecFlowControlTest, SlowReaderStopsTheSenderUntilConsumed) {
   EXPECT_GT(rounds, 10u) << "expected many window-sized rounds for 1 MiB over a 64 KiB window";
 }
 
+// Several streams with slow readers on one connection: with the connection window credited on
+// arrival, each stream still gets its full stream window although nothing was consumed (no
+// head-of-line stall), and no stream goes past its own window.
+TEST(CodecFlowControlTest, ConnectionWindowOnArrivalAvoidsHeadOfLineStall) {
+  for (bool on_arrival : {false, true}) {
+    SCOPED_TRACE(on_arrival ? "connection window credited on arrival" : "credited on consume");
+    Options o;
+    o.initial_stream_window = 65535;
+    o.initial_connection_window = 65535;
+    o.connection_window_on_arrival = on_arrival;
+    Peer client(Mode::kClient, o);
+    Peer server(Mode::kServer);
+    client.rec.auto_consume = false;
+    const std::string body(100'000, 'y');
+    server.rec.on_end = [&](int32_t id) {
+      ASSERT_TRUE(server.codec->submitResponse(id, 200, {}, false));
+      ASSERT_TRUE(server.codec->sendData(id, body, true));
+    };
+    std::vector<int32_t> ids;
+    for (int i = 0; i < 4; ++i) {
+      auto id = client.codec->submitRequest(get("/s" + std::to_string(i)), true);
+      ASSERT_TRUE(id);
+      ids.push_back(*id);
+    }
+    pump(client, server);
+    size_t full = 0;
+    for (int32_t id : ids) {
+      size_t got = client.rec.streams[id].body.size();
+      EXPECT_LE(got, 65535u) << "stream " << id << " went past its window";
+      if (got == 65535u) ++full;
+    }
+    if (on_arrival) {
+      EXPECT_EQ(full, ids.size()) << "every stream should get its whole window unconsumed";
+    } else {
+      EXPECT_EQ(client.rec.unconsumed, 65535u) << "the connection window bounds all streams";
+    }
+    // Consuming reopens the streams' windows: everything arrives.
+    for (int round = 0; round < 100 && client.rec.unconsumed > 0; ++round) {
+      client.rec.consumeAll();
+      pump(client, server);
+    }
+    for (int32_t id : ids) {
+      EXPECT_EQ(client.rec.streams[id].body.size(), body.size()) << "stream " << id;
+      EXPECT_TRUE(client.rec.streams[id].ended) << "stream " << id;
+    }
+  }
+}
+
 TEST(CodecFlowControlTest, SendBufferWatermarkAndWritableCallback) {
   Options o;
   o.stream_send_high_watermark = 100'000;

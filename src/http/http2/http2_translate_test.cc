@@ -149,6 +149,26 @@ TEST(TranslateTest, ResponsesBothWays) {
   EXPECT_EQ(out, "HTTP/1.1 404 Not Found\r\ncontent-length: 5\r\n\r\n");
 }
 
+// END_STREAM on the response HEADERS without content-length (an empty 200, a gRPC trailers-only
+// reply): HTTP/1 gets an explicit empty body, except where a status never has one.
+TEST(TranslateTest, EndStreamOnHeadersIsAnEmptyFramedBody) {
+  HeaderBlock b;
+  b.kind = HeadersKind::kResponse;
+  b.status = 200;
+  b.end_stream = true;
+  http1::ResponseHead h = responseToHttp1(b);
+  EXPECT_EQ(h.body_kind, http1::BodyKind::kContentLength)
+      << "an empty 200 must be framed, else the HTTP/1 client cannot find its end";
+  EXPECT_EQ(h.content_length, 0u);
+  for (int status : {204, 304, 103}) {
+    b.status = status;
+    EXPECT_EQ(responseToHttp1(b).body_kind, http1::BodyKind::kNone) << "status " << status;
+  }
+  b.status = 200;
+  b.end_stream = false;
+  EXPECT_EQ(responseToHttp1(b).body_kind, http1::BodyKind::kChunked);
+}
+
 // HTTP/1 request -> HTTP/2 (client codec) -> server codec -> HTTP/1 again: same request.
 TEST(TranslateTest, RoundTripThroughTwoCodecs) {
   auto p = parse(

@@ -203,9 +203,15 @@ http1::ResponseHead responseToHttp1(const HeaderBlock& block) {
   }
   if (h.has_content_length) {
     h.body_kind = http1::BodyKind::kContentLength;
+  } else if (h.interim || (block.end_stream && (block.status == 204 || block.status == 304))) {
+    h.body_kind = http1::BodyKind::kNone;  // never a body, so no framing
+  } else if (block.end_stream) {
+    // END_STREAM on the HEADERS: an empty body, which HTTP/1 must frame (content-length: 0),
+    // else the client cannot tell where it ends. (A HEAD response is the caller's to mark kNone.)
+    h.body_kind = http1::BodyKind::kContentLength;
+    h.content_length = 0;
   } else {
-    h.body_kind =
-        block.end_stream || h.interim ? http1::BodyKind::kNone : http1::BodyKind::kChunked;
+    h.body_kind = http1::BodyKind::kChunked;
   }
   return h;
 }
