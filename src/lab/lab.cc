@@ -146,6 +146,28 @@ class Lab::Session {
 
   std::ostream& out() { return out_; }
 
+  // ---- the namespace markers (layout.h): the lab's proof that it made a namespace
+
+  std::string markerDir() const { return namespaceMarkerDir(lab_.state_dir_, state.name); }
+
+  // Writes `ns`'s marker; called after the namespace is journaled and before it is created.
+  Status mark(const std::string& ns) {
+    if (auto s = sys_.makeDirs(markerDir(), 0755); !s) return s;
+    return sys_.writeFile(markerDir() + "/" + ns, state.name + "\n", 0644);
+  }
+
+  // The namespaces whose marker names this lab: "<lab>-<name>" files holding the lab's name.
+  std::set<std::string> markedNamespaces() {
+    std::set<std::string> out;
+    std::string prefix = state.name + "-";
+    for (const std::string& f : sys_.listDir(markerDir())) {
+      if (!startsWith(f, prefix) || !validateLabName(f.substr(prefix.size()))) continue;
+      auto text = sys_.readFile(markerDir() + "/" + f);
+      if (text && trimSpace(*text) == state.name) out.insert(f);
+    }
+    return out;
+  }
+
   // ---- what is there now
 
   std::set<std::string> namespaces() {
@@ -287,6 +309,7 @@ class Lab::Session {
       out_ << "creating network " << n.name << " (" << n.cidr.str() << "), router namespace " << r
            << "...\n";
       if (auto s = journal(object(ObjectKind::kNamespace, "", r)); !s) return s;
+      if (auto s = mark(r); !s) return s;
       for (auto argv : std::vector<std::vector<std::string>>{
                {"ip", "netns", "add", r},
                {"ip", "-n", r, "link", "set", "lo", "up"},
@@ -334,6 +357,7 @@ class Lab::Session {
       out_ << "creating host " << h.name << " (" << formatIpv4(h.address) << " in " << sub->name
            << (sub->zone.empty() ? "" : ", " + sub->zone) << "), namespace " << hn << "...\n";
       if (auto s = journal(object(ObjectKind::kNamespace, "", hn)); !s) return s;
+      if (auto s = mark(hn); !s) return s;
       if (auto s = cmd({"ip", "netns", "add", hn}); !s) return s;
       if (auto s = cmd({"ip", "-n", hn, "link", "set", "lo", "up"}); !s) return s;
       if (auto s = journal(object(ObjectKind::kLink, r, port)); !s) return s;
@@ -391,20 +415,14 @@ class Lab::Session {
 
   // ---- tearing down
 
-  // Every namespace that may be this lab's: journaled, derived from the topology, and (the
-  // sweep) any "<lab>-<name>" namespace that no other lab in the state directory claims.
+  // The namespaces this lab made: the journal's and those carrying its marker (never a
+  // namespace merely named like the lab's: `down` must not touch what it did not make). A
+  // namespace another lab in the state directory derives is never this lab's.
   std::set<std::string> candidateNamespaces() {
-    std::set<std::string> out;
+    std::set<std::string> out = markedNamespaces();
     for (const LabObject& o : state.objects)
       if (o.kind == ObjectKind::kNamespace) out.insert(o.name);
-    for (std::string& n : derivedNamespaces(state.name, state.topology)) out.insert(std::move(n));
-    std::set<std::string> claimed = lab_.claimedByOthers(state.name);
-    std::string prefix = state.name + "-";
-    for (const std::string& ns : namespaces()) {
-      if (!startsWith(ns, prefix) || claimed.count(ns)) continue;
-      std::string rest = ns.substr(prefix.size());
-      if (validateLabName(rest)) out.insert(ns);  // the rest is a name the lab could use
-    }
+    for (const std::string& ns : lab_.claimedByOthers(state.name)) out.erase(ns);
     return out;
   }
 
@@ -570,6 +588,14 @@ class Lab::Session {
     for (const std::string& l : tagLinks(state.tag)) left.push_back("interface " + l);
     for (const auto& rule : commentedRules(iptablesComment(state.name)))
       left.push_back("iptables rule " + formatArgv(rule));
+    // The markers of the namespaces that are gone; a namespace still there keeps its marker, so
+    // a retry finds it again.
+    for (const std::string& ns : spaces) {
+      if (now.count(ns) || !sys_.exists(markerDir() + "/" + ns)) continue;
+      if (auto s = sys_.removeFile(markerDir() + "/" + ns); !s) left.push_back(s.error().message);
+    }
+    if (sys_.exists(markerDir()) && sys_.listDir(markerDir()).empty())
+      if (auto s = sys_.removeDir(markerDir()); !s) left.push_back(s.error().message);
     state.objects = kept;
     return left;
   }
@@ -708,9 +734,10 @@ Status Lab::up(const Topology& t, const std::string& topology_file, bool registe
   std::set<std::string> existing = session.namespaces();
   for (const std::string& ns : derivedNamespaces(t.name, t))
     if (existing.count(ns) || session.namespaceExists(ns))
-      return makeError("network namespace " + ns +
-                       " already exists (left over from an earlier run? `weft lab down --name " +
-                       t.name + "` sweeps it, or `ip netns del " + ns + "`)");
+      return makeError("network namespace " + ns + " already exists (left over from a lab " +
+                       t.name + "? `weft lab down --name " + t.name +
+                       "` removes it if that lab made it; otherwise `ip netns del " + ns +
+                       "` or use another --name)");
   if (std::vector<std::string> links = session.tagLinks(tag); !links.empty())
     return makeError("interface " + links[0] + " of a lab named " + t.name +
                      " is still there; run `weft lab down --name " + t.name + "` first");

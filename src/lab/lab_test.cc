@@ -280,6 +280,9 @@ class LabTest : public ::testing::Test {
     for (const auto& [f, _] : sys.files)
       EXPECT_EQ(f.rfind("/etc/netns/", 0), std::string::npos) << "left: " << f;
     EXPECT_FALSE(sys.files.count("/state/lab.json")) << "the state file is still there";
+    for (const auto& [f, _] : sys.files)
+      EXPECT_EQ(f.rfind("/state/lab.netns/", 0), std::string::npos) << "marker left: " << f;
+    EXPECT_FALSE(sys.dirs.count("/state/lab.netns")) << "the marker directory is still there";
   }
 };
 
@@ -477,6 +480,35 @@ TEST_F(LabTest, DownWithoutStateSweepsByName) {
   EXPECT_TRUE(sys.root_links.empty());
   EXPECT_TRUE(sys.rules.empty());
   EXPECT_NE(progress.str().find("no state file for lab lab"), std::string::npos);
+}
+
+TEST_F(LabTest, UpMarksEachNamespaceBeforeCreatingIt) {
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
+  for (const std::string& ns : sys.netns) {
+    EXPECT_EQ(sys.files["/state/lab.netns/" + ns], "lab\n") << "marker of " << ns;
+  }
+}
+
+TEST_F(LabTest, DownNeverTouchesANamespaceTheLabDidNotMake) {
+  // A namespace named like one of the lab's, made by someone else, with a process inside.
+  sys.netns.insert("lab-keep");
+  sys.pids["lab-keep"].push_back(77);
+  sys.live.insert(77);
+  // Without any state file (a typo'd --name) ...
+  ASSERT_TRUE(lab.down("lab", nullptr, false)) << progress.str();
+  EXPECT_TRUE(sys.netns.count("lab-keep")) << progress.str();
+  EXPECT_TRUE(sys.alive(77));
+  EXPECT_TRUE(sys.signals.empty());
+  // ... and beside a lab that is up and then brought down: only the lab's own go.
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr)) << progress.str();
+  ASSERT_TRUE(lab.down("lab", nullptr, false)) << progress.str();
+  EXPECT_EQ(sys.netns, std::set<std::string>{"lab-keep"});
+  EXPECT_TRUE(sys.alive(77));
+  EXPECT_EQ(sys.signals, (std::vector<std::pair<int, int>>{{1001, SIGTERM}}));
+  // A marker file with another lab's name in it does not make the namespace ours either.
+  sys.files["/state/lab.netns/lab-keep"] = "other\n";
+  ASSERT_TRUE(lab.down("lab", nullptr, false)) << progress.str();
+  EXPECT_TRUE(sys.netns.count("lab-keep"));
 }
 
 TEST_F(LabTest, DownReportsWhatIsLeft) {
