@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -509,6 +510,106 @@ TEST_F(LabTest, DownNeverTouchesANamespaceTheLabDidNotMake) {
   sys.files["/state/lab.netns/lab-keep"] = "other\n";
   ASSERT_TRUE(lab.down("lab", nullptr, false)) << progress.str();
   EXPECT_TRUE(sys.netns.count("lab-keep"));
+}
+
+TEST_F(LabTest, DownRefusesStateEntriesOutsideTheLabsLayout) {
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
+  // Someone who can write the state file lists things that are not the lab's.
+  auto st = lab.load("lab");
+  ASSERT_TRUE(st);
+  sys.files["/etc/passwd"] = "root:x:0:0";
+  sys.root_links.insert("eth0");
+  sys.netns.insert("other");
+  sys.rules.push_back({"INPUT", "-j", "ACCEPT"});
+  auto add = [&](ObjectKind k, std::string ns, std::string name, std::string path) {
+    LabObject o;
+    o.kind = k;
+    o.ns = std::move(ns);
+    o.name = std::move(name);
+    o.path = std::move(path);
+    st->objects.push_back(o);
+  };
+  add(ObjectKind::kFile, "", "", "/etc/passwd");
+  add(ObjectKind::kFile, "", "", "/etc/netns/lab-web/../../passwd");
+  add(ObjectKind::kDirectory, "", "", "/etc");
+  add(ObjectKind::kLink, "", "eth0", "");
+  add(ObjectKind::kNamespace, "", "other", "");
+  LabObject rule;
+  rule.kind = ObjectKind::kIptablesRule;
+  rule.chain = "INPUT";
+  rule.args = {"-j", "ACCEPT"};
+  st->objects.push_back(rule);
+  sys.files["/state/lab.json"] = stateToJson(*st);
+
+  auto r = lab.down("lab", nullptr, false);
+  ASSERT_FALSE(r) << progress.str();
+  for (const char* entry :
+       {"refused state-file entry {file path=/etc/passwd}: not /etc/netns/lab-<name>/resolv.conf",
+        "refused state-file entry {file path=/etc/netns/lab-web/../../passwd}",
+        "refused state-file entry {dir path=/etc}", "refused state-file entry {link name=eth0}",
+        "refused state-file entry {netns name=other}",
+        "refused state-file entry {iptables chain=INPUT args=[-j ACCEPT]}"})
+    EXPECT_NE(r.error().message.find(entry), std::string::npos)
+        << "expected \"" << entry << "\" in: " << r.error().message;
+  EXPECT_EQ(sys.files["/etc/passwd"], "root:x:0:0");
+  EXPECT_EQ(sys.root_links, std::set<std::string>{"eth0"});
+  EXPECT_EQ(sys.netns, std::set<std::string>{"other"});
+  EXPECT_EQ(sys.rules, (std::vector<std::vector<std::string>>{{"INPUT", "-j", "ACCEPT"}}));
+  EXPECT_FALSE(sys.ran({"ip", "link", "del", "eth0"}));
+  EXPECT_FALSE(sys.ran({"ip", "netns", "del", "other"}));
+  // The refused entries stay in the state file, for a human to look at.
+  auto after = lab.load("lab");
+  ASSERT_TRUE(after) << after.error().message;
+  EXPECT_EQ(after->objects.size(), 6u);
+}
+
+TEST_F(LabTest, ACorruptStateFileIsReportedAndKeptAndOnlyMarkedNamespacesGo) {
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
+  sys.netns.insert("lab-keep");  // not the lab's: no marker
+  sys.files["/state/lab.json"] = "{\"version\": 1, \"objects\": [";
+  auto r = lab.down("lab", nullptr, false);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("the state file of lab lab cannot be used"), std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("it is kept"), std::string::npos) << r.error().message;
+  EXPECT_EQ(sys.files["/state/lab.json"], "{\"version\": 1, \"objects\": [");
+  EXPECT_EQ(sys.netns, std::set<std::string>{"lab-keep"});
+  EXPECT_TRUE(sys.root_links.empty());
+  EXPECT_TRUE(sys.rules.empty());
+}
+
+TEST_F(LabTest, AStateFileOfAnotherLabIsNotUsed) {
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
+  std::string text = sys.files["/state/lab.json"];
+  size_t at = text.find("\"name\": \"lab\"");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, std::string("\"name\": \"lab\"").size(), "\"name\": \"other\"");
+  sys.files["/state/lab.json"] = text;
+  auto r = lab.down("lab", nullptr, false);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("names lab \"other\", not lab"), std::string::npos)
+      << r.error().message;
+  EXPECT_EQ(sys.files["/state/lab.json"], text);
+  EXPECT_TRUE(sys.netns.empty()) << "the marked namespaces are swept";
+}
+
+TEST(RealSystemTest, TheLockFileIsNeverASymlink) {
+  char tmpl[] = "/tmp/weft-lab-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  std::string target = dir + "/target", link = dir + "/lab.json.lock";
+  auto sys = makeRealSystem();
+  ASSERT_TRUE(sys->writeFile(target, "precious", 0644));
+  ASSERT_EQ(::symlink(target.c_str(), link.c_str()), 0);
+  auto r = sys->lock(link);
+  ASSERT_FALSE(r) << "expected a symlink at the lock's path to be refused";
+  EXPECT_NE(r.error().message.find(link), std::string::npos) << r.error().message;
+  EXPECT_EQ(*sys->readFile(target), "precious");
+  ::unlink(link.c_str());
+  ASSERT_TRUE(sys->lock(link)) << "a plain lock file works";
+  ::unlink(link.c_str());
+  ::unlink(target.c_str());
+  ::rmdir(dir.c_str());
 }
 
 TEST_F(LabTest, DownReportsWhatIsLeft) {
