@@ -1,7 +1,9 @@
 #include "lab/lab.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -591,6 +593,27 @@ TEST_F(LabTest, AStateFileOfAnotherLabIsNotUsed) {
       << r.error().message;
   EXPECT_EQ(sys.files["/state/lab.json"], text);
   EXPECT_TRUE(sys.netns.empty()) << "the marked namespaces are swept";
+}
+
+TEST(RealSystemTest, ASpawnedProcessInheritsNoOtherFds) {
+  char tmpl[] = "/tmp/weft-lab-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl, log = dir + "/log";
+  int leaked = ::open("/dev/null", O_RDONLY);  // no O_CLOEXEC, like an fd a caller passed on
+  ASSERT_GE(leaked, 3);
+  auto sys = makeRealSystem();
+  std::string check = "if [ -e /proc/self/fd/" + std::to_string(leaked) +
+                      " ]; then echo inherited; else echo closed; fi";
+  auto pid = sys->spawn({"sh", "-c", check}, {}, log);
+  ASSERT_TRUE(pid) << pid.error().message;
+  int status = 0;
+  ASSERT_EQ(::waitpid(*pid, &status, 0), *pid);
+  ::close(leaked);
+  auto out = sys->readFile(log);
+  ASSERT_TRUE(out) << out.error().message;
+  EXPECT_EQ(*out, "closed\n") << "expected fd " << leaked << " not to reach the spawned process";
+  ::unlink(log.c_str());
+  ::rmdir(dir.c_str());
 }
 
 TEST(RealSystemTest, TheLockFileIsNeverASymlink) {

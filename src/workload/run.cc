@@ -10,6 +10,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -261,6 +262,17 @@ std::string jsonStringField(const std::string& json, const std::string& key) {
   return out;
 }
 
+// In a forked child before exec: every fd from 3 up becomes close-on-exec, so the program
+// inherits only 0-2, not fds this process opened without O_CLOEXEC or inherited itself (the
+// exec-status pipe, already close-on-exec, keeps working until the exec). Async-signal-safe.
+void closeInheritedFdsOnExec() {
+  if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+  struct rlimit rl {};
+  rlim_t max = 65536;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < max) max = rl.rlim_cur;
+  for (int fd = 3; fd < static_cast<int>(max); ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
 // A child to start: execve(path, argv, environ) after the credential and signal set-up below.
 struct SpawnSpec {
   std::string path;
@@ -312,6 +324,7 @@ Result<pid_t> spawn(const SpawnSpec& spec) {
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     if (spec.stdin_fd >= 0) ::dup2(spec.stdin_fd, 0);
     if (spec.stderr_fd >= 0) ::dup2(spec.stderr_fd, 2);
+    closeInheritedFdsOnExec();
     if (spec.creds) {
       if (::setgroups(groups.size(), groups.empty() ? nullptr : groups.data()) != 0) die(0);
       if (::setgid(spec.creds->gid) != 0) die(1);
