@@ -250,6 +250,21 @@ class Lab::Session {
     return sys_.writeFile(markerDir() + "/" + ns, state.name + "\n", 0644);
   }
 
+  // `ip netns add ns`, ns being journaled and marked (the last journal entry). When it fails,
+  // whatever is named `ns` now (made by someone else since up's checks) is not the lab's: the
+  // journal entry and the marker are withdrawn so the rollback leaves it alone.
+  Status addNamespace(const std::string& ns) {
+    Status s = cmd({"ip", "netns", "add", ns});
+    if (s) return s;
+    if (!state.objects.empty() && state.objects.back().kind == ObjectKind::kNamespace &&
+        state.objects.back().name == ns) {
+      state.objects.pop_back();
+      (void)save();
+    }
+    (void)sys_.removeFile(markerDir() + "/" + ns);
+    return s;
+  }
+
   // The namespaces whose marker names this lab: "<lab>-<name>" files holding the lab's name.
   std::set<std::string> markedNamespaces() {
     std::set<std::string> out;
@@ -404,8 +419,8 @@ class Lab::Session {
            << "...\n";
       if (auto s = journal(object(ObjectKind::kNamespace, "", r)); !s) return s;
       if (auto s = mark(r); !s) return s;
+      if (auto s = addNamespace(r); !s) return s;
       for (auto argv : std::vector<std::vector<std::string>>{
-               {"ip", "netns", "add", r},
                {"ip", "-n", r, "link", "set", "lo", "up"},
                {"ip", "netns", "exec", r, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"}})
         if (auto s = cmd(argv); !s) return s;
@@ -452,7 +467,7 @@ class Lab::Session {
            << (sub->zone.empty() ? "" : ", " + sub->zone) << "), namespace " << hn << "...\n";
       if (auto s = journal(object(ObjectKind::kNamespace, "", hn)); !s) return s;
       if (auto s = mark(hn); !s) return s;
-      if (auto s = cmd({"ip", "netns", "add", hn}); !s) return s;
+      if (auto s = addNamespace(hn); !s) return s;
       if (auto s = cmd({"ip", "-n", hn, "link", "set", "lo", "up"}); !s) return s;
       if (auto s = journal(object(ObjectKind::kLink, r, port)); !s) return s;
       for (auto argv : std::vector<std::vector<std::string>>{

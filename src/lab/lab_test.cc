@@ -635,6 +635,22 @@ TEST(RealSystemTest, TheLockFileIsNeverASymlink) {
   ::rmdir(dir.c_str());
 }
 
+TEST_F(LabTest, ANamespaceSomeoneElseMakesDuringUpIsNotRolledBack) {
+  // Between up's checks and its `ip netns add lab-web`, someone else makes lab-web.
+  sys.fail_on = [this](const std::vector<std::string>& a) {
+    if (a != std::vector<std::string>{"ip", "netns", "add", "lab-web"}) return false;
+    sys.netns.insert("lab-web");
+    sys.pids["lab-web"].push_back(77);
+    sys.live.insert(77);
+    return true;
+  };
+  ASSERT_FALSE(lab.up(topology(), "lab.yaml", false, nullptr));
+  EXPECT_EQ(sys.netns, std::set<std::string>{"lab-web"}) << progress.str();
+  EXPECT_TRUE(sys.alive(77));
+  EXPECT_FALSE(sys.files.count("/state/lab.netns/lab-web"));
+  EXPECT_FALSE(sys.files.count("/state/lab.json"));
+}
+
 TEST_F(LabTest, DownReportsWhatIsLeft) {
   ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
   sys.fail_on = [](const std::vector<std::string>& a) {
