@@ -67,6 +67,100 @@ std::vector<std::string> splitRule(std::string_view line) {
   return out;
 }
 
+// A name the lab gives things ("<lab>-" is followed by one, a log file's stem is one):
+// lowercase letters, digits and '-', not at either end; so never "..", "/" or empty.
+bool plainName(std::string_view n) {
+  if (n.empty() || n.size() > 64 || n.front() == '-' || n.back() == '-') return false;
+  for (char c : n)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  return true;
+}
+
+bool isLabNamespace(const std::string& lab, std::string_view ns) {
+  std::string prefix = lab + "-";
+  return startsWith(ns, prefix) && plainName(ns.substr(prefix.size()));
+}
+
+// `prefix` followed by 1-3 digits ("br0", "h12", "wl0123abcde1").
+bool numbered(std::string_view name, std::string_view prefix) {
+  if (!startsWith(name, prefix) || name.size() == prefix.size() || name.size() > prefix.size() + 3)
+    return false;
+  return name.substr(prefix.size()).find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+// The namespace of "/etc/netns/<ns>" or "/etc/netns/<ns>/<file>" (file "" for the former), or
+// "" when `path` is not of that shape.
+std::string netnsEtcNamespace(std::string_view path, std::string* file) {
+  std::string base = std::string(kNetnsEtc) + "/";
+  if (!startsWith(path, base)) return "";
+  std::string_view rest = path.substr(base.size());
+  size_t slash = rest.find('/');
+  *file = slash == std::string_view::npos ? "" : std::string(rest.substr(slash + 1));
+  return std::string(rest.substr(0, slash));
+}
+
+// Why `o` is not an object lab `lab` (state directory `state_dir`) makes, for an error; "" when
+// it is one. Everything `down` does to an object first passes this check (layout.h): a state
+// file is not trusted to name arbitrary paths, interfaces or rules.
+std::string foreignReason(const std::string& state_dir, const std::string& lab,
+                          const LabObject& o) {
+  std::string tag = labTag(lab);
+  std::string logs = state_dir + "/" + lab + ".logs";
+  std::string file;
+  switch (o.kind) {
+    case ObjectKind::kNamespace:
+      if (isLabNamespace(lab, o.name)) return "";
+      return "not a namespace named " + lab + "-<name>";
+    case ObjectKind::kLink:
+      if (o.ns.empty()) {
+        if (numbered(o.name, tag + "e")) return "";
+        return "not a root interface named " + tag + "e<n>";
+      }
+      if (!isLabNamespace(lab, o.ns)) return "not in a namespace named " + lab + "-<name>";
+      if (o.name == kRouterEndpointLink || o.name == kHostLink || numbered(o.name, "br") ||
+          numbered(o.name, "h") || numbered(o.name, "p"))
+        return "";
+      return "not an interface name the lab uses (ep0, eth0, br<n>, h<n>, p<n>)";
+    case ObjectKind::kFile: {
+      if (isLabNamespace(lab, netnsEtcNamespace(o.path, &file)) && file == "resolv.conf") return "";
+      std::string log = startsWith(o.path, logs + "/") ? o.path.substr(logs.size() + 1) : "";
+      if (log.size() > 4 && log.substr(log.size() - 4) == ".log" &&
+          plainName(log.substr(0, log.size() - 4)))
+        return "";
+      return "not " + std::string(kNetnsEtc) + "/" + lab + "-<name>/resolv.conf or " + logs +
+             "/<host>.log";
+    }
+    case ObjectKind::kDirectory:
+      if (o.path == logs) return "";
+      if (isLabNamespace(lab, netnsEtcNamespace(o.path, &file)) && file.empty()) return "";
+      return "not " + std::string(kNetnsEtc) + "/" + lab + "-<name> or " + logs;
+    case ObjectKind::kIptablesRule:
+      for (const char* dir : {"-i", "-o"})
+        if (o.chain == "FORWARD" &&
+            o.args == std::vector<std::string>{dir, tag + "+", "-m", "comment", "--comment",
+                                               iptablesComment(lab), "-j", "DROP"})
+          return "";
+      return "not one of the lab's FORWARD drops of " + tag + "+ commented " + iptablesComment(lab);
+    case ObjectKind::kRegistration:
+      if (plainName(o.name)) return "";
+      return "not a network name";
+    case ObjectKind::kProcess:
+      if (isLabNamespace(lab, o.ns)) return "";
+      return "not in a namespace named " + lab + "-<name>";
+  }
+  return "unknown kind";
+}
+
+std::string describeObject(const LabObject& o) {
+  std::string d(objectKindName(o.kind));
+  if (!o.ns.empty()) d += " ns=" + o.ns;
+  if (!o.name.empty()) d += " name=" + o.name;
+  if (!o.path.empty()) d += " path=" + o.path;
+  if (!o.chain.empty()) d += " chain=" + o.chain;
+  if (!o.args.empty()) d += " args=[" + formatArgv(o.args) + "]";
+  return d;
+}
+
 // The namespaces lab `t` is made of: its routers, then its hosts.
 std::vector<std::string> derivedNamespaces(const std::string& lab, const Topology& t) {
   std::vector<std::string> out;
@@ -145,6 +239,43 @@ class Lab::Session {
   }
 
   std::ostream& out() { return out_; }
+
+  // ---- the namespace markers (layout.h): the lab's proof that it made a namespace
+
+  std::string markerDir() const { return namespaceMarkerDir(lab_.state_dir_, state.name); }
+
+  // Writes `ns`'s marker; called after the namespace is journaled and before it is created.
+  Status mark(const std::string& ns) {
+    if (auto s = sys_.makeDirs(markerDir(), 0755); !s) return s;
+    return sys_.writeFile(markerDir() + "/" + ns, state.name + "\n", 0644);
+  }
+
+  // `ip netns add ns`, ns being journaled and marked (the last journal entry). When it fails,
+  // whatever is named `ns` now (made by someone else since up's checks) is not the lab's: the
+  // journal entry and the marker are withdrawn so the rollback leaves it alone.
+  Status addNamespace(const std::string& ns) {
+    Status s = cmd({"ip", "netns", "add", ns});
+    if (s) return s;
+    if (!state.objects.empty() && state.objects.back().kind == ObjectKind::kNamespace &&
+        state.objects.back().name == ns) {
+      state.objects.pop_back();
+      (void)save();
+    }
+    (void)sys_.removeFile(markerDir() + "/" + ns);
+    return s;
+  }
+
+  // The namespaces whose marker names this lab: "<lab>-<name>" files holding the lab's name.
+  std::set<std::string> markedNamespaces() {
+    std::set<std::string> out;
+    std::string prefix = state.name + "-";
+    for (const std::string& f : sys_.listDir(markerDir())) {
+      if (!isLabNamespace(state.name, f)) continue;
+      auto text = sys_.readFile(markerDir() + "/" + f);
+      if (text && trimSpace(*text) == state.name) out.insert(f);
+    }
+    return out;
+  }
 
   // ---- what is there now
 
@@ -287,8 +418,9 @@ class Lab::Session {
       out_ << "creating network " << n.name << " (" << n.cidr.str() << "), router namespace " << r
            << "...\n";
       if (auto s = journal(object(ObjectKind::kNamespace, "", r)); !s) return s;
+      if (auto s = mark(r); !s) return s;
+      if (auto s = addNamespace(r); !s) return s;
       for (auto argv : std::vector<std::vector<std::string>>{
-               {"ip", "netns", "add", r},
                {"ip", "-n", r, "link", "set", "lo", "up"},
                {"ip", "netns", "exec", r, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"}})
         if (auto s = cmd(argv); !s) return s;
@@ -334,7 +466,8 @@ class Lab::Session {
       out_ << "creating host " << h.name << " (" << formatIpv4(h.address) << " in " << sub->name
            << (sub->zone.empty() ? "" : ", " + sub->zone) << "), namespace " << hn << "...\n";
       if (auto s = journal(object(ObjectKind::kNamespace, "", hn)); !s) return s;
-      if (auto s = cmd({"ip", "netns", "add", hn}); !s) return s;
+      if (auto s = mark(hn); !s) return s;
+      if (auto s = addNamespace(hn); !s) return s;
       if (auto s = cmd({"ip", "-n", hn, "link", "set", "lo", "up"}); !s) return s;
       if (auto s = journal(object(ObjectKind::kLink, r, port)); !s) return s;
       for (auto argv : std::vector<std::vector<std::string>>{
@@ -391,20 +524,14 @@ class Lab::Session {
 
   // ---- tearing down
 
-  // Every namespace that may be this lab's: journaled, derived from the topology, and (the
-  // sweep) any "<lab>-<name>" namespace that no other lab in the state directory claims.
+  // The namespaces this lab made: the journal's and those carrying its marker (never a
+  // namespace merely named like the lab's: `down` must not touch what it did not make). A
+  // namespace another lab in the state directory derives is never this lab's.
   std::set<std::string> candidateNamespaces() {
-    std::set<std::string> out;
+    std::set<std::string> out = markedNamespaces();
     for (const LabObject& o : state.objects)
       if (o.kind == ObjectKind::kNamespace) out.insert(o.name);
-    for (std::string& n : derivedNamespaces(state.name, state.topology)) out.insert(std::move(n));
-    std::set<std::string> claimed = lab_.claimedByOthers(state.name);
-    std::string prefix = state.name + "-";
-    for (const std::string& ns : namespaces()) {
-      if (!startsWith(ns, prefix) || claimed.count(ns)) continue;
-      std::string rest = ns.substr(prefix.size());
-      if (validateLabName(rest)) out.insert(ns);  // the rest is a name the lab could use
-    }
+    for (const std::string& ns : lab_.claimedByOthers(state.name)) out.erase(ns);
     return out;
   }
 
@@ -570,6 +697,14 @@ class Lab::Session {
     for (const std::string& l : tagLinks(state.tag)) left.push_back("interface " + l);
     for (const auto& rule : commentedRules(iptablesComment(state.name)))
       left.push_back("iptables rule " + formatArgv(rule));
+    // The markers of the namespaces that are gone; a namespace still there keeps its marker, so
+    // a retry finds it again.
+    for (const std::string& ns : spaces) {
+      if (now.count(ns) || !sys_.exists(markerDir() + "/" + ns)) continue;
+      if (auto s = sys_.removeFile(markerDir() + "/" + ns); !s) left.push_back(s.error().message);
+    }
+    if (sys_.exists(markerDir()) && sys_.listDir(markerDir()).empty())
+      if (auto s = sys_.removeDir(markerDir()); !s) left.push_back(s.error().message);
     state.objects = kept;
     return left;
   }
@@ -708,9 +843,10 @@ Status Lab::up(const Topology& t, const std::string& topology_file, bool registe
   std::set<std::string> existing = session.namespaces();
   for (const std::string& ns : derivedNamespaces(t.name, t))
     if (existing.count(ns) || session.namespaceExists(ns))
-      return makeError("network namespace " + ns +
-                       " already exists (left over from an earlier run? `weft lab down --name " +
-                       t.name + "` sweeps it, or `ip netns del " + ns + "`)");
+      return makeError("network namespace " + ns + " already exists (left over from a lab " +
+                       t.name + "? `weft lab down --name " + t.name +
+                       "` removes it if that lab made it; otherwise `ip netns del " + ns +
+                       "` or use another --name)");
   if (std::vector<std::string> links = session.tagLinks(tag); !links.empty())
     return makeError("interface " + links[0] + " of a lab named " + t.name +
                      " is still there; run `weft lab down --name " + t.name + "` first");
@@ -760,12 +896,33 @@ Status Lab::down(const std::string& name, const RegistrarFactory& factory, bool 
   if (auto s = sys_.lock(path + ".lock"); !s) return s;
   Session session(*this, nullptr);
   bool had_state = sys_.exists(path);
+  std::string corrupt;  // why the state file cannot be used
+  std::vector<LabObject> refused;
+  std::vector<std::string> refusals;
   if (had_state) {
     auto s = load(name);
-    if (s) {
+    if (s && s->name != name)
+      corrupt = path + " names lab \"" + s->name + "\", not " + name;
+    else if (!s)
+      corrupt = s.error().message;
+    if (corrupt.empty()) {
       session.state = std::move(*s);
+      // Only what the lab's layout allows is acted on; anything else stays in the state file.
+      std::vector<LabObject> trusted;
+      for (LabObject& o : session.state.objects) {
+        std::string why = foreignReason(state_dir_, name, o);
+        if (why.empty()) {
+          trusted.push_back(std::move(o));
+          continue;
+        }
+        refusals.push_back("refused state-file entry {" + describeObject(o) + "}: " + why);
+        progress_ << "error: " << refusals.back() << "\n";
+        refused.push_back(std::move(o));
+      }
+      session.state.objects = std::move(trusted);
     } else {
-      progress_ << "warning: " << s.error().message << "; sweeping by the lab's name instead\n";
+      progress_ << "error: " << corrupt
+                << "; the state file is kept; sweeping only what carries the lab's marks\n";
     }
   } else {
     progress_ << "no state file for lab " << name << " (" << path
@@ -777,6 +934,17 @@ Status Lab::down(const std::string& name, const RegistrarFactory& factory, bool 
   progress_ << "removing lab " << name << "...\n";
   std::unique_ptr<NetworkRegistrar> registrar;
   std::vector<std::string> left = session.teardown(registrar, factory, keep_networks);
+  left.insert(left.end(), refusals.begin(), refusals.end());
+  st.objects.insert(st.objects.end(), refused.begin(), refused.end());
+  if (!corrupt.empty()) {
+    std::string msg = "the state file of lab " + name + " cannot be used: " + corrupt +
+                      "\nit is kept (inspect it, then remove it by hand); only the lab's marked "
+                      "namespaces, its tagged interfaces and its commented iptables rules were "
+                      "swept: networks registered with a weft server and " +
+                      state_dir_ + "/" + name + ".logs are not known without it";
+    for (const std::string& l : left) msg += "\n  - left: " + l;
+    return makeError(msg);
+  }
   if (!left.empty()) {
     if (had_state) (void)session.save();
     std::string msg = "lab " + name + " is not entirely gone; left:";

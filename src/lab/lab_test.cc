@@ -1,7 +1,10 @@
 #include "lab/lab.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -280,6 +283,9 @@ class LabTest : public ::testing::Test {
     for (const auto& [f, _] : sys.files)
       EXPECT_EQ(f.rfind("/etc/netns/", 0), std::string::npos) << "left: " << f;
     EXPECT_FALSE(sys.files.count("/state/lab.json")) << "the state file is still there";
+    for (const auto& [f, _] : sys.files)
+      EXPECT_EQ(f.rfind("/state/lab.netns/", 0), std::string::npos) << "marker left: " << f;
+    EXPECT_FALSE(sys.dirs.count("/state/lab.netns")) << "the marker directory is still there";
   }
 };
 
@@ -477,6 +483,172 @@ TEST_F(LabTest, DownWithoutStateSweepsByName) {
   EXPECT_TRUE(sys.root_links.empty());
   EXPECT_TRUE(sys.rules.empty());
   EXPECT_NE(progress.str().find("no state file for lab lab"), std::string::npos);
+}
+
+TEST_F(LabTest, UpMarksEachNamespaceBeforeCreatingIt) {
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
+  for (const std::string& ns : sys.netns) {
+    EXPECT_EQ(sys.files["/state/lab.netns/" + ns], "lab\n") << "marker of " << ns;
+  }
+}
+
+TEST_F(LabTest, DownNeverTouchesANamespaceTheLabDidNotMake) {
+  // A namespace named like one of the lab's, made by someone else, with a process inside.
+  sys.netns.insert("lab-keep");
+  sys.pids["lab-keep"].push_back(77);
+  sys.live.insert(77);
+  // Without any state file (a typo'd --name) ...
+  ASSERT_TRUE(lab.down("lab", nullptr, false)) << progress.str();
+  EXPECT_TRUE(sys.netns.count("lab-keep")) << progress.str();
+  EXPECT_TRUE(sys.alive(77));
+  EXPECT_TRUE(sys.signals.empty());
+  // ... and beside a lab that is up and then brought down: only the lab's own go.
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr)) << progress.str();
+  ASSERT_TRUE(lab.down("lab", nullptr, false)) << progress.str();
+  EXPECT_EQ(sys.netns, std::set<std::string>{"lab-keep"});
+  EXPECT_TRUE(sys.alive(77));
+  EXPECT_EQ(sys.signals, (std::vector<std::pair<int, int>>{{1001, SIGTERM}}));
+  // A marker file with another lab's name in it does not make the namespace ours either.
+  sys.files["/state/lab.netns/lab-keep"] = "other\n";
+  ASSERT_TRUE(lab.down("lab", nullptr, false)) << progress.str();
+  EXPECT_TRUE(sys.netns.count("lab-keep"));
+}
+
+TEST_F(LabTest, DownRefusesStateEntriesOutsideTheLabsLayout) {
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
+  // Someone who can write the state file lists things that are not the lab's.
+  auto st = lab.load("lab");
+  ASSERT_TRUE(st);
+  sys.files["/etc/passwd"] = "root:x:0:0";
+  sys.root_links.insert("eth0");
+  sys.netns.insert("other");
+  sys.rules.push_back({"INPUT", "-j", "ACCEPT"});
+  auto add = [&](ObjectKind k, std::string ns, std::string name, std::string path) {
+    LabObject o;
+    o.kind = k;
+    o.ns = std::move(ns);
+    o.name = std::move(name);
+    o.path = std::move(path);
+    st->objects.push_back(o);
+  };
+  add(ObjectKind::kFile, "", "", "/etc/passwd");
+  add(ObjectKind::kFile, "", "", "/etc/netns/lab-web/../../passwd");
+  add(ObjectKind::kDirectory, "", "", "/etc");
+  add(ObjectKind::kLink, "", "eth0", "");
+  add(ObjectKind::kNamespace, "", "other", "");
+  LabObject rule;
+  rule.kind = ObjectKind::kIptablesRule;
+  rule.chain = "INPUT";
+  rule.args = {"-j", "ACCEPT"};
+  st->objects.push_back(rule);
+  sys.files["/state/lab.json"] = stateToJson(*st);
+
+  auto r = lab.down("lab", nullptr, false);
+  ASSERT_FALSE(r) << progress.str();
+  for (const char* entry :
+       {"refused state-file entry {file path=/etc/passwd}: not /etc/netns/lab-<name>/resolv.conf",
+        "refused state-file entry {file path=/etc/netns/lab-web/../../passwd}",
+        "refused state-file entry {dir path=/etc}", "refused state-file entry {link name=eth0}",
+        "refused state-file entry {netns name=other}",
+        "refused state-file entry {iptables chain=INPUT args=[-j ACCEPT]}"})
+    EXPECT_NE(r.error().message.find(entry), std::string::npos)
+        << "expected \"" << entry << "\" in: " << r.error().message;
+  EXPECT_EQ(sys.files["/etc/passwd"], "root:x:0:0");
+  EXPECT_EQ(sys.root_links, std::set<std::string>{"eth0"});
+  EXPECT_EQ(sys.netns, std::set<std::string>{"other"});
+  EXPECT_EQ(sys.rules, (std::vector<std::vector<std::string>>{{"INPUT", "-j", "ACCEPT"}}));
+  EXPECT_FALSE(sys.ran({"ip", "link", "del", "eth0"}));
+  EXPECT_FALSE(sys.ran({"ip", "netns", "del", "other"}));
+  // The refused entries stay in the state file, for a human to look at.
+  auto after = lab.load("lab");
+  ASSERT_TRUE(after) << after.error().message;
+  EXPECT_EQ(after->objects.size(), 6u);
+}
+
+TEST_F(LabTest, ACorruptStateFileIsReportedAndKeptAndOnlyMarkedNamespacesGo) {
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
+  sys.netns.insert("lab-keep");  // not the lab's: no marker
+  sys.files["/state/lab.json"] = "{\"version\": 1, \"objects\": [";
+  auto r = lab.down("lab", nullptr, false);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("the state file of lab lab cannot be used"), std::string::npos)
+      << r.error().message;
+  EXPECT_NE(r.error().message.find("it is kept"), std::string::npos) << r.error().message;
+  EXPECT_EQ(sys.files["/state/lab.json"], "{\"version\": 1, \"objects\": [");
+  EXPECT_EQ(sys.netns, std::set<std::string>{"lab-keep"});
+  EXPECT_TRUE(sys.root_links.empty());
+  EXPECT_TRUE(sys.rules.empty());
+}
+
+TEST_F(LabTest, AStateFileOfAnotherLabIsNotUsed) {
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
+  std::string text = sys.files["/state/lab.json"];
+  size_t at = text.find("\"name\": \"lab\"");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, std::string("\"name\": \"lab\"").size(), "\"name\": \"other\"");
+  sys.files["/state/lab.json"] = text;
+  auto r = lab.down("lab", nullptr, false);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("names lab \"other\", not lab"), std::string::npos)
+      << r.error().message;
+  EXPECT_EQ(sys.files["/state/lab.json"], text);
+  EXPECT_TRUE(sys.netns.empty()) << "the marked namespaces are swept";
+}
+
+TEST(RealSystemTest, ASpawnedProcessInheritsNoOtherFds) {
+  char tmpl[] = "/tmp/weft-lab-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl, log = dir + "/log";
+  int leaked = ::open("/dev/null", O_RDONLY);  // no O_CLOEXEC, like an fd a caller passed on
+  ASSERT_GE(leaked, 3);
+  auto sys = makeRealSystem();
+  std::string check = "if [ -e /proc/self/fd/" + std::to_string(leaked) +
+                      " ]; then echo inherited; else echo closed; fi";
+  auto pid = sys->spawn({"sh", "-c", check}, {}, log);
+  ASSERT_TRUE(pid) << pid.error().message;
+  int status = 0;
+  ASSERT_EQ(::waitpid(*pid, &status, 0), *pid);
+  ::close(leaked);
+  auto out = sys->readFile(log);
+  ASSERT_TRUE(out) << out.error().message;
+  EXPECT_EQ(*out, "closed\n") << "expected fd " << leaked << " not to reach the spawned process";
+  ::unlink(log.c_str());
+  ::rmdir(dir.c_str());
+}
+
+TEST(RealSystemTest, TheLockFileIsNeverASymlink) {
+  char tmpl[] = "/tmp/weft-lab-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  std::string target = dir + "/target", link = dir + "/lab.json.lock";
+  auto sys = makeRealSystem();
+  ASSERT_TRUE(sys->writeFile(target, "precious", 0644));
+  ASSERT_EQ(::symlink(target.c_str(), link.c_str()), 0);
+  auto r = sys->lock(link);
+  ASSERT_FALSE(r) << "expected a symlink at the lock's path to be refused";
+  EXPECT_NE(r.error().message.find(link), std::string::npos) << r.error().message;
+  EXPECT_EQ(*sys->readFile(target), "precious");
+  ::unlink(link.c_str());
+  ASSERT_TRUE(sys->lock(link)) << "a plain lock file works";
+  ::unlink(link.c_str());
+  ::unlink(target.c_str());
+  ::rmdir(dir.c_str());
+}
+
+TEST_F(LabTest, ANamespaceSomeoneElseMakesDuringUpIsNotRolledBack) {
+  // Between up's checks and its `ip netns add lab-web`, someone else makes lab-web.
+  sys.fail_on = [this](const std::vector<std::string>& a) {
+    if (a != std::vector<std::string>{"ip", "netns", "add", "lab-web"}) return false;
+    sys.netns.insert("lab-web");
+    sys.pids["lab-web"].push_back(77);
+    sys.live.insert(77);
+    return true;
+  };
+  ASSERT_FALSE(lab.up(topology(), "lab.yaml", false, nullptr));
+  EXPECT_EQ(sys.netns, std::set<std::string>{"lab-web"}) << progress.str();
+  EXPECT_TRUE(sys.alive(77));
+  EXPECT_FALSE(sys.files.count("/state/lab.netns/lab-web"));
+  EXPECT_FALSE(sys.files.count("/state/lab.json"));
 }
 
 TEST_F(LabTest, DownReportsWhatIsLeft) {

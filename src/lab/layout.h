@@ -11,6 +11,10 @@
 //   host            eth0
 //   iptables        root FORWARD rules commented "weft-lab:<lab>"
 //   files           /etc/netns/<host namespace>/resolv.conf (ip netns exec mounts it)
+//   markers         <state-dir>/<lab>.netns/<namespace>, holding the lab's name: written before
+//                   the namespace is created, removed once it is gone. `down` touches only
+//                   namespaces journaled in the state file or marked here. (Not under
+//                   /etc/netns/<ns>/: `ip netns exec` bind-mounts every file there onto /etc.)
 
 #include <string>
 #include <string_view>
@@ -38,6 +42,9 @@ inline std::string peeringLink(size_t other_network_index) {
   return "p" + std::to_string(other_network_index);
 }
 inline std::string iptablesComment(std::string_view lab) { return "weft-lab:" + std::string(lab); }
+inline std::string namespaceMarkerDir(std::string_view state_dir, std::string_view lab) {
+  return std::string(state_dir) + "/" + std::string(lab) + ".netns";
+}
 inline constexpr std::string_view kNetnsEtc = "/etc/netns";
 inline std::string resolvConfDir(std::string_view host_namespace) {
   return std::string(kNetnsEtc) + "/" + std::string(host_namespace);

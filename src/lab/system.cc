@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -33,6 +34,17 @@ std::vector<char*> cArgv(const std::vector<std::string>& argv) {
   for (const std::string& a : argv) out.push_back(const_cast<char*>(a.c_str()));
   out.push_back(nullptr);
   return out;
+}
+
+// In a forked child before exec: every fd from 3 up becomes close-on-exec, so the program
+// inherits only 0-2, not fds this process opened without O_CLOEXEC or inherited itself (the
+// exec-status pipe, already close-on-exec, keeps working until the exec). Async-signal-safe.
+void closeInheritedFdsOnExec() {
+  if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+  struct rlimit rl {};
+  rlim_t max = 65536;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < max) max = rl.rlim_cur;
+  for (int fd = 3; fd < static_cast<int>(max); ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
 // In a forked child: reports errno on `fd` (close-on-exec, so an exec that works closes it
@@ -129,7 +141,8 @@ class RealSystem final : public System {
   }
 
   Status lock(const std::string& path) override {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    // O_NOFOLLOW: a symlink planted at the lock's path is refused, not followed (as root).
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) return makeError("cannot open lock file " + path + ": " + std::strerror(errno));
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       int e = errno;
@@ -165,9 +178,10 @@ class RealSystem final : public System {
     }
     if (pid == 0) {
       ::setsid();
-      int devnull = ::open("/dev/null", O_RDONLY);
+      int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
       if (devnull < 0 || ::dup2(devnull, 0) < 0 || ::dup2(log, 1) < 0 || ::dup2(log, 2) < 0)
         childFail(status_pipe[1]);
+      closeInheritedFdsOnExec();
       for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
       ::signal(SIGPIPE, SIG_DFL);
       ::execvp(args[0], args.data());

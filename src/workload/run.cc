@@ -10,6 +10,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -121,23 +122,49 @@ Status writeFile(const std::string& path, const std::string& data, mode_t mode, 
   return {};
 }
 
-// Removes a directory tree (no symlink is followed).
-void removeTree(const std::string& path) {
-  if (DIR* d = ::opendir(path.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      std::string name = e->d_name;
-      if (name == "." || name == "..") continue;
-      std::string child = path + "/" + name;
-      struct stat st {};
-      if (::lstat(child.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-        removeTree(child);
-      else
-        ::unlink(child.c_str());
-    }
-    ::closedir(d);
+constexpr int kMaxTreeDepth = 32;
+
+// Empties the directory open as `dirfd` (taken over and closed). Every step is relative to a
+// directory fd and no symlink is followed: an entry is unlinked as it is (a symlink goes, not
+// its target), and a subdirectory is entered only through openat(O_NOFOLLOW | O_DIRECTORY), so
+// swapping an entry for a symlink between the steps can redirect nothing.
+void removeContents(int dirfd, int depth) {
+  DIR* d = ::fdopendir(dirfd);
+  if (d == nullptr) {
+    ::close(dirfd);
+    return;
   }
-  ::rmdir(path.c_str());
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(std::move(name));
+  }
+  for (const std::string& name : names) {
+    if (::unlinkat(dirfd, name.c_str(), 0) == 0 || errno != EISDIR) continue;
+    if (depth < kMaxTreeDepth) {
+      int sub = ::openat(dirfd, name.c_str(),
+                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+      if (sub >= 0) removeContents(sub, depth + 1);
+    }
+    if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && (errno == ENOTDIR))
+      ::unlinkat(dirfd, name.c_str(), 0);  // swapped for a non-directory meanwhile
+  }
+  ::closedir(d);
 }
+
+}  // namespace
+
+void removeTree(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ELOOP || errno == ENOTDIR) ::unlink(path.c_str());  // not a directory: itself
+    return;
+  }
+  removeContents(fd, 0);
+  ::rmdir(path.c_str());  // fails (ENOTDIR) if a symlink was put in its place meanwhile
+}
+
+namespace {
 
 // The processes whose parent is us (reparented orphans included, as we are a subreaper).
 std::vector<pid_t> ourChildren() {
@@ -235,6 +262,17 @@ std::string jsonStringField(const std::string& json, const std::string& key) {
   return out;
 }
 
+// In a forked child before exec: every fd from 3 up becomes close-on-exec, so the program
+// inherits only 0-2, not fds this process opened without O_CLOEXEC or inherited itself (the
+// exec-status pipe, already close-on-exec, keeps working until the exec). Async-signal-safe.
+void closeInheritedFdsOnExec() {
+  if (::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+  struct rlimit rl {};
+  rlim_t max = 65536;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < max) max = rl.rlim_cur;
+  for (int fd = 3; fd < static_cast<int>(max); ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
 // A child to start: execve(path, argv, environ) after the credential and signal set-up below.
 struct SpawnSpec {
   std::string path;
@@ -286,6 +324,7 @@ Result<pid_t> spawn(const SpawnSpec& spec) {
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     if (spec.stdin_fd >= 0) ::dup2(spec.stdin_fd, 0);
     if (spec.stderr_fd >= 0) ::dup2(spec.stderr_fd, 2);
+    closeInheritedFdsOnExec();
     if (spec.creds) {
       if (::setgroups(groups.size(), groups.empty() ? nullptr : groups.data()) != 0) die(0);
       if (::setgid(spec.creds->gid) != 0) die(1);

@@ -100,6 +100,12 @@ std::vector<uint16_t> appPortsFromClusters(const std::string& clusters);
 // The admin port from a weft-proxy --ports-file ({"admin": P, ...}); nullopt if absent.
 std::optional<int> adminPortFromPortsFile(const std::string& contents);
 
+// Removes the directory tree at `path` as root may do over a tree another user owns (the run
+// directory belongs to the proxy user): no symlink is ever followed, at the top or below, and a
+// symlink swapped in for a checked entry at any moment is removed as a link, never through.
+// A `path` that is not a directory is unlinked itself. Best effort, no error.
+void removeTree(const std::string& path);
+
 // Runs the workload to its end (see the top of this file). Progress lines and the proxy's
 // stderr go to `err`. Answers the app's exit code, or 1 when the workload could not run (with
 // "weft run: ..." lines saying why). Must be called from a single-threaded process that exits

@@ -1,9 +1,13 @@
 #include "workload/run.h"
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <map>
 
 namespace weft::workload {
@@ -193,6 +197,52 @@ TEST(RunOptions, AdminPortFromThePortsFile) {
   EXPECT_FALSE(adminPortFromPortsFile(""));
   EXPECT_FALSE(adminPortFromPortsFile("{\"listeners\": {}}"));
   EXPECT_FALSE(adminPortFromPortsFile("{\"admin\": 0}"));
+}
+
+// A directory the test owns, removed at the end whatever removeTree did.
+class TreeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/weft-run-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    base_ = tmpl;
+    outside_ = base_ + "/outside";
+    ASSERT_EQ(::mkdir(outside_.c_str(), 0755), 0);
+    std::ofstream(outside_ + "/precious") << "keep me";
+  }
+  void TearDown() override {
+    std::string cmd = "rm -rf '" + base_ + "'";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+  }
+  bool exists(const std::string& p) {
+    struct stat st {};
+    return ::lstat(p.c_str(), &st) == 0;
+  }
+  std::string base_, outside_;
+};
+
+TEST_F(TreeTest, RemovesATreeWithoutFollowingItsSymlinks) {
+  std::string run = base_ + "/run";
+  ASSERT_EQ(::mkdir(run.c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir((run + "/state").c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir((run + "/state/deeper").c_str(), 0700), 0);
+  std::ofstream(run + "/token") << "t";
+  std::ofstream(run + "/state/deeper/f") << "f";
+  // Planted by the proxy user: links to a directory and to a file of someone else's.
+  ASSERT_EQ(::symlink(outside_.c_str(), (run + "/dirlink").c_str()), 0);
+  ASSERT_EQ(::symlink((outside_ + "/precious").c_str(), (run + "/state/filelink").c_str()), 0);
+  removeTree(run);
+  EXPECT_FALSE(exists(run)) << "expected " << run << " to be removed";
+  EXPECT_TRUE(exists(outside_ + "/precious")) << "a symlink's target was removed";
+}
+
+TEST_F(TreeTest, ARunDirectorySwappedForASymlinkIsNotFollowed) {
+  // The proxy user owns the run directory's entry in /tmp and can put a symlink in its place.
+  std::string run = base_ + "/run";
+  ASSERT_EQ(::symlink(outside_.c_str(), run.c_str()), 0);
+  removeTree(run);
+  EXPECT_TRUE(exists(outside_ + "/precious")) << "removeTree followed the symlink at the top";
+  EXPECT_FALSE(exists(run)) << "expected the symlink itself to be removed";
 }
 
 }  // namespace

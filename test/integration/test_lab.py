@@ -507,6 +507,8 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual(left, [], "expected nothing of lab %s left after down" % lab.name)
         self.assertFalse(os.path.exists(os.path.join(lab.state_dir, lab.name + ".json")),
                          "the state file is removed")
+        self.assertFalse(os.path.exists(os.path.join(lab.state_dir, lab.name + ".netns")),
+                         "the namespace markers are removed")
 
     def test_down_leaves_nothing(self):
         lab = Lab(topology(self.b, run_on=("h2", ["sleep", "3600"])))
@@ -584,6 +586,34 @@ class LifecycleTest(unittest.TestCase):
             json.dump(state, f)
         lab.weft("down")
         self.assertNothingLeft(lab, tag)
+
+    def test_down_never_touches_a_namespace_it_did_not_make(self):
+        lab = Lab(topology(self.b))
+        self.addCleanup(shutil.rmtree, lab.tmp, True)
+        # Someone else's namespace, named like one of the lab's, with a process inside.
+        foreign = lab.name + "-keep"
+        run(["ip", "netns", "add", foreign])
+        self.addCleanup(run, ["ip", "netns", "del", foreign], check=False)
+        sleeper = subprocess.Popen(["ip", "netns", "exec", foreign, "sleep", "300"])
+        self.addCleanup(stop, sleeper)
+        wait_until(lambda: run(["ip", "netns", "pids", foreign]).stdout.strip() != "", 10,
+                   what="the sleep to be inside " + foreign)
+
+        def intact(when):
+            self.assertIn(foreign, run(["ip", "netns", "list"]).stdout.split(),
+                          "expected %s to survive %s" % (foreign, when))
+            self.assertIsNone(sleeper.poll(), "expected the process in %s to survive %s, it "
+                              "exited with %s" % (foreign, when, sleeper.returncode))
+
+        p = lab.weft("down")  # no such lab: a typo'd --name
+        self.assertIn("no state file for lab " + lab.name, p.stderr)
+        intact("`down` of a lab that was never up")
+        lab.up()
+        tag = lab.status()["tag"]
+        lab.weft("down")
+        intact("`down` of the lab it is named like")
+        self.assertEqual(lab_leftovers(lab.name, tag), ["namespace " + foreign],
+                         "expected only the foreign namespace left after down")
 
     def test_down_without_a_state_file_sweeps_by_name(self):
         lab = Lab(topology(self.b))

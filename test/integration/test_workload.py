@@ -80,13 +80,20 @@ CONNECT = textwrap.dedent("""
 # it only works if the sidecar is already serving), records the outcome, then serves HTTP on
 # port 3000. GET /hello answers with its uid; GET /exit/N exits with code N once answered.
 # SIGTERM is recorded and ends it with code 0. With the argument "orphan" it first starts a
-# daemon (`sleep 600` in a new session) that it never stops.
+# daemon (`sleep 600` in a new session) that it never stops. With "fd=N" it records what its
+# fd N is ("fd N -> pipe:[...]", or "fd N closed").
 APP = textwrap.dedent("""
     import http.server, os, signal, socket, subprocess, sys, threading
     status_file = sys.argv[1]
     def note(line):
         with open(status_file, 'a') as f:
             f.write(line + '\\n')
+    for a in sys.argv[3:]:
+        if a.startswith('fd='):
+            try:
+                note('fd %s -> %s' % (a[3:], os.readlink('/proc/self/fd/' + a[3:])))
+            except OSError:
+                note('fd %s closed' % a[3:])
     if 'orphan' in sys.argv[3:]:
         # A daemon of its own: a new session (out of the app's process group), left behind.
         p = subprocess.Popen(['sleep', '600'], start_new_session=True)
@@ -444,7 +451,7 @@ class RunTest(unittest.TestCase):
                 in_ns(NS_A, weft_binary(), "intercept", "remove", "--id",
                       line.split("_", 2)[2], check=False)
 
-    def start(self, *extra, control_plane=None, app_args=None, app_ports="3000"):
+    def start(self, *extra, control_plane=None, app_args=None, app_ports="3000", pass_fds=()):
         cp = control_plane or "%s:%d" % (SERVER_IP, self.stream_port)
         self.log_path = os.path.join(self.work, "weft-run.log")
         log = open(self.log_path, "w")
@@ -458,7 +465,7 @@ class RunTest(unittest.TestCase):
         args += list(extra)
         args += ["--", sys.executable, self.app_file, self.status_file, B_IP] + (app_args or [])
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log,
-                                     stdin=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, pass_fds=pass_fds,
                                      env=dict(os.environ, TMPDIR=self.run_tmp))
         return self.proc
 
@@ -555,6 +562,26 @@ class RunTest(unittest.TestCase):
         self.assert_nothing_left(pids)
         wait_until(lambda: not self.web_proxies(), 10,
                    what="the drained sidecar to leave `weft proxies`")
+
+    def test_fds_weft_run_inherits_reach_neither_the_proxy_nor_the_app(self):
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        self.addCleanup(os.close, w)
+        ours = os.readlink("/proc/self/fd/%d" % w)
+        self.start(app_args=["fd=%d" % w], pass_fds=(w,))
+        self.wait_serving()
+        self.assertNotIn("fd %d -> %s" % (w, ours), self.status(),
+                         "expected the app not to inherit weft run's fd %d (%s)" % (w, ours))
+        self.assertRegex(self.status(), r"fd %d (closed|-> )" % w, "the app looked at its fds")
+        proxy = self.pid_of("weft-proxy")
+        try:
+            got = os.readlink("/proc/%d/fd/%d" % (proxy, w))
+        except OSError:
+            got = "closed"
+        self.assertNotEqual(got, ours, "expected weft-proxy not to inherit weft run's fd %d" % w)
+        self.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.wait_exit(), 0, self.log())
+        self.assert_nothing_left([proxy, self.pid_of("the app")])
 
     def test_sigterm_stops_the_app_then_the_proxy(self):
         # Without --app-ports: the inbound rules follow the virtual node's listener (3000).
