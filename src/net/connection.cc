@@ -146,6 +146,23 @@ void Connection::write(std::string_view data) {
 
 void Connection::flush() { doWrite(/*owner_call=*/true); }
 
+void Connection::flushSoon() {
+  if (loop_.dispatching() && state_ == State::kOpen) {
+    if (out_.size() > kHighWatermark) above_high_ = true;
+    if (!flush_queued_) {
+      flush_queued_ = true;
+      loop_.atEndOfRound(this, alive_);
+    }
+    return;
+  }
+  doWrite(/*owner_call=*/true);
+}
+
+void Connection::onEndOfRound() {
+  flush_queued_ = false;
+  doWrite(/*owner_call=*/false);
+}
+
 void Connection::doWrite(bool owner_call) {
   if (state_ != State::kOpen && state_ != State::kClosing) return;
   while (!out_.empty()) {

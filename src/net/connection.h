@@ -44,7 +44,7 @@ class ConnectionCallbacks {
   ~ConnectionCallbacks() = default;
 };
 
-class Connection final : public IoHandler {
+class Connection final : public IoHandler, private EndOfRound {
  public:
   // Takes ownership of fd. `connecting`: the fd is an in-progress connect().
   Connection(EventLoop& loop, int fd, std::unique_ptr<Transport> transport,
@@ -58,6 +58,12 @@ class Connection final : public IoHandler {
   void write(std::string_view data);
   // Flushes what is queued in output() (after appending to it directly).
   void flush();
+  // Like flush(), except while the loop is dispatching I/O events: then the write happens once,
+  // when every callback of the round has run (EventLoop::atEndOfRound), so what many callbacks
+  // of one round queue (an HTTP/2 connection's frames for many streams) leaves in one write.
+  // A connection destroyed before then is skipped. Output above the high watermark at the call
+  // still ends in onWriteDrained once written.
+  void flushSoon();
   Buffer& output() { return out_; }
   Buffer& input() { return in_; }
   // Backpressure: stop (true) or resume (false) reading from the socket.
@@ -93,6 +99,7 @@ class Connection final : public IoHandler {
 
  private:
   enum class State { kConnecting, kHandshaking, kOpen, kClosing, kClosed };
+  void onEndOfRound() override;
   void doHandshake();
   void doRead();
   void doWrite(bool owner_call);
@@ -113,6 +120,7 @@ class Connection final : public IoHandler {
   bool read_disabled_ = false;
   bool read_pending_ = false;  // edge-triggered: data may remain unread while disabled
   bool above_high_ = false;
+  bool flush_queued_ = false;  // flushSoon() registered with the loop for this round
   bool peer_hup_ = false;
   bool peer_eof_ = false;
   std::function<void()> on_flushed_;  // the peer's FIN (or an error) was signalled: read to EOF

@@ -94,6 +94,10 @@ void EventLoop::deferDelete(std::unique_ptr<Deferrable> obj) {
   deferred_.push_back(std::move(obj));
 }
 
+void EventLoop::atEndOfRound(EndOfRound* h, std::weak_ptr<char> alive) {
+  end_of_round_.emplace_back(h, std::move(alive));
+}
+
 bool EventLoop::inLoopThread() const { return std::this_thread::get_id() == thread_id_; }
 
 void EventLoop::runOnce(Duration max_wait) {
@@ -110,11 +114,20 @@ void EventLoop::runOnce(Duration max_wait) {
     log::error("loop", std::string("epoll_wait: ") + std::strerror(errno));
   }
   batch_size_ = n > 0 ? n : 0;
+  dispatching_ = true;
   for (batch_next_ = 0; batch_next_ < batch_size_;) {
     epoll_event& ev = batch_[batch_next_++];
     if (ev.data.ptr) static_cast<IoHandler*>(ev.data.ptr)->onIoEvents(ev.events);
   }
   batch_size_ = batch_next_ = 0;
+  while (!end_of_round_.empty()) {
+    end_of_round_run_.swap(end_of_round_);
+    for (auto& [h, alive] : end_of_round_run_) {
+      if (!alive.expired()) h->onEndOfRound();
+    }
+    end_of_round_run_.clear();
+  }
+  dispatching_ = false;
   timers_.runExpired();
   while (!deferred_.empty()) {
     auto batch = std::move(deferred_);

@@ -32,6 +32,15 @@ class Deferrable {
   virtual ~Deferrable() = default;
 };
 
+// Work to do once at the end of the current dispatch round (see EventLoop::atEndOfRound).
+class EndOfRound {
+ public:
+  virtual void onEndOfRound() = 0;
+
+ protected:
+  ~EndOfRound() = default;
+};
+
 class EventLoop {
  public:
   explicit EventLoop(const TimeSource& time = RealTimeSource::instance());
@@ -48,6 +57,10 @@ class EventLoop {
   void post(std::function<void()> fn);
   // Destroys obj after the current round of callbacks.
   void deferDelete(std::unique_ptr<Deferrable> obj);
+  // While dispatching I/O events: runs h->onEndOfRound() once every I/O callback of this round
+  // has run, unless `alive` has expired by then. Loop thread only; no allocation once warm.
+  void atEndOfRound(EndOfRound* h, std::weak_ptr<char> alive);
+  bool dispatching() const { return dispatching_; }
 
   // Runs until stop(). stop() is thread-safe.
   void run();
@@ -77,6 +90,8 @@ class EventLoop {
   epoll_event batch_[kBatch];
   int batch_size_ = 0;
   int batch_next_ = 0;
+  bool dispatching_ = false;
+  std::vector<std::pair<EndOfRound*, std::weak_ptr<char>>> end_of_round_, end_of_round_run_;
   std::thread::id thread_id_;
 };
 

@@ -148,7 +148,12 @@ AdminServer::Response AdminServer::handle(std::string_view method, std::string_v
     }
   } else if (path == "/clusters") {
     bool json = query.find("format=json") != std::string_view::npos;
-    std::string out = json ? "{\"clusters\": [" : "";
+    // Outlier ejection is per worker: a host shows on how many of the workers it is ejected,
+    // counted from the flags of the cluster's OutlierBoard (relaxed loads; no worker is asked or
+    // locked). After a host set change, a worker's flags move to the new set's board when that
+    // worker applies the snapshot (its next loop round).
+    const std::string workers = std::to_string(server_.concurrency());
+    std::string out = json ? "{\"workers\": " + workers + ", \"clusters\": [" : "";
     bool first_c = true;
     for (const auto& c : snap.config.clusters()) {
       const ClusterInfo* ci = snap.cluster(c.name());
@@ -159,16 +164,28 @@ AdminServer::Response AdminServer::handle(std::string_view method, std::string_v
       }
       first_c = false;
       bool first_h = true;
-      for (const auto& h : ci->hosts->hosts()) {
+      // Bound to ci->hosts by construction; checked so that positions can never mismatch.
+      const upstream::OutlierBoard* board =
+          ci->outlier_board && ci->outlier_board->hosts() == ci->hosts ? ci->outlier_board.get()
+                                                                       : nullptr;
+      for (size_t i = 0; i < ci->hosts->size(); ++i) {
+        const upstream::Host& h = (*ci->hosts)[i];
         const char* health = h.healthy() ? "healthy" : "unhealthy";
+        std::string ejected_on = board ? std::to_string(board->ejectedOn(i)) : "";
         if (json) {
           out += std::string(first_h ? "" : ", ") + "{\"address\": \"" + h.addressString() +
                  "\", \"hostname\": " + jsonString(h.hostname()) + ", \"health\": \"" + health +
-                 "\"}";
+                 "\"";
+          if (board) out += ", \"outlier_ejected_workers\": " + ejected_on;
+          out += "}";
         } else {
           out += c.name() + "::" + h.addressString() + "::health_flags::" + health + "\n";
           if (!h.hostname().empty())
             out += c.name() + "::" + h.addressString() + "::hostname::" + h.hostname() + "\n";
+          if (board) {
+            out += c.name() + "::" + h.addressString() + "::outlier_ejected::" + ejected_on + "/" +
+                   workers + "\n";
+          }
         }
         first_h = false;
       }

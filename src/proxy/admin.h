@@ -8,7 +8,9 @@
 //                      "addresses", "resource", "version_applied", "last_error"}}
 //   /ready             200 "LIVE" when serving; 503 "PRE_INITIALIZING" before the first config
 //                      (agent mode), 503 "DRAINING" while draining
-//   /clusters          each cluster's endpoints with health
+//   /clusters          each cluster's endpoints with health, and with outlier detection on how
+//                      many workers each is ejected ("outlier_ejected::n/N"; JSON
+//                      "outlier_ejected_workers" beside the document's "workers")
 //   /config_dump       the active config as JSON (private key paths redacted)
 
 #include <list>

@@ -969,7 +969,7 @@ void Http2Session::flushOut() {
     --depth_;
     codec_->flush();
   }
-  conn_->flush();
+  conn_->flushSoon();
   if (closed_) return;
   if (codec_->done()) {
     conn_->close(true);

@@ -626,6 +626,8 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
     hc.checker->update(*hc.base);
     ci->hosts = hc.checker->withHealth(*hc.base);
   }
+  if (ci->outlier)
+    ci->outlier_board = std::make_shared<upstream::OutlierBoard>(ci->hosts, concurrency());
   for (int i = 0; i < 5; ++i) {
     stats::Labels lc = lb;
     lc.emplace_back(std::string(sn::kLabelResponseCodeClass), std::to_string(i + 1) + "xx");
@@ -700,6 +702,8 @@ void Server::republishHosts(const std::string& cluster, upstream::HostSetPtr hos
   if (!old) return;
   auto ci = std::make_shared<ClusterInfo>(*old);
   ci->hosts = std::move(hosts);
+  if (ci->outlier)
+    ci->outlier_board = std::make_shared<upstream::OutlierBoard>(ci->hosts, concurrency());
   ci->stats.membership->set(static_cast<int64_t>(ci->hosts->size()));
   auto s = std::make_shared<Snapshot>(*snapshot_);
   s->version = ++version_;

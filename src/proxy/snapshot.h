@@ -173,6 +173,9 @@ struct ClusterInfo {
   upstream::TransportFactory transport_factory;  // plaintext or TLS origination
   upstream::CircuitBreakerLimits breaker_limits;
   std::optional<upstream::OutlierConfig> outlier;  // outlier detection on when set
+  // With outlier detection: where every worker's detector flags which of `hosts` it has ejected
+  // (read by the admin's /clusters). Bound to `hosts`: a new host set comes with a new board.
+  upstream::OutlierBoardPtr outlier_board;
   uint32_t panic_threshold_percent = 50;
   bool http2 = false;  // protocol HTTP2: requests go through the worker's Http2Pool
   ClusterStats stats;

@@ -308,6 +308,8 @@ void Worker::apply(SnapshotPtr snapshot) {
         rt->lb->update(info->hosts);
         if (rt->outlier) rt->outlier->update(info->hosts);
       }
+      // The same hosts may come with a new board (a reload rebuilt the cluster's info).
+      if (rt->outlier) rt->outlier->publishTo(info->outlier_board, index_);
       rt->info = info;
       next.emplace(name, std::move(rt));
       continue;
@@ -322,6 +324,7 @@ void Worker::apply(SnapshotPtr snapshot) {
       rt->outlier = std::make_unique<upstream::OutlierDetector>(
           *info->outlier, info->hosts, loop_.timers(),
           upstream::OutlierDetector::excludeIn(*rt->lb), info->stats.outlier);
+      rt->outlier->publishTo(info->outlier_board, index_);
     }
     upstream::PoolStats ps{info->stats.cx_total,   info->stats.cx_active,
                            info->stats.rx_bytes,   info->stats.tx_bytes,

@@ -161,7 +161,7 @@ void Http2Connection::onUpstreamClosed(PooledConnection&, net::CloseReason,
 
 void Http2Connection::flushOut() {
   if (depth_ > 0 || state_ != State::kReady) return;
-  pc_->connection().flush();
+  pc_->connection().flushSoon();
   bool empty = streams_.empty() && reserved_ == 0;
   if (empty && (retiring_ || codec_->goingAway())) {
     // Retired (GOAWAY) and its last stream is done.

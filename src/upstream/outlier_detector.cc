@@ -6,6 +6,24 @@
 
 namespace weft::upstream {
 
+OutlierBoard::OutlierBoard(HostSetPtr hosts, uint32_t workers)
+    : hosts_(std::move(hosts)),
+      workers_(workers),
+      flags_(std::make_unique<std::atomic<bool>[]>((hosts_ ? hosts_->size() : 0) * workers)) {}
+
+uint32_t OutlierBoard::ejectedOn(size_t i) const {
+  if (!hosts_ || i >= hosts_->size()) return 0;
+  uint32_t n = 0;
+  for (uint32_t w = 0; w < workers_; ++w)
+    n += flags_[i * workers_ + w].load(std::memory_order_relaxed) ? 1 : 0;
+  return n;
+}
+
+void OutlierBoard::set(size_t i, uint32_t worker, bool ejected) {
+  if (!hosts_ || i >= hosts_->size() || worker >= workers_) return;
+  flags_[i * workers_ + worker].store(ejected, std::memory_order_relaxed);
+}
+
 OutlierDetector::OutlierDetector(OutlierConfig config, HostSetPtr hosts, TimerQueue& timers,
                                  EjectionCallback on_ejection, OutlierStats stats)
     : config_(config),
@@ -22,6 +40,28 @@ OutlierDetector::OutlierDetector(OutlierConfig config, HostSetPtr hosts, TimerQu
 OutlierDetector::~OutlierDetector() {
   if (stats_.ejections_active && ejected_count_ > 0)
     stats_.ejections_active->sub(static_cast<int64_t>(ejected_count_));
+  withdrawAll();
+}
+
+void OutlierDetector::mark(size_t i, bool ejected) {
+  if (board_) board_->set(i, board_worker_, ejected);
+}
+
+void OutlierDetector::withdrawAll() {
+  for (size_t i = 0; board_ && i < state_.size(); ++i) {
+    if (state_[i].ejected) board_->set(i, board_worker_, false);
+  }
+}
+
+void OutlierDetector::publishTo(OutlierBoardPtr board, uint32_t worker) {
+  if (board && board->hosts() != hosts_) board = nullptr;  // another set's positions
+  if (board == board_ && worker == board_worker_) return;
+  withdrawAll();
+  board_ = std::move(board);
+  board_worker_ = worker;
+  for (size_t i = 0; board_ && i < state_.size(); ++i) {
+    if (state_[i].ejected) board_->set(i, board_worker_, true);
+  }
 }
 
 OutlierDetector::EjectionCallback OutlierDetector::excludeIn(LoadBalancer& lb) {
@@ -83,6 +123,7 @@ void OutlierDetector::maybeEject(size_t i) {
   if (length > cap || length < Duration(0)) length = cap;
   s.eject_until = timers_.now() + length;
   ++ejected_count_;
+  mark(i, true);
   if (stats_.ejections_active) stats_.ejections_active->add();
   if (stats_.ejections_enforced) stats_.ejections_enforced->inc();
   armSweep();
@@ -103,6 +144,7 @@ void OutlierDetector::sweep() {
         // Back in service; its multiplier starts decaying at the next sweep.
         s.ejected = false;
         --ejected_count_;
+        mark(i, false);
         if (stats_.ejections_active) stats_.ejections_active->sub();
         if (on_ejection_) on_ejection_((*hosts_)[i], false);
       }
@@ -117,6 +159,8 @@ void OutlierDetector::sweep() {
 void OutlierDetector::update(HostSetPtr hosts) {
   WEFT_CHECK(hosts != nullptr, "OutlierDetector::update needs a HostSet (an empty one is fine)");
   if (hosts == hosts_) return;
+  withdrawAll();
+  board_ = nullptr;
   std::vector<HostState> next(hosts->size());
   size_t ejected = 0;
   for (size_t i = 0; i < hosts->size(); ++i) {

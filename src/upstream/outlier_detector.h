@@ -21,8 +21,10 @@
 // Threading: one detector per cluster per worker, used only on that worker's thread (its timer is
 // on the worker's TimerQueue). Workers do not share what they observe: each ejects on its own
 // evidence, which is what that worker's traffic experienced. State is kept per host address and
-// follows update() like the LoadBalancer's.
+// follows update() like the LoadBalancer's. What every worker has ejected is shown to other
+// threads (the admin's /clusters) through an OutlierBoard.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -53,6 +55,29 @@ struct OutlierStats {
   std::shared_ptr<stats::Counter> ejections_overflow;  // ..._ejections_overflow_total
 };
 
+// On which workers each host of one HostSet is ejected now: one flag per (host, worker), written
+// only by that worker's detector of the cluster (a relaxed store when it ejects a host of
+// `hosts()`, when the host returns, when its set changes and when the detector goes: never per
+// request) and read from any thread, e.g. by the admin endpoint on the main thread, which counts
+// the flags. No lock and no read-modify-write, like the metrics' per-worker slots. Bound to one
+// HostSet: a new set gets a new board (see OutlierDetector::publishTo()).
+class OutlierBoard {
+ public:
+  OutlierBoard(HostSetPtr hosts, uint32_t workers);
+  const HostSetPtr& hosts() const { return hosts_; }
+  uint32_t workers() const { return workers_; }
+  // Workers on which hosts()[i] is ejected now (0 for i out of range).
+  uint32_t ejectedOn(size_t i) const;
+  // Worker `worker`'s flag for hosts()[i]; out-of-range arguments are ignored.
+  void set(size_t i, uint32_t worker, bool ejected);
+
+ private:
+  HostSetPtr hosts_;
+  uint32_t workers_;
+  std::unique_ptr<std::atomic<bool>[]> flags_;  // [i * workers_ + worker]
+};
+using OutlierBoardPtr = std::shared_ptr<OutlierBoard>;
+
 class OutlierDetector {
  public:
   // Called when a host of the current set is ejected (true) or returned (false). `host` is an
@@ -78,8 +103,14 @@ class OutlierDetector {
   void onLocalFailure(const Host& host);
 
   // New membership. State (counts, ejections, multipliers) carries over to hosts with the same
-  // address; departed hosts are forgotten (no callback: the balancer forgets them too).
+  // address; departed hosts are forgotten (no callback: the balancer forgets them too). The
+  // board, bound to the old set, is left (its marks withdrawn): publishTo() the new set's.
   void update(HostSetPtr hosts);
+
+  // Shows this detector's ejections on `board`, as worker `worker`, from now on (and withdraws
+  // them from the board it used before). A board bound to another HostSet than the detector's is
+  // taken as none (null). The same board again is a no-op.
+  void publishTo(OutlierBoardPtr board, uint32_t worker);
 
   bool ejected(const Host& host) const;
   // Times the host has been ejected, decayed (the current ejection-time multiplier).
@@ -100,6 +131,8 @@ class OutlierDetector {
   void maybeEject(size_t i);
   void sweep();
   void armSweep();
+  void mark(size_t i, bool ejected);
+  void withdrawAll();
 
   OutlierConfig config_;
   HostSetPtr hosts_;
@@ -108,6 +141,8 @@ class OutlierDetector {
   OutlierStats stats_;
   std::vector<HostState> state_;  // by position in hosts_
   size_t ejected_count_ = 0;
+  OutlierBoardPtr board_;  // bound to hosts_, or null
+  uint32_t board_worker_ = 0;
   Timer sweep_timer_;  // armed only while some host is ejected or has a multiplier to decay
 };
 

@@ -219,5 +219,54 @@ TEST_F(OutlierTest, DestructionReleasesTheGauge) {
   EXPECT_EQ(stats.ejections_active->value(), 0);
 }
 
+// Two detectors stand for two workers of one cluster, publishing to one board.
+TEST_F(OutlierTest, BoardCountsTheWorkersThatEjectedEachHost) {
+  make(config(), {1, 2, 3});
+  auto board = std::make_shared<OutlierBoard>(hosts, 2);
+  detector->publishTo(board, 0);
+  OutlierDetector other(config(), hosts, timers, nullptr);
+  other.publishTo(board, 1);
+  auto marks = [&] {
+    std::string s;
+    for (size_t i = 0; i < hosts->size(); ++i) s += std::to_string(board->ejectedOn(i));
+    return s;
+  };
+  EXPECT_EQ(marks(), "000");
+  fail5xx(0, 3);
+  EXPECT_EQ(marks(), "100") << "ejected on one worker";
+  for (int k = 0; k < 3; ++k) other.onResponse(host(0), 502);
+  EXPECT_EQ(marks(), "200") << "ejected on both workers";
+  advance(seconds(40));  // 30 s ejection, swept at the next 10 s interval
+  EXPECT_FALSE(detector->ejected(host(0)));
+  EXPECT_EQ(marks(), "000") << "back in service on both";
+  EXPECT_EQ(board->ejectedOn(7), 0u) << "out of range reads 0";
+}
+
+TEST_F(OutlierTest, BoardFollowsTheHostSetAndTheDetectorsLife) {
+  make(config(), {1, 2, 3});
+  auto board = std::make_shared<OutlierBoard>(hosts, 2);
+  fail5xx(1, 3);  // ejected before a board was given: shown once it is
+  detector->publishTo(board, 1);
+  EXPECT_EQ(board->ejectedOn(1), 1u);
+  detector->publishTo(board, 1);
+  EXPECT_EQ(board->ejectedOn(1), 1u) << "the same board again counts nothing twice";
+  detector->publishTo(board, 7);
+  EXPECT_EQ(board->ejectedOn(1), 0u) << "a worker index beyond the board's is not shown";
+  detector->publishTo(std::make_shared<OutlierBoard>(makeSet({1, 2, 3}), 2), 1);
+  EXPECT_EQ(board->ejectedOn(1), 0u) << "a board for another set is taken as none";
+
+  detector->publishTo(board, 1);
+  EXPECT_EQ(board->ejectedOn(1), 1u);
+  auto next = makeSet({2, 5});  // port 2 (ejected) moves to position 0
+  detector->update(next);
+  EXPECT_EQ(board->ejectedOn(1), 0u) << "the old set's board is left by update()";
+  auto next_board = std::make_shared<OutlierBoard>(next, 2);
+  detector->publishTo(next_board, 1);
+  EXPECT_EQ(next_board->ejectedOn(0), 1u) << "the carried-over ejection, at its new position";
+  EXPECT_EQ(next_board->ejectedOn(1), 0u);
+  detector.reset();
+  EXPECT_EQ(next_board->ejectedOn(0), 0u) << "a detector that goes withdraws its marks";
+}
+
 }  // namespace
 }  // namespace weft::upstream

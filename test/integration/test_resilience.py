@@ -174,6 +174,49 @@ class ResilienceTest(unittest.TestCase):
         self.assertEqual(statuses.count(500), 2, "ejected after 2 consecutive 5xx: %r" % statuses)
         self.assertEqual(p.metric(
             "weft_cluster_outlier_detection_ejections_enforced_total", cluster="svc"), 1)
+        status, text = p.admin("/clusters")
+        self.assertEqual(status, 200)
+        self.assertIn("svc::127.0.0.1:%d::outlier_ejected::1/1\n" % bad.port, text)
+        self.assertIn("svc::127.0.0.1:%d::outlier_ejected::0/1\n" % self.good.port, text)
+
+    def test_clusters_shows_on_how_many_workers_an_endpoint_is_ejected(self):
+        # Ejection is per worker: with 2 workers the failing endpoint is ejected on those that
+        # sent it 2 requests, shown as n of 2 in /clusters, and comes back after 2 s.
+        bad = StatusBackend(500)
+        self.addCleanup(bad.close)
+        cfg = {"node": "it", "admin": admin_cfg(), "drain_time": "2s",
+               "listeners": [listener("main", [route_to("svc")])],
+               "clusters": [cluster("svc", [bad.port, self.good.port],
+                                    outlier_detection={"max_server_errors": 2, "interval": "1s",
+                                                       "base_ejection_duration": "2s",
+                                                       "max_ejection_percent": 50})]}
+        p = Proxy(cfg, concurrency=2).start()
+        self.addCleanup(p.stop)
+        bad_addr, good_addr = "127.0.0.1:%d" % bad.port, "127.0.0.1:%d" % self.good.port
+
+        def ejected_on():
+            status, text = p.admin("/clusters?format=json")
+            self.assertEqual(status, 200, text)
+            doc = json.loads(text)
+            self.assertEqual(doc["workers"], 2, text)
+            return {h["address"]: h["outlier_ejected_workers"] for c in doc["clusters"]
+                    for h in c["hosts"]}
+
+        self.assertEqual(ejected_on(), {bad_addr: 0, good_addr: 0})
+        sent = 0
+        while not ejected_on()[bad_addr] and sent < 200:
+            get(p.url("/e%d" % sent))
+            sent += 1
+        hosts = ejected_on()
+        self.assertIn(hosts[bad_addr], (1, 2), "ejected on 1 or 2 of the 2 workers: %r" % hosts)
+        self.assertEqual(hosts[good_addr], 0, hosts)
+        self.assertEqual(p.metric("weft_cluster_outlier_detection_ejections_active",
+                                  cluster="svc"), hosts[bad_addr],
+                         "the gauge sums the same per-worker ejections")
+        status, text = p.admin("/clusters")
+        self.assertIn("svc::%s::outlier_ejected::%d/2\n" % (bad_addr, hosts[bad_addr]), text)
+        # Back in service at the first sweep after its 2 s ejection, on every worker.
+        wait_until(lambda: ejected_on()[bad_addr] == 0, what="the endpoint back on every worker")
 
     def test_active_health_check_takes_unhealthy_endpoints_out(self):
         sick = StatusBackend(status=200, health_status=503)
