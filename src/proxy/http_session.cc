@@ -232,6 +232,11 @@ void HttpSession::startRequest(size_t head_len) {
     localReply(501, "upgrade and CONNECT are not supported on this listener", "-", true);
     return;
   }
+  if (!listener_->authorizes(conn_->peer())) {
+    conn_->input().consume(head_len);
+    localReply(403, "RBAC: access denied", "RBAC", has_body, false);
+    return;
+  }
   if (std::optional<LocalReply> reply = ex_.route(*listener_, h)) {
     conn_->input().consume(head_len);
     localReply(reply->status, reply->body, reply->flags, has_body, reply->add_newline);

@@ -457,6 +457,12 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
     li->secure = l.tls().mode() == v1::ListenerTls::STRICT;
   }
 
+  if (l.has_authorization()) {
+    auto rules = net::tls::sanRulesFrom(l.authorization().allowed(), where + ".authorization");
+    if (!rules) return makeError(rules.error().message);
+    li->authorized_peers = std::move(*rules);
+  }
+
   for (const auto& al : l.access_logs()) {
     auto fmt = AccessLogFormatter::fromConfig(al);
     if (!fmt) return makeError(where + ".access_logs: " + fmt.error().message);
@@ -499,6 +505,7 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
   st.rq_time = r.histogram(sn::kListenerDownstreamRqTime, lb);
   st.no_route = r.counter(sn::kListenerNoRoute, lb);
   li->cx_refused = r.counter(sn::kListenerEgressRefused, lb);
+  li->authz_denied = r.counter("weft_listener_authz_denied_total", lb);
   st.ssl_handshake = r.counter(sn::kListenerSslHandshake, lb);
   st.ssl_error = r.counter(sn::kListenerSslConnectionError, lb);
   st.ssl_no_cert = r.counter(sn::kListenerSslFailVerifyNoCert, lb);

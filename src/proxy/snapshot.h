@@ -16,6 +16,7 @@
 #include "common/stats.h"
 #include "http/http2/codec.h"
 #include "http/router.h"
+#include "net/tls/san.h"
 #include "net/tls/tls_context.h"
 #include "net/transport.h"
 #include "proxy/access_log.h"
@@ -131,6 +132,17 @@ struct ListenerInfo {
   // For unmatched destinations that are relayed: a TCP relay listener through the passthrough
   // cluster, sharing this listener's socket and stats. Null when they are refused.
   std::shared_ptr<const ListenerInfo> passthrough;
+  // Mesh authorization (Listener.authorization, docs/security.md): set, only peers whose verified
+  // certificate matches may use this listener (HTTP: 403, TCP: closed), each refusal counted.
+  std::optional<std::vector<net::tls::SanRule>> authorized_peers;
+  std::shared_ptr<stats::Counter> authz_denied;
+  bool authorizes(const net::PeerInfo& peer) const {
+    if (!authorized_peers ||
+        net::tls::peerAuthorized(peer.peer_uri_san, peer.peer_dns_san, *authorized_peers))
+      return true;
+    authz_denied->inc();
+    return false;
+  }
 };
 
 struct ClusterStats {
