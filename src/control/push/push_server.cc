@@ -185,8 +185,9 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
       startWriteLocked(next);
       return;
     }
-    // A write is in flight: its config (sent_) is what the proxy will have.
-    if (sent_->hash == next->hash) {
+    // A write is in flight: its config (sent_) is what the proxy will have — none yet when that
+    // write is an IdentityUpdate ahead of the stream's first config.
+    if (sent_ && sent_->hash == next->hash) {
       pending_.reset();
       pending_config_.reset();
       return;

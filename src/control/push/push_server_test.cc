@@ -647,6 +647,27 @@ TEST_F(PushServerIdentityTest, CsrGetsTheTokensIdentity) {
   EXPECT_TRUE(next->has_config() || next->has_endpoints());
 }
 
+TEST_F(PushServerIdentityTest, CsrRightAfterHelloBeforeTheFirstConfig) {
+  // A proxy that reconnects asks for its certificate at once: the identity is often written
+  // before the stream's first config (the push thread's config then waits for that write).
+  for (int i = 0; i < 30; ++i) {
+    Proxy p(port_);
+    ASSERT_TRUE(p.hello("mesh/m/virtualNode/n", token("mesh/m/virtualNode/n")));
+    ASSERT_TRUE(request(p, csr("")));
+    bool config = false, id = false;
+    while (!(config && id)) {
+      auto m = p.read();
+      ASSERT_TRUE(m.has_value()) << "round " << i << ": expected version 1 and an identity, the "
+                                 << "stream ended: " << p.finish().error_message();
+      config = config || m->has_config();
+      if (m->has_identity()) {
+        EXPECT_EQ(m->identity().error(), "") << m->identity().error();
+        id = true;
+      }
+    }
+  }
+}
+
 TEST_F(PushServerIdentityTest, CsrForAnotherNodeEndsTheStreamWithPermissionDenied) {
   auto p = connected("n");
   ASSERT_TRUE(request(*p, csr("URI:spiffe://m/virtualNode/other")));
