@@ -511,6 +511,10 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
   st.ssl_no_cert = r.counter(sn::kListenerSslFailVerifyNoCert, lb);
   st.ssl_verify_error = r.counter(sn::kListenerSslFailVerifyError, lb);
   st.ssl_san = r.counter(sn::kListenerSslFailVerifySan, lb);
+  if (li->tls_context) {
+    st.ssl_cert_expiry = r.gauge("weft_listener_ssl_certificate_expiry_timestamp_seconds", lb);
+    st.ssl_cert_expiry->set(li->tls_context->certificateNotAfter());
+  }
   li->http2_stats = http2::makeStats(r, sn::kListenerHttp2Prefix, lb);
   for (int i = 0; i < 5; ++i) {
     stats::Labels lc = lb;
@@ -569,10 +573,12 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
   if (c.has_outlier_detection()) ci->outlier = outlierConfig(c.outlier_detection());
   ci->panic_threshold_percent = panicThresholdPercent(c);
 
+  int64_t client_cert_expiry = 0;
   if (c.has_tls()) {
     auto ctx = net::tls::ClientContext::create(c.tls(), where + ".tls");
     if (!ctx) return makeError(ctx.error().message);
     std::shared_ptr<const net::tls::ClientContext> cc = *ctx;
+    client_cert_expiry = cc->certificateNotAfter();
     ci->transport_factory = [cc](int fd, const upstream::Host& h) {
       return cc->newTransport(fd, h.hostname());
     };
@@ -603,6 +609,10 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
   st.ssl_error = r.counter(sn::kClusterSslConnectionError, lb);
   st.ssl_verify_error = r.counter(sn::kClusterSslFailVerifyError, lb);
   st.ssl_san = r.counter(sn::kClusterSslFailVerifySan, lb);
+  if (client_cert_expiry > 0) {
+    st.ssl_cert_expiry = r.gauge("weft_cluster_ssl_certificate_expiry_timestamp_seconds", lb);
+    st.ssl_cert_expiry->set(client_cert_expiry);
+  }
   st.rq_retry = r.counter(sn::kClusterUpstreamRqRetry, lb);
   st.rq_retry_success = r.counter(sn::kClusterUpstreamRqRetrySuccess, lb);
   st.breaker.cx_overflow = st.cx_overflow;

@@ -75,7 +75,8 @@ struct ListenerStats {
       rq_total, rq_timeout, rq_too_large, no_route, ssl_handshake, ssl_error, ssl_no_cert,
       ssl_verify_error, ssl_san;
   std::shared_ptr<stats::Gauge> cx_active, rq_active;
-  std::shared_ptr<stats::Counter> rq_xx[5];  // 1xx..5xx
+  std::shared_ptr<stats::Gauge> ssl_cert_expiry;  // notAfter of the served certificate (TLS only)
+  std::shared_ptr<stats::Counter> rq_xx[5];       // 1xx..5xx
   std::shared_ptr<stats::Histogram> rq_time;
 };
 
@@ -152,6 +153,7 @@ struct ClusterStats {
   upstream::CircuitBreakerStats breaker;
   upstream::OutlierStats outlier;
   std::shared_ptr<stats::Gauge> cx_active, rq_active, rq_pending_active, membership;
+  std::shared_ptr<stats::Gauge> ssl_cert_expiry;  // notAfter of the client certificate, if any
   std::shared_ptr<stats::Counter> rq_xx[5];
   std::shared_ptr<stats::Histogram> rq_time, connect_ms;
 };
