@@ -512,6 +512,18 @@ class IdentityTest(unittest.TestCase):
                         re.S)
         self.assertIsNotNone(pem, "b's certificate in s_client's output:\n%s" % s.stdout)
         self.assertIn("URI:" + self.sidecars["b"].spiffe, self.subject_alt_names(pem.group(0)))
+        # Certificate expiry gauges: b's inbound listener and a's cluster toward b serve their
+        # identity, whose notAfter they show (the identity may renew in between: either one).
+        def expiry_matches(sc, metric, labels):
+            got = sc.metric(metric, labels)
+            ident = sc.metric("weft_identity_certificate_expiry_timestamp_seconds")
+            return got is not None and abs(got - ident) < 1 and got > time.time()
+        self.wait(lambda: expiry_matches(
+            self.sidecars["b"], "weft_listener_ssl_certificate_expiry_timestamp_seconds",
+            'listener="lds_ingress_0.0.0.0_15000/http_8080"'), 20, "b's listener expiry gauge")
+        self.wait(lambda: expiry_matches(
+            self.sidecars["a"], "weft_cluster_ssl_certificate_expiry_timestamp_seconds",
+            'cluster="cds_egress_id_b_http_8080"'), 20, "a's cluster expiry gauge")
         # Any mesh identity may call without authorization: c's works directly.
         code, _ = self.direct_https("c", "/c-without-authorization")
         self.assertEqual(code, "200", "authorization off: any identity of the mesh")
