@@ -56,6 +56,7 @@ constexpr const char* kTopHelp =
     "  ca            the certificate authority: CAs and certificates (create, issue, ...)\n"
     "  token         manage the join tokens proxies connect with (create, list, revoke)\n"
     "  proxies       list the proxies connected to the config stream\n"
+    "  mesh          weft's mesh policy: mTLS by identity, authorization (mesh policy M)\n"
     "  run           run an app with its sidecar: weft run --resource R ... -- COMMAND\n"
     "  intercept     install, remove or show the iptables rules of a sidecar (EC2 hosts)\n"
     "  lab           real networks (VPCs, subnets, hosts, peerings) on this machine\n"
@@ -949,6 +950,44 @@ int cmdProxies(Command& c) {
       });
 }
 
+// ---- mesh policy (weft's own, outside the App Mesh shapes; docs/security.md) ----
+
+int cmdMesh(Command& c) {
+  if (c.args.positional.empty() || c.args.positional[0] != "policy")
+    return fail(c.env, c.name, Error{kUsage, "expected: policy MESH (see weft mesh --help)"});
+  std::string name = c.name + " policy";
+  if (c.args.positional.size() != 2)
+    return fail(c.env, name, Error{kUsage, "expected the mesh name: weft mesh policy MESH"});
+  const std::string& mesh = c.args.positional[1];
+  auto format = outputFormat(c.args, "table", true);
+  if (!format) return fail(c.env, name, format.error());
+  if (auto s = c.connect(); !s) return fail(c.env, name, s.error());
+  const std::string path = "/weft/v1/mesh-policies/" + encodeSegment(mesh);
+  Result<Value> r = [&] {
+    if (!c.args.has("--mtls") && !c.args.has("--authorization")) return c.api->call("GET", path);
+    Value body = Value::object();
+    if (c.args.has("--mtls")) body.set("mtls", Value::string(c.args.get("--mtls")));
+    if (c.args.has("--authorization"))
+      body.set("authorization", Value::string(c.args.get("--authorization")));
+    return c.api->call("PUT", path, "", &body);
+  }();
+  if (!r) {
+    if (r.error().code == 404)
+      return fail(c.env, name, Error{1, "mesh " + mesh + " does not exist"});
+    return fail(c.env, name, r.error());
+  }
+  if (*format != "table") {
+    printValue(c.env.out, *r, *format);
+    return 0;
+  }
+  printTable(
+      c.env.out,
+      {{"MESH", "MTLS", "AUTHORIZATION", "UPDATED"},
+       {fieldText(*r, "mesh"), fieldText(*r, "mtls"), fieldText(*r, "authorization"),
+        fieldText(*r, "updatedAt") == "0" ? "never (defaults)" : formatAge(r->find("updatedAt"))}});
+  return 0;
+}
+
 int cmdDescribeProxyConfig(Command& c) {
   std::string name = c.name + " proxy-config";
   if (c.args.positional.size() != 1)
@@ -1561,6 +1600,26 @@ const std::vector<CommandDef>& commands() {
        "  -m, --mesh M          only proxies of mesh M\n"
        "  -o, --output FORMAT   table (default), json or yaml\n",
        cmdProxies},
+      {"mesh",
+       {{"--mtls", ""}, {"--authorization", ""}, {"--output", "-o"}},
+       "Usage: weft mesh policy MESH [--mtls off|permissive|strict]\n"
+       "                             [--authorization off|backends] [-o table|json|yaml]\n"
+       "\n"
+       "Shows (no flags) or sets weft's security policy of a mesh, kept outside the App Mesh\n"
+       "spec shapes (docs/security.md):\n"
+       "  --mtls off            no mesh identities: proxies' certificate requests are refused\n"
+       "  --mtls permissive     (default) every proxy holds a short-lived identity certificate\n"
+       "                        (spiffe://MESH/virtualNode/NAME), but configs are App Mesh's:\n"
+       "                        nothing is required or presented\n"
+       "  --mtls strict         node listeners require a client certificate of the mesh's\n"
+       "                        identity CA; callers present theirs toward nodes and check the\n"
+       "                        node's identity (unless a client policy validates it)\n"
+       "  --authorization backends  (needs --mtls strict) a node accepts calls only from the\n"
+       "                        nodes that declare one of its virtual services as a backend and\n"
+       "                        from gateways routing to one: others get 403 (TCP: closed)\n"
+       "  --authorization off   (default) any caller with a mesh identity\n"
+       "A flag left out keeps its value. Every proxy of the mesh is recompiled and updated.\n",
+       cmdMesh},
       {"ca",
        {{"--subject", ""},
         {"--key-algorithm", ""},

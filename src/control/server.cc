@@ -39,9 +39,11 @@
 #include "control/ca/ca_api.h"
 #include "control/ca/certificate_source.h"
 #include "control/ca/kek.h"
+#include "control/ca/mesh_identity.h"
 #include "control/compile/compiler.h"
 #include "control/credentials/credentials.h"
 #include "control/model/appmesh_api.h"
+#include "control/push/identity_signer.h"
 #include "control/push/push_api.h"
 #include "control/push/push_server.h"
 #include "control/push/stream_ca.h"
@@ -98,9 +100,14 @@ constexpr const char* kHelp =
     "  --proxy-stale-after D  a proxy gone (or silent) this long makes its auto-registered\n"
     "                       instance UNHEALTHY, twice this deregisters it (default 30s;\n"
     "                       forms 45s, 1500ms, 2m)\n"
+    "  --identity-validity D  lifetime of the mesh identity certificates proxies get (default\n"
+    "                       24h; 10s to 30d; forms 90s, 30m, 24h, 7d); renewed at half-life\n"
+    "  --identity-expiry-warning D  proxies warn (log, metric) this long before their identity\n"
+    "                       expires unrenewed (default: a quarter of its lifetime)\n"
     "  --config FILE        YAML file with the keys data-dir, api, region, account-id,\n"
     "                       ports-file, log-level, dns, dns-upstream, stream, stream-san,\n"
-    "                       insecure (true/false), proxy-stale-after and quotas (a map of\n"
+    "                       insecure (true/false), proxy-stale-after, identity-validity,\n"
+    "                       identity-expiry-warning and quotas (a map of\n"
     "                       App Mesh quota names:\n"
     "                       virtual_nodes_per_mesh, virtual_services_per_mesh,\n"
     "                       virtual_routers_per_mesh, routes_per_virtual_router,\n"
@@ -127,14 +134,27 @@ struct Settings {
   std::string stream_san;                 // extra SANs, comma-separated
   std::string insecure = "false";         // "true": plaintext stream
   std::string proxy_stale_after = "30s";  // docs/registry.md "Instances from proxies"
+  std::string identity_validity = "24h";  // docs/security.md "Mesh identities"
+  std::string identity_expiry_warning;    // empty: a quarter of the lifetime
   std::string log_level = "info";
   std::string ca_key_file;  // CA key-encryption key (docs/ca.md); empty: WEFT_CA_KEY or DIR/ca-kek
   std::map<std::string, int> quotas;
 };
 
-const char* const kKeys[] = {"data-dir",   "api",        "region",   "account-id",
-                             "ports-file", "log-level",  "dns",      "dns-upstream",
-                             "stream",     "stream-san", "insecure", "proxy-stale-after"};
+const char* const kKeys[] = {"data-dir",
+                             "api",
+                             "region",
+                             "account-id",
+                             "ports-file",
+                             "log-level",
+                             "dns",
+                             "dns-upstream",
+                             "stream",
+                             "stream-san",
+                             "insecure",
+                             "proxy-stale-after",
+                             "identity-validity",
+                             "identity-expiry-warning"};
 
 std::string* field(Settings& s, std::string_view key) {
   if (key == "data-dir") return &s.data_dir;
@@ -150,6 +170,8 @@ std::string* field(Settings& s, std::string_view key) {
   if (key == "stream-san") return &s.stream_san;
   if (key == "insecure") return &s.insecure;
   if (key == "proxy-stale-after") return &s.proxy_stale_after;
+  if (key == "identity-validity") return &s.identity_validity;
+  if (key == "identity-expiry-warning") return &s.identity_expiry_warning;
   return nullptr;
 }
 
@@ -218,6 +240,25 @@ Result<std::chrono::milliseconds> parseStaleAfter(std::string_view s) {
     return makeError("--proxy-stale-after '" + std::string(s) +
                      "': expected a duration such as 30s, 1500ms or 2m (at most 24h)");
   return std::chrono::milliseconds(ms);
+}
+
+// "90s", "30m", "24h", "7d" (a bare number is seconds) within [min, max] seconds.
+Result<std::chrono::seconds> parseIdentityDuration(std::string_view flag, std::string_view s,
+                                                   int64_t min, int64_t max) {
+  size_t digits = 0;
+  while (digits < s.size() && digits < 9 && s[digits] >= '0' && s[digits] <= '9') ++digits;
+  std::string_view unit = s.substr(digits);
+  long long n = digits ? std::stoll(std::string(s.substr(0, digits))) : 0;
+  long long mul = unit == "s" || unit.empty() ? 1
+                  : unit == "m"               ? 60
+                  : unit == "h"               ? 3600
+                  : unit == "d"               ? 86400
+                                              : -1;
+  if (digits == 0 || mul < 0 || n * mul < min || n * mul > max)
+    return makeError("--" + std::string(flag) + " '" + std::string(s) +
+                     "': expected a duration such as 90s, 30m, 24h or 7d, from " +
+                     std::to_string(min) + "s to " + std::to_string(max) + "s");
+  return std::chrono::seconds(n * mul);
 }
 
 // Parses "HOST:PORT" ("127.0.0.1:7080", "[::1]:7080", "localhost:7080").
@@ -546,7 +587,21 @@ int runServer(int argc, char** argv) {
 
   // Config push: the compiler, join tokens, the stream (TLS from the stream CA) and its API.
   // ACM certificates and ACM PCA trust named by specs come from the CA (docs/security.md).
-  ca::CaCertificateSource ca_certificates(ca_api);
+  // Mesh identities (docs/security.md): each mesh's identity CA signs the proxies' CSRs.
+  auto identity_validity =
+      parseIdentityDuration("identity-validity", settings.identity_validity, 10, 30 * 86400);
+  if (!identity_validity) return usageError(identity_validity.error().message);
+  std::chrono::seconds identity_warning{0};
+  if (!settings.identity_expiry_warning.empty()) {
+    auto w = parseIdentityDuration("identity-expiry-warning", settings.identity_expiry_warning, 1,
+                                   identity_validity->count());
+    if (!w) return usageError(w.error().message);
+    identity_warning = *w;
+  }
+  ca::MeshIdentityIssuer identity_issuer(notifying, *ca_kek, time,
+                                         ca::MeshIdentityOptions{*identity_validity});
+  push::MeshIdentitySigner identity_signer(notifying, identity_issuer, identity_warning);
+  ca::CaCertificateSource ca_certificates(ca_api, &identity_issuer);
   compile::Compiler compiler(notifying, compile::CompileOptions{settings.region, *account},
                              &ca_certificates);
   push::Tokens tokens(notifying, time);
@@ -566,10 +621,13 @@ int runServer(int argc, char** argv) {
   registry::AutoRegistration auto_registration(notifying, registry_api, time);
   push_options.registrar = &auto_registration;
   push_options.stale_after = *stale_after;
+  push_options.identities = &identity_signer;
   push::PushServer push_server(compiler, tokens, time, push_options);
   notifying.setListener(
       [&push_server](const std::vector<std::string>& keys) { push_server.onStoreChanged(keys); });
-  push::PushApi push_api(tokens, compiler, [&push_server] { return push_server.proxies(); });
+  push::PushApi push_api(
+      tokens, compiler, [&push_server] { return push_server.proxies(); }, notifying,
+      &identity_issuer);
   router.addRoute(&push::PushApi::handles, "",
                   [&push_api](const ApiRequest& r) { return push_api.handle(r); });
   auto stream_port = push_server.start();

@@ -94,6 +94,7 @@ enum class Op : uint8_t {
   kDownstreamLocalAddressWithoutPort,
   kRouteName,
   kRequestedServerName,
+  kDownstreamPeerUriSan,
 };
 
 // One part of a START_TIME format.
@@ -164,6 +165,7 @@ constexpr CommandDef kSimpleCommands[] = {
     {"DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT", Op::kDownstreamLocalAddressWithoutPort},
     {"ROUTE_NAME", Op::kRouteName},
     {"REQUESTED_SERVER_NAME", Op::kRequestedServerName},
+    {"DOWNSTREAM_PEER_URI_SAN", Op::kDownstreamPeerUriSan},
     {"HOSTNAME", Op::kHostname},
 };
 
@@ -542,6 +544,8 @@ Value evalSource(const Piece& piece, const Source& src, const AccessLogEntry& e,
       return str(e.route_name);
     case Op::kRequestedServerName:
       return str(e.requested_server_name);
+    case Op::kDownstreamPeerUriSan:
+      return str(e.downstream_peer_uri_san);
   }
   return {};
 }

@@ -89,6 +89,8 @@ struct AccessLogEntry {
   std::string_view downstream_remote_address;  // "ip:port" / "[ip6]:port"
   std::string_view downstream_local_address;
   std::string_view requested_server_name;  // TLS SNI
+  // URI SAN of the client's verified certificate (a caller's mesh identity, spiffe://...).
+  std::string_view downstream_peer_uri_san;
 
   const HeaderSource* request_headers = nullptr;   // not owned; may be null
   const HeaderSource* response_headers = nullptr;  // not owned; may be null

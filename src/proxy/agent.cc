@@ -14,6 +14,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <random>
 #include <set>
@@ -27,6 +28,8 @@
 #include "http/http2/codec.h"
 #include "net/connection.h"
 #include "net/socket.h"
+#include "net/tls/identity.h"
+#include "net/tls/ssl_util.h"
 #include "net/tls/tls_context.h"
 #include "proxy/config_loader.h"
 #include "upstream/dns_resolver.h"
@@ -45,6 +48,13 @@ constexpr std::string_view kStreamPath = "/weft.v1.ConfigStream/Stream";
 constexpr size_t kMaxMessage = 64u << 20;
 // How many distinct failure reasons are remembered for log-once (then the set starts over).
 constexpr size_t kMaxRemembered = 64;
+
+// Mesh identity metrics (docs/security.md, "Mesh identities").
+constexpr std::string_view kIdentityExpiry = "weft_identity_certificate_expiry_timestamp_seconds";
+constexpr std::string_view kIdentityExpiring = "weft_identity_certificate_expiring";
+constexpr std::string_view kIdentityRenewals = "weft_identity_certificate_renewals_total";
+constexpr std::string_view kIdentityRenewalFailures =
+    "weft_identity_certificate_renewal_failures_total";
 
 constexpr std::array<std::string_view, 17> kGrpcCodeNames = {
     "OK",
@@ -129,6 +139,54 @@ Status makeDirs(const std::string& dir) {
 
 std::string storedPath(const std::string& state_dir) {
   return state_dir + "/" + std::string(kStoredConfigName);
+}
+
+std::string identityPath(const std::string& state_dir) {
+  return state_dir + "/" + std::string(kStoredIdentityName);
+}
+
+std::string formatUnix(int64_t t) {
+  std::time_t tt = static_cast<std::time_t>(t);
+  struct tm tm {};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// The sections of the stored identity file: "# chain", "# key", "# trust" lines start them;
+// other comment lines ("# spiffe X", "# expiry-warning N") are key-value headers.
+struct IdentityFile {
+  std::string chain, key, trust, spiffe;
+  int64_t expiry_warning = 0;
+};
+
+IdentityFile parseIdentityFile(std::string_view text) {
+  IdentityFile f;
+  std::string* section = nullptr;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    std::string_view line = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (line == "# chain") {
+      section = &f.chain;
+    } else if (line == "# key") {
+      section = &f.key;
+    } else if (line == "# trust") {
+      section = &f.trust;
+    } else if (line.substr(0, 9) == "# spiffe ") {
+      f.spiffe = std::string(line.substr(9));
+    } else if (line.substr(0, 17) == "# expiry-warning ") {
+      f.expiry_warning = std::strtoll(std::string(line.substr(17)).c_str(), nullptr, 10);
+    } else if (!line.empty() && line[0] == '#') {
+      continue;
+    } else if (section != nullptr) {
+      section->append(line).push_back('\n');
+    }
+  }
+  return f;
 }
 
 }  // namespace
@@ -223,10 +281,47 @@ std::string proxyConfigHash(const v1::ProxyConfig& config) {
   return hexEncode(std::string_view(reinterpret_cast<const char*>(md), sizeof md));
 }
 
+bool usesMeshIdentity(const v1::ProxyConfig& config) {
+  for (const v1::Listener& l : config.listeners())
+    if (l.tls().certificate().mesh_identity()) return true;
+  for (const v1::Cluster& c : config.clusters())
+    if (c.tls().certificate().mesh_identity()) return true;
+  return false;
+}
+
+v1::ProxyConfig withMeshIdentity(const v1::ProxyConfig& config, const std::string& chain_pem,
+                                 const std::string& key_pem) {
+  v1::ProxyConfig out = config;
+  auto fill = [&](v1::TlsCertificate* c) {
+    if (!c->mesh_identity()) return;
+    c->set_certificate_chain_pem(chain_pem);
+    c->set_private_key_pem(key_pem);
+  };
+  for (v1::Listener& l : *out.mutable_listeners())
+    if (l.has_tls() && l.tls().has_certificate()) fill(l.mutable_tls()->mutable_certificate());
+  for (v1::Cluster& c : *out.mutable_clusters())
+    if (c.has_tls() && c.tls().has_certificate()) fill(c.mutable_tls()->mutable_certificate());
+  return out;
+}
+
 // ------------------------------------------------------------------------------------------------
 // Impl.
 
 class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbacks {
+  // Mesh identity.
+  struct Identity {
+    net::tls::EvpPkeyPtr key;
+    std::string key_pem;  // unencrypted PKCS#8: what the TLS contexts are built from
+    std::string chain_pem, trust_pem, spiffe;
+    net::tls::IdentityTimes times;
+  };
+  // A config that uses the identity, received before the first certificate.
+  struct Deferred {
+    uint64_t version = 0;
+    v1::ProxyConfig config;
+    std::string hash;
+  };
+
  public:
   Impl(net::EventLoop& loop, AgentOptions options, ApplyFn apply, stats::Registry& registry)
       : loop_(loop),
@@ -239,9 +334,33 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
         reconnect_timer_(loop.timers(), [this] { connectNext(); }),
         keepalive_timer_(loop.timers(), [this] { onKeepalive(); }),
         teardown_timer_(loop.timers(), [this] { teardown(); }),
-        health_timer_(loop.timers(), [this] { reportHealth(false); }) {
+        health_timer_(loop.timers(), [this] { reportHealth(false); }),
+        linger_timer_(loop.timers(),
+                      [this] {
+                        for (auto& c : closing_)
+                          if (!c->closed()) c->close(true);
+                      }),
+        identity_expiry_(registry.gauge(kIdentityExpiry)),
+        identity_expiring_(registry.gauge(kIdentityExpiring)),
+        identity_renewals_(registry.counter(kIdentityRenewals)),
+        identity_failures_(registry.counter(kIdentityRenewalFailures)),
+        renewal_(loop.timers(),
+                 net::tls::IdentityRenewal::Callbacks{
+                     [this] { requestIdentity(); }, [this](bool on) { identityExpiring(on); },
+                     [this] {
+                       log::error(kComponent,
+                                  "the mesh identity certificate " + identitySpiffe() +
+                                      " expired unrenewed; peers will refuse it (still asking "
+                                      "the control plane for a new one)");
+                     }},
+                 options_.identity_renewal) {
     keepalive_interval_ = options_.keepalive_interval;
     connected_gauge_->set(0);
+    identity_expiry_->set(0);
+    identity_expiring_->set(0);
+    if (auto r = parseMeshResource(options_.resource); r.has_value())
+      spiffe_id_ =
+          "spiffe://" + r->mesh + (r->gateway ? "/virtualGateway/" : "/virtualNode/") + r->name;
   }
 
   ~Impl() {
@@ -253,7 +372,7 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
 
   // -- public API -------------------------------------------------------------------------------
 
-  std::optional<v1::ProxyConfig> loadStored() const {
+  std::optional<v1::ProxyConfig> loadStored() {
     if (options_.state_dir.empty()) return std::nullopt;
     std::string path = storedPath(options_.state_dir);
     std::ifstream in(path, std::ios::binary);
@@ -288,12 +407,37 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
                                 "ignoring it");
       return std::nullopt;
     }
-    return std::move(*cfg);
+    if (!usesMeshIdentity(*cfg)) return std::move(*cfg);
+    // The stored config names the mesh identity: serve it with the stored identity, if any.
+    loadIdentity();
+    if (!identity_) {
+      log::warn(kComponent, "the stored config " + path +
+                                " needs the mesh identity, and no valid one is stored; waiting "
+                                "for the control plane");
+      return std::nullopt;
+    }
+    stored_compiled_ = *cfg;
+    stored_compiled_hash_ = recorded_hash;
+    v1::ProxyConfig filled = withMeshIdentity(*cfg, identity_->chain_pem, identity_->key_pem);
+    stored_filled_hash_ = proxyConfigHash(filled);
+    return filled;
   }
 
-  void setRunning(const v1::ProxyConfig& config) { running_hash_ = proxyConfigHash(config); }
+  void setRunning(const v1::ProxyConfig& config) {
+    std::string hash = proxyConfigHash(config);
+    if (!stored_filled_hash_.empty() && hash == stored_filled_hash_) {
+      // loadStored()'s config with the identity filled in: what runs is the stored compiled one.
+      running_hash_ = stored_compiled_hash_;
+      running_config_ = stored_compiled_;
+    } else {
+      running_hash_ = hash;
+      running_config_ = config;
+    }
+    have_running_config_ = true;
+  }
 
   void start() {
+    loadIdentity();
     stopped_ = false;
     if (options_.addresses.empty()) {
       recordFailure("no control-plane address");
@@ -324,10 +468,13 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
     }
     setConnected(false);
     if (conn_ && !conn_->closed()) {
-      // The GOAWAY goes out while the proxy drains; the connection is freed with the agent.
-      conn_->closeAfterFlush([] {});
+      // The Goodbye and GOAWAY go out while the proxy drains. The connection stays open, its
+      // input read and dropped, until the server closes it or kStopLinger passes: closing a
+      // socket with unread input resets it, and a reset can make the server drop the Goodbye
+      // unread. Freed with the agent at the latest.
       closing_.push_back(std::move(conn_));
       closing_codecs_.push_back(std::move(codec_));
+      linger_timer_.arm(kStopLinger);
     }
     dropConnection();
     log::info(kComponent, "config stream closed (shutting down)");
@@ -346,6 +493,8 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
   uint64_t lastAppliedVersion() const { return applied_version_; }
   const std::string& lastError() const { return last_error_; }
   const AgentOptions& options() const { return options_; }
+  std::string identitySpiffe() const { return identity_ ? identity_->spiffe : std::string(); }
+  int64_t identityExpiresAt() const { return identity_ ? identity_->times.not_after : 0; }
 
   // -- net::ConnectionCallbacks -----------------------------------------------------------------
 
@@ -385,6 +534,7 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
     keepalive_timer_.arm(keepalive_interval_);
     setConnected(true);
     reportHealth(true);
+    renewal_.connected();
     log::info(kComponent, "connected to the control plane at " + target_ + " as " +
                               options_.resource +
                               (running_hash_.empty() ? "" : " (running a config)"));
@@ -413,6 +563,11 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
   }
 
   void onClose(net::Connection&, net::CloseReason reason, std::string_view detail) override {
+    if (stopped_) {
+      // A lingering connection after stop(): the server closed it; close ours.
+      linger_timer_.arm(Duration(0));
+      return;
+    }
     std::string why = reason == net::CloseReason::kConnectFailed     ? "cannot connect to "
                       : reason == net::CloseReason::kHandshakeFailed ? "TLS handshake with "
                                                                      : "connection lost to ";
@@ -630,6 +785,8 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
       last_received_hash_ = hash;
       last_received_version_ = u.version();
       activate(u.version(), next, hash);
+    } else if (msg.has_identity()) {
+      onIdentity(msg.identity());
     } else {
       log::debug(kComponent, "ignoring an empty or unknown message from " + target_);
     }
@@ -637,13 +794,28 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
 
   void activate(uint64_t version, const v1::ProxyConfig& config, const std::string& hash) {
     delivered_ = true;
+    deferred_.reset();
     if (!running_hash_.empty() && hash == running_hash_) {
       log::info(kComponent, "config version " + std::to_string(version) +
                                 " is the running config; acknowledged without a rebuild");
     } else {
-      Status st = apply_(config);
+      const bool needs_identity = usesMeshIdentity(config);
+      if (needs_identity && !identity_) {
+        // Applied (and acknowledged) once the identity certificate arrives.
+        deferred_ = Deferred{version, config, hash};
+        log::info(kComponent, "config version " + std::to_string(version) +
+                                  " uses the mesh identity; waiting for its certificate");
+        if (!identity_error_.empty())
+          nack(version, "no mesh identity certificate yet: " + identity_error_);
+        return;
+      }
+      Status st =
+          apply_(needs_identity ? withMeshIdentity(config, identity_->chain_pem, identity_->key_pem)
+                                : config);
       if (!st) return nack(version, st.error().message);
       running_hash_ = hash;
+      running_config_ = config;
+      have_running_config_ = true;
       store(version, config, hash);
       log::info(kComponent, "config version " + std::to_string(version) + " from " + target_ +
                                 " applied (sha256 " + hash.substr(0, 12) + ")");
@@ -763,6 +935,160 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
   void setConnected(bool c) {
     connected_ = c;
     connected_gauge_->set(c ? 1 : 0);
+    if (!c) renewal_.disconnected();
+  }
+
+  // -- mesh identity ----------------------------------------------------------------------------
+
+  // The renewal schedule wants a certificate: a fresh key, and a CSR for it on the stream.
+  void requestIdentity() {
+    auto key = net::tls::generateIdentityKey();
+    if (!key) {
+      log::error(kComponent, "cannot make a mesh identity key: " + key.error().message);
+      renewal_.requestFailed();
+      return;
+    }
+    auto csr = net::tls::makeIdentityCsr(key->get(), spiffe_id_);
+    if (!csr) {
+      log::error(kComponent, csr.error().message);
+      renewal_.requestFailed();
+      return;
+    }
+    pending_key_ = std::move(*key);
+    v1::ProxyMessage m;
+    m.mutable_certificate_request()->set_csr_pem(*csr);
+    log::debug(kComponent, "asking " + target_ + " for the mesh identity " + spiffe_id_);
+    send(m);  // a failure ends the stream, and the schedule asks again on the next one
+  }
+
+  void onIdentity(const v1::IdentityUpdate& u) {
+    std::string problem = u.error();
+    std::optional<net::tls::IdentityCertificate> info;
+    if (problem.empty()) {
+      auto inspected =
+          net::tls::inspectIdentityCertificate(u.certificate_chain_pem(), pending_key_.get());
+      if (!pending_key_)
+        problem = "an identity certificate came without a request";
+      else if (!inspected)
+        problem = inspected.error().message;
+      else
+        info = *inspected;
+    }
+    if (!problem.empty()) {
+      identity_failures_->inc();
+      if (identity_error_ != problem)
+        log::warn(kComponent, "no mesh identity certificate from " + target_ + ": " + problem +
+                                  " (asking again later)");
+      identity_error_ = problem;
+      renewal_.requestFailed();
+      if (deferred_) nack(deferred_->version, "no mesh identity certificate yet: " + problem);
+      return;
+    }
+    Identity id;
+    id.key_pem = net::tls::identityKeyPem(pending_key_.get());
+    id.key = std::move(pending_key_);
+    id.chain_pem = u.certificate_chain_pem();
+    id.trust_pem = u.trust_bundle_pem();
+    id.spiffe = u.spiffe_id().empty() ? info->uri_san : u.spiffe_id();
+    id.times = {info->not_before, info->not_after, u.expiry_warning_seconds()};
+    installIdentity(std::move(id), true);
+  }
+
+  // Makes `id` the proxy's identity: stored (when `fresh`), scheduled, and put to use.
+  void installIdentity(Identity id, bool fresh) {
+    identity_ = std::move(id);
+    identity_error_.clear();
+    identity_expiry_->set(identity_->times.not_after);
+    renewal_.certificateArrived(identity_->times);
+    if (!fresh) return;
+    identity_renewals_->inc();
+    storeIdentity();
+    log::info(kComponent, "mesh identity " + identity_->spiffe + " valid until " +
+                              formatUnix(identity_->times.not_after) + " (renewal at " +
+                              formatUnix(identity_->times.renewAt()) + ")");
+    if (deferred_) {
+      Deferred d = std::move(*deferred_);
+      deferred_.reset();
+      activate(d.version, d.config, d.hash);
+      return;
+    }
+    if (have_running_config_ && usesMeshIdentity(running_config_)) {
+      // New connections use the new certificate; open ones keep theirs.
+      Status st =
+          apply_(withMeshIdentity(running_config_, identity_->chain_pem, identity_->key_pem));
+      if (!st)
+        log::warn(kComponent,
+                  "cannot use the new mesh identity certificate (the previous one "
+                  "stays): " +
+                      st.error().message);
+    }
+  }
+
+  void identityExpiring(bool on) {
+    identity_expiring_->set(on ? 1 : 0);
+    if (on)
+      log::warn(kComponent, "the mesh identity certificate " + identitySpiffe() + " expires at " +
+                                formatUnix(identityExpiresAt()) +
+                                " and is not renewed yet (control plane " +
+                                (connected_ ? "connected" : "unreachable") + ")");
+  }
+
+  void storeIdentity() {
+    if (options_.state_dir.empty() || !identity_) return;
+    std::string path = identityPath(options_.state_dir);
+    Status st = makeDirs(options_.state_dir);
+    if (st) {
+      std::string text =
+          "# weft-proxy: the mesh identity (written by the agent; do not edit; it holds the "
+          "private key)\n# spiffe " +
+          identity_->spiffe + "\n# expiry-warning " + std::to_string(identity_->times.warn_before) +
+          "\n# chain\n" + identity_->chain_pem + "# key\n" + identity_->key_pem + "# trust\n" +
+          identity_->trust_pem;
+      st = writeFileAtomically(path, text, 0600);
+      OPENSSL_cleanse(text.data(), text.size());
+    }
+    if (!st)
+      log::warn(kComponent, "cannot store the mesh identity in " + path + ": " +
+                                st.error().message + " (a restart must ask for a new one)");
+  }
+
+  // The identity stored by a previous run, if readable, for this proxy's key and still valid.
+  void loadIdentity() {
+    if (identity_loaded_ || options_.state_dir.empty()) return;
+    identity_loaded_ = true;
+    std::string path = identityPath(options_.state_dir);
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    IdentityFile f = parseIdentityFile(text);
+    OPENSSL_cleanse(text.data(), text.size());
+    auto key = net::tls::parsePrivateKey(f.key, "stored identity key");
+    auto info = key ? net::tls::inspectIdentityCertificate(f.chain, key->get())
+                    : Result<net::tls::IdentityCertificate>(Unexpected<Error>{key.error()});
+    if (!info) {
+      log::warn(kComponent,
+                "ignoring the stored mesh identity " + path + ": " + info.error().message);
+      return;
+    }
+    if (info->not_after <= std::chrono::duration_cast<std::chrono::seconds>(
+                               loop_.time().systemNow().time_since_epoch())
+                               .count()) {
+      log::info(kComponent, "the stored mesh identity " + path + " expired at " +
+                                formatUnix(info->not_after) + "; asking for a new one");
+      return;
+    }
+    Identity id;
+    id.key = std::move(*key);
+    id.key_pem = std::move(f.key);
+    id.chain_pem = std::move(f.chain);
+    id.trust_pem = std::move(f.trust);
+    id.spiffe = f.spiffe.empty() ? info->uri_san : f.spiffe;
+    id.times = {info->not_before, info->not_after, f.expiry_warning};
+    installIdentity(std::move(id), false);
+    log::info(kComponent, "using the stored mesh identity " + identity_->spiffe + " (valid until " +
+                              formatUnix(identity_->times.not_after) + ")");
   }
 
   // -- keepalive --------------------------------------------------------------------------------
@@ -850,6 +1176,24 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
   std::vector<std::pair<uint32_t, AppHealth>> last_health_;  // last sent on this stream
   MonoTime last_health_sent_{};
   Timer health_timer_;
+  // After stop(): closes the connections kept open for the server's close (see stop()).
+  Timer linger_timer_;
+  static constexpr Duration kStopLinger = std::chrono::seconds(2);
+
+  // Mesh identity.
+  std::string spiffe_id_;  // what this proxy's identity is (from --resource)
+  std::optional<Identity> identity_;
+  bool identity_loaded_ = false;      // the stored identity was read (or found missing)
+  net::tls::EvpPkeyPtr pending_key_;  // the key of the CSR in flight
+  std::string identity_error_;        // the last refusal, "" once a certificate came
+  std::optional<Deferred> deferred_;
+  v1::ProxyConfig running_config_;  // the compiled config running (no identity filled in)
+  bool have_running_config_ = false;
+  v1::ProxyConfig stored_compiled_;  // loadStored()'s config before filling in the identity
+  std::string stored_compiled_hash_, stored_filled_hash_;
+  std::shared_ptr<stats::Gauge> identity_expiry_, identity_expiring_;
+  std::shared_ptr<stats::Counter> identity_renewals_, identity_failures_;
+  net::tls::IdentityRenewal renewal_;
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -867,5 +1211,7 @@ bool Agent::connected() const { return impl_->connected(); }
 uint64_t Agent::lastAppliedVersion() const { return impl_->lastAppliedVersion(); }
 const std::string& Agent::lastError() const { return impl_->lastError(); }
 const AgentOptions& Agent::options() const { return impl_->options(); }
+std::string Agent::identity() const { return impl_->identitySpiffe(); }
+int64_t Agent::identityExpiresAt() const { return impl_->identityExpiresAt(); }
 
 }  // namespace weft::proxy

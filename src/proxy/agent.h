@@ -25,6 +25,18 @@
 // proxy's instance fresh). stop() sends a Goodbye before it half-closes, so the control plane
 // deregisters the proxy's auto-registered instance at once.
 //
+// Mesh identity (docs/security.md "Mesh identities"): after each Hello, when it holds no valid
+// identity certificate or its certificate is past half-life, the agent generates a fresh EC
+// P-256 key, sends a CertificateRequest (a CSR for it), and keeps the answer with the key in
+// `state_dir`/identity.pem (mode 0600; the key never leaves the host). A config whose TLS names
+// the mesh identity (TlsCertificate.mesh_identity) gets the certificate and key filled in before
+// `apply`; a new certificate re-applies the running config so new connections use it (open ones
+// keep theirs). A config that needs the identity before the first certificate arrives waits for
+// it (neither applied nor acknowledged; NACKed while the control plane refuses the request). The
+// renewal schedule, its retries and the expiry warning are net::tls::IdentityRenewal's; the
+// metrics weft_identity_certificate_expiry_timestamp_seconds, ..._expiring,
+// ..._renewals_total and ..._renewal_failures_total tell how it goes.
+//
 // Thread-safety: main loop only (every method, every callback).
 
 #include <chrono>
@@ -39,6 +51,7 @@
 #include "common/result.h"
 #include "common/stats.h"
 #include "net/event_loop.h"
+#include "net/tls/identity.h"
 #include "weft/v1/config.pb.h"
 
 namespace weft::proxy {
@@ -60,6 +73,8 @@ struct AgentOptions {
   std::vector<std::string> app_addresses;
   std::chrono::milliseconds health_report_interval{10'000};
   std::chrono::milliseconds health_poll_interval{1'000};
+  // Added (issue 7): mesh identity renewal timing (tests shorten it; see net/tls/identity.h).
+  net::tls::IdentityRenewal::Options identity_renewal;
 };
 
 // The health of the proxy's own app on one port of its node's listeners.
@@ -92,6 +107,14 @@ std::string proxyConfigHash(const v1::ProxyConfig& config);
 // the format line, "# sha256 <hash>" and "# version <n>"; the file is also valid YAML, so
 // `weft-proxy --config` and `--validate` accept it).
 inline constexpr std::string_view kStoredConfigName = "config.yaml";
+// Name of the stored mesh identity inside state_dir (certificate, key and trust bundle; 0600).
+inline constexpr std::string_view kStoredIdentityName = "identity.pem";
+
+// Whether `config` names the proxy's mesh identity (TlsCertificate.mesh_identity) anywhere.
+bool usesMeshIdentity(const v1::ProxyConfig& config);
+// `config` with every mesh_identity certificate filled with `chain_pem` and `key_pem`.
+v1::ProxyConfig withMeshIdentity(const v1::ProxyConfig& config, const std::string& chain_pem,
+                                 const std::string& key_pem);
 
 class Agent {
  public:
@@ -124,6 +147,9 @@ class Agent {
   // none since the last config was applied; and the options it runs with.
   const std::string& lastError() const;
   const AgentOptions& options() const;
+  // Added (issue 7): the mesh identity held ("" when none) and its notAfter (unix seconds).
+  std::string identity() const;
+  int64_t identityExpiresAt() const;
 
  private:
   class Impl;

@@ -6,13 +6,17 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <condition_variable>
 #include <deque>
+#include <fstream>
 #include <functional>
 #include <mutex>
+#include <sstream>
 
 #include "common/log.h"
 #include "net/event_loop.h"
@@ -97,6 +101,10 @@ class TestStreamServer {
     std::lock_guard lk(mu_);
     return goodbyes_;
   }
+  std::vector<std::string> csrs() const {
+    std::lock_guard lk(mu_);
+    return csrs_;
+  }
   bool streamOpen() const {
     std::lock_guard lk(mu_);
     return current_ != nullptr;
@@ -128,6 +136,8 @@ class TestStreamServer {
         s_.healths_.push_back(in_.health());
       } else if (in_.has_goodbye()) {
         ++s_.goodbyes_;
+      } else if (in_.has_certificate_request()) {
+        s_.csrs_.push_back(in_.certificate_request().csr_pem());
       }
       StartRead(&in_);
     }
@@ -205,6 +215,7 @@ class TestStreamServer {
   std::vector<v1::Nack> nacks_;
   std::vector<v1::HealthReport> healths_;
   int goodbyes_ = 0;
+  std::vector<std::string> csrs_;
 };
 
 bool TestStreamServer::send(const v1::ServerMessage& m) {
@@ -698,6 +709,237 @@ TEST_F(AgentTest, StopSaysGoodbyeBeforeClosing) {
   agent->stop();
   ASSERT_TRUE(runUntil(loop_, [&] { return server.goodbyes() == 1 && !server.streamOpen(); }))
       << "expected a Goodbye, then the stream closed; goodbyes " << server.goodbyes();
+}
+
+}  // namespace
+}  // namespace weft::proxy
+
+// ---- mesh identity ---------------------------------------------------------------------------
+
+namespace weft::proxy {
+namespace {
+
+using net::tls::testing::Issued;
+using net::tls::testing::TestPki;
+
+// Signs `csr_pem`'s key with `ca` for [now + from, now + to] seconds, with URI SAN `uri`.
+std::string signCsr(const Issued& ca, const std::string& csr_pem, int64_t from, int64_t to,
+                    const std::string& uri) {
+  BIO* b = BIO_new_mem_buf(csr_pem.data(), static_cast<int>(csr_pem.size()));
+  X509_REQ* req = PEM_read_bio_X509_REQ(b, nullptr, nullptr, nullptr);
+  BIO_free(b);
+  EXPECT_NE(req, nullptr) << "not a CSR: " << csr_pem;
+  if (req == nullptr) return "";
+  EXPECT_EQ(X509_REQ_verify(req, X509_REQ_get0_pubkey(req)), 1) << "the CSR's signature";
+  X509* cert = X509_new();
+  X509_set_version(cert, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), static_cast<long>(std::rand()));
+  X509_set_issuer_name(cert, X509_get_subject_name(ca.cert.get()));
+  X509_set_subject_name(cert, X509_get_subject_name(ca.cert.get()));
+  X509_time_adj_ex(X509_getm_notBefore(cert), 0, static_cast<long>(from), nullptr);
+  X509_time_adj_ex(X509_getm_notAfter(cert), 0, static_cast<long>(to), nullptr);
+  X509_set_pubkey(cert, X509_REQ_get0_pubkey(req));
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, ca.cert.get(), cert, nullptr, nullptr, 0);
+  std::string san = "URI:" + uri;
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, san.c_str());
+  X509_add_ext(cert, ext, -1);
+  X509_EXTENSION_free(ext);
+  X509_sign(cert, ca.key.get(), EVP_sha256());
+  BIO* out = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509(out, cert);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(out, &data);
+  std::string pem(data, static_cast<size_t>(n));
+  BIO_free(out);
+  X509_free(cert);
+  X509_REQ_free(req);
+  return pem;
+}
+
+// The URI SANs a CSR asks for.
+std::vector<std::string> csrUris(const std::string& csr_pem) {
+  std::vector<std::string> out;
+  BIO* b = BIO_new_mem_buf(csr_pem.data(), static_cast<int>(csr_pem.size()));
+  X509_REQ* req = PEM_read_bio_X509_REQ(b, nullptr, nullptr, nullptr);
+  BIO_free(b);
+  if (req == nullptr) return out;
+  STACK_OF(X509_EXTENSION)* exts = X509_REQ_get_extensions(req);
+  auto* gens =
+      static_cast<GENERAL_NAMES*>(X509V3_get_d2i(exts, NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); ++i) {
+    const GENERAL_NAME* g = sk_GENERAL_NAME_value(gens, i);
+    if (g->type == GEN_URI)
+      out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(g->d.ia5)),
+                       static_cast<size_t>(ASN1_STRING_length(g->d.ia5)));
+  }
+  GENERAL_NAMES_free(gens);
+  sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+  X509_REQ_free(req);
+  return out;
+}
+
+// A config whose inbound listener and one cluster use the mesh identity.
+v1::ProxyConfig identityConfig(const std::string& node) {
+  v1::ProxyConfig c = makeConfig(node, {{"10.0.0.1", 80}});
+  v1::Listener* l = c.add_listeners();
+  l->set_name("lds_ingress_0.0.0.0_15000");
+  l->mutable_tls()->set_mode(v1::ListenerTls::STRICT);
+  l->mutable_tls()->mutable_certificate()->set_mesh_identity(true);
+  l->mutable_tls()->mutable_validation()->set_trust_bundle_pem("ROOT");
+  v1::Cluster& cl = *c.mutable_clusters(0);
+  cl.mutable_tls()->mutable_certificate()->set_mesh_identity(true);
+  cl.mutable_tls()->mutable_validation()->set_trust_bundle_pem("ROOT");
+  return c;
+}
+
+class AgentIdentityTest : public AgentTest {
+ protected:
+  AgentIdentityTest() : pki_(pki_dir_), ca_(pki_.makeCa("mesh-ca", "mesh identity ca")) {}
+
+  // Answers the `n`th CSR with a certificate valid [now + from, now + to].
+  bool answer(TestStreamServer& server, size_t n, int64_t from, int64_t to) {
+    v1::ServerMessage m;
+    v1::IdentityUpdate* u = m.mutable_identity();
+    u->set_certificate_chain_pem(signCsr(ca_, server.csrs().at(n), from, to, kSpiffe));
+    u->set_trust_bundle_pem(ca_.cert_pem);
+    u->set_spiffe_id(kSpiffe);
+    return server.send(m);
+  }
+  static const v1::TlsCertificate& listenerCert(const v1::ProxyConfig& c) {
+    return c.listeners(0).tls().certificate();
+  }
+
+  static constexpr const char* kSpiffe = "spiffe://m/virtualNode/a";
+  TempDir pki_dir_;
+  TestPki pki_;
+  Issued ca_;
+};
+
+TEST_F(AgentIdentityTest, ConfigWaitsForTheIdentityThenRunsWithIt) {
+  TestStreamServer server;
+  auto agent = makeAgent(options({server.address()}));
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.csrs().size() == 1; }))
+      << "expected a CSR right after Hello; " << agent->lastError();
+  EXPECT_EQ(csrUris(server.csrs()[0]), std::vector<std::string>{kSpiffe})
+      << "the CSR asks for the proxy's own SPIFFE ID";
+  v1::ProxyConfig cfg = identityConfig("mesh/m/virtualNode/a");
+  ASSERT_TRUE(server.sendConfig(1, cfg));
+  // Not applied (and not acknowledged) without the certificate: its version waits.
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.healths().size() >= 1; }));
+  EXPECT_TRUE(applied_.empty()) << "a config that uses the identity needs the certificate first";
+  ASSERT_TRUE(answer(server, 0, -60, 3600));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 1; }))
+      << "expected the waiting version acknowledged once the certificate came; nacks "
+      << server.nacks().size() << ", error '" << agent->lastError() << "'";
+  ASSERT_EQ(applied_.size(), 1u);
+  const v1::TlsCertificate& cert = listenerCert(applied_[0]);
+  EXPECT_NE(cert.certificate_chain_pem().find("BEGIN CERTIFICATE"), std::string::npos);
+  auto key = net::tls::parsePrivateKey(cert.private_key_pem(), "filled key");
+  ASSERT_TRUE(key.has_value()) << "the proxy's own key is filled in";
+  EXPECT_TRUE(net::tls::inspectIdentityCertificate(cert.certificate_chain_pem(), key->get()))
+      << "the certificate is for the key of the CSR";
+  EXPECT_EQ(applied_[0].clusters(0).tls().certificate().certificate_chain_pem(),
+            cert.certificate_chain_pem())
+      << "clusters present the same identity";
+  EXPECT_EQ(agent->identity(), kSpiffe);
+  EXPECT_GT(agent->identityExpiresAt(), 0);
+  EXPECT_EQ(registry_.gauge("weft_identity_certificate_expiry_timestamp_seconds")->value(),
+            agent->identityExpiresAt());
+  EXPECT_EQ(counter("weft_identity_certificate_renewals_total"), 1u);
+
+  // Kept 0600 in the state directory, apart from the stored config (which holds no key).
+  std::string path = dir_.path() + "/state/identity.pem";
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0) << "expected the identity at " << path;
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  std::ifstream stored_cfg(dir_.path() + "/state/config.yaml");
+  std::stringstream text;
+  text << stored_cfg.rdbuf();
+  EXPECT_EQ(text.str().find("PRIVATE KEY"), std::string::npos)
+      << "the stored config must not carry the identity key";
+
+  // A restart serves the stored config with the stored identity and asks for nothing.
+  agent->stop();
+  ASSERT_TRUE(runUntil(loop_, [&] { return !server.streamOpen(); }));
+  auto next = makeAgent(options({server.address()}));
+  auto stored = next->loadStored();
+  ASSERT_TRUE(stored.has_value()) << "the stored config with the stored identity";
+  EXPECT_EQ(listenerCert(*stored).certificate_chain_pem(), cert.certificate_chain_pem());
+  next->setRunning(*stored);
+  next->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.hellos().size() == 2 && server.streamOpen(); }));
+  EXPECT_EQ(server.hellos()[1].running_hash(), proxyConfigHash(cfg))
+      << "the running hash is the compiled config's, not the filled one's";
+  ASSERT_TRUE(server.sendConfig(1, cfg));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 2; }));
+  EXPECT_EQ(server.csrs().size(), 1u) << "a valid stored identity is not asked for again";
+}
+
+TEST_F(AgentIdentityTest, RenewsAtHalfLifeAndSwapsTheCertificateIn) {
+  TestStreamServer server;
+  auto agent = makeAgent(options({server.address()}));
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.csrs().size() == 1; }));
+  ASSERT_TRUE(server.sendConfig(1, identityConfig("mesh/m/virtualNode/a")));
+  // Valid [now - 1 s, now + 3 s]: half-life one second from now.
+  ASSERT_TRUE(answer(server, 0, -1, 3));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 1; }));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.csrs().size() == 2; }))
+      << "expected a renewal CSR at half-life";
+  EXPECT_NE(server.csrs()[1], server.csrs()[0]) << "a fresh key for each certificate";
+  ASSERT_TRUE(answer(server, 1, -1, 3600));
+  ASSERT_TRUE(runUntil(loop_, [&] { return applied_.size() == 2; }))
+      << "expected the running config re-applied with the new certificate";
+  EXPECT_NE(listenerCert(applied_[1]).certificate_chain_pem(),
+            listenerCert(applied_[0]).certificate_chain_pem());
+  EXPECT_NE(listenerCert(applied_[1]).private_key_pem(),
+            listenerCert(applied_[0]).private_key_pem());
+  EXPECT_EQ(server.acks().size(), 1u) << "a new certificate is not a new version";
+  EXPECT_EQ(counter("weft_identity_certificate_renewals_total"), 2u);
+}
+
+TEST_F(AgentIdentityTest, RefusalIsRetriedAndNackedThenServed) {
+  TestStreamServer server;
+  AgentOptions o = options({server.address()});
+  o.identity_renewal.retry_base = milliseconds(50);
+  auto agent = makeAgent(o);
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.csrs().size() == 1; }));
+  ASSERT_TRUE(server.sendConfig(1, identityConfig("mesh/m/virtualNode/a")));
+  v1::ServerMessage refusal;
+  refusal.mutable_identity()->set_error("mesh identities are off for mesh \"m\"");
+  ASSERT_TRUE(server.send(refusal));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.nacks().size() == 1; }))
+      << "the waiting version is NACKed with the refusal";
+  EXPECT_NE(server.nacks()[0].reason().find("mesh identities are off"), std::string::npos)
+      << server.nacks()[0].reason();
+  EXPECT_EQ(counter("weft_identity_certificate_renewal_failures_total"), 1u);
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.csrs().size() == 2; }))
+      << "expected the request retried after the backoff";
+  ASSERT_TRUE(answer(server, 1, -60, 3600));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 1; }))
+      << "the waiting version runs once the certificate comes";
+  EXPECT_EQ(applied_.size(), 1u);
+}
+
+TEST_F(AgentIdentityTest, CertificateForAnotherKeyIsRefused) {
+  TestStreamServer server;
+  AgentOptions o = options({server.address()});
+  o.identity_renewal.retry_base = milliseconds(50);
+  auto agent = makeAgent(o);
+  agent->start();
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.csrs().size() == 1; }));
+  auto other = net::tls::generateIdentityKey().value();
+  std::string foreign_csr = net::tls::makeIdentityCsr(other.get(), kSpiffe).value();
+  v1::ServerMessage m;
+  m.mutable_identity()->set_certificate_chain_pem(signCsr(ca_, foreign_csr, -60, 3600, kSpiffe));
+  ASSERT_TRUE(server.send(m));
+  ASSERT_TRUE(runUntil(loop_, [&] { return server.csrs().size() == 2; }))
+      << "a certificate that is not for the proxy's key is not used; it asks again";
+  EXPECT_EQ(agent->identity(), "");
+  EXPECT_EQ(counter("weft_identity_certificate_renewal_failures_total"), 1u);
 }
 
 }  // namespace

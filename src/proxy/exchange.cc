@@ -403,6 +403,7 @@ void ExchangeCore::logAndCount(const ListenerInfo& li, const net::Connection& co
     e.downstream_remote_address = remote;
     e.downstream_local_address = local;
     e.requested_server_name = conn.peer().sni;
+    e.downstream_peer_uri_san = conn.peer().peer_uri_san;
     if (upstream_sent >= start && upstream_sent != MonoTime{})
       e.upstream_service_time = now - upstream_sent;
     e.request_headers = &kept_request;

@@ -164,6 +164,10 @@ void Http2Session::Stream::start(const http2::HeaderBlock& block) {
     localReply(501, "CONNECT is not supported on this listener", "-");
     return;
   }
+  if (!li().authorizes(session_.conn_->peer())) {
+    localReply(403, "RBAC: access denied", "RBAC", false);
+    return;
+  }
   if (std::optional<LocalReply> reply = ex_.route(li(), h, session_.original_dst_)) {
     localReply(reply->status, reply->body, reply->flags, reply->add_newline);
     return;

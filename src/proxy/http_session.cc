@@ -260,6 +260,11 @@ void HttpSession::startRequest(size_t head_len) {
     localReply(501, "CONNECT is not supported on this listener", "-", true);
     return;
   }
+  if (!listener_->authorizes(conn_->peer())) {
+    conn_->input().consume(head_len);
+    localReply(403, "RBAC: access denied", "RBAC", has_body, false);
+    return;
+  }
   // Upgrade passthrough (WebSocket ...); otherwise the Upgrade fields are dropped as hop-by-hop.
   upgrade_.assign(upgradeToForward(h));
   if (std::optional<LocalReply> reply = ex_.route(*listener_, h, original_dst_)) {

@@ -462,6 +462,12 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
     li->secure = l.tls().mode() == v1::ListenerTls::STRICT;
   }
 
+  if (l.has_authorization()) {
+    auto rules = net::tls::sanRulesFrom(l.authorization().allowed(), where + ".authorization");
+    if (!rules) return makeError(rules.error().message);
+    li->authorized_peers = std::move(*rules);
+  }
+
   for (const auto& al : l.access_logs()) {
     auto fmt = AccessLogFormatter::fromConfig(al);
     if (!fmt) return makeError(where + ".access_logs: " + fmt.error().message);
@@ -506,11 +512,16 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
   st.rq_time = r.histogram(sn::kListenerDownstreamRqTime, lb);
   st.no_route = r.counter(sn::kListenerNoRoute, lb);
   li->cx_refused = r.counter(sn::kListenerEgressRefused, lb);
+  li->authz_denied = r.counter("weft_listener_authz_denied_total", lb);
   st.ssl_handshake = r.counter(sn::kListenerSslHandshake, lb);
   st.ssl_error = r.counter(sn::kListenerSslConnectionError, lb);
   st.ssl_no_cert = r.counter(sn::kListenerSslFailVerifyNoCert, lb);
   st.ssl_verify_error = r.counter(sn::kListenerSslFailVerifyError, lb);
   st.ssl_san = r.counter(sn::kListenerSslFailVerifySan, lb);
+  if (li->tls_context) {
+    st.ssl_cert_expiry = r.gauge("weft_listener_ssl_certificate_expiry_timestamp_seconds", lb);
+    st.ssl_cert_expiry->set(li->tls_context->certificateNotAfter());
+  }
   li->http2_stats = http2::makeStats(r, sn::kListenerHttp2Prefix, lb);
   for (int i = 0; i < 5; ++i) {
     stats::Labels lc = lb;
@@ -570,12 +581,14 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
   ci->panic_threshold_percent = panicThresholdPercent(c);
   ci->http2 = c.protocol() == v1::Cluster::HTTP2;
 
+  int64_t client_cert_expiry = 0;
   if (c.has_tls()) {
     v1::UpstreamTls tls_cfg = c.tls();
     if (ci->http2 && tls_cfg.alpn().empty()) tls_cfg.add_alpn("h2");
     auto ctx = net::tls::ClientContext::create(tls_cfg, where + ".tls");
     if (!ctx) return makeError(ctx.error().message);
     std::shared_ptr<const net::tls::ClientContext> cc = *ctx;
+    client_cert_expiry = cc->certificateNotAfter();
     ci->transport_factory = [cc](int fd, const upstream::Host& h) {
       return cc->newTransport(fd, h.hostname());
     };
@@ -606,6 +619,10 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
   st.ssl_error = r.counter(sn::kClusterSslConnectionError, lb);
   st.ssl_verify_error = r.counter(sn::kClusterSslFailVerifyError, lb);
   st.ssl_san = r.counter(sn::kClusterSslFailVerifySan, lb);
+  if (client_cert_expiry > 0) {
+    st.ssl_cert_expiry = r.gauge("weft_cluster_ssl_certificate_expiry_timestamp_seconds", lb);
+    st.ssl_cert_expiry->set(client_cert_expiry);
+  }
   st.rq_retry = r.counter(sn::kClusterUpstreamRqRetry, lb);
   st.rq_retry_success = r.counter(sn::kClusterUpstreamRqRetrySuccess, lb);
   st.breaker.cx_overflow = st.cx_overflow;

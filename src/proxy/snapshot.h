@@ -16,6 +16,7 @@
 #include "common/stats.h"
 #include "http/http2/codec.h"
 #include "http/router.h"
+#include "net/tls/san.h"
 #include "net/tls/tls_context.h"
 #include "net/transport.h"
 #include "proxy/access_log.h"
@@ -74,7 +75,8 @@ struct ListenerStats {
       rq_total, rq_timeout, rq_too_large, no_route, ssl_handshake, ssl_error, ssl_no_cert,
       ssl_verify_error, ssl_san;
   std::shared_ptr<stats::Gauge> cx_active, rq_active;
-  std::shared_ptr<stats::Counter> rq_xx[5];  // 1xx..5xx
+  std::shared_ptr<stats::Gauge> ssl_cert_expiry;  // notAfter of the served certificate (TLS only)
+  std::shared_ptr<stats::Counter> rq_xx[5];       // 1xx..5xx
   std::shared_ptr<stats::Histogram> rq_time;
   // HTTP/1.1 connections switched by a 101 to a byte relay (WebSocket ...), and those open now.
   std::shared_ptr<stats::Counter> upgrades_total;
@@ -148,6 +150,17 @@ struct ListenerInfo {
   // virtual host is forwarded to its connection's original destination through the
   // passthrough cluster instead of being answered 404. Its sessions are given that destination.
   bool passthrough_unrouted = false;
+  // Mesh authorization (Listener.authorization, docs/security.md): set, only peers whose verified
+  // certificate matches may use this listener (HTTP: 403, TCP: closed), each refusal counted.
+  std::optional<std::vector<net::tls::SanRule>> authorized_peers;
+  std::shared_ptr<stats::Counter> authz_denied;
+  bool authorizes(const net::PeerInfo& peer) const {
+    if (!authorized_peers ||
+        net::tls::peerAuthorized(peer.peer_uri_san, peer.peer_dns_san, *authorized_peers))
+      return true;
+    authz_denied->inc();
+    return false;
+  }
 };
 
 struct ClusterStats {
@@ -157,6 +170,7 @@ struct ClusterStats {
   upstream::CircuitBreakerStats breaker;
   upstream::OutlierStats outlier;
   std::shared_ptr<stats::Gauge> cx_active, rq_active, rq_pending_active, membership;
+  std::shared_ptr<stats::Gauge> ssl_cert_expiry;  // notAfter of the client certificate, if any
   std::shared_ptr<stats::Counter> rq_xx[5];
   std::shared_ptr<stats::Histogram> rq_time, connect_ms;
   http2::Stats http2;  // HTTP/2 upstream connections (protocol HTTP2): weft_cluster_http2_*

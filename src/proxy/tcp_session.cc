@@ -76,6 +76,7 @@ void TcpSession::start(std::optional<net::Address> fixed_target) {
 
 void TcpSession::onConnected(net::Connection& c) {
   if (c.peer().secure) listener_->stats.ssl_handshake->inc();
+  if (!listener_->authorizes(c.peer())) finish(false);  // mesh authorization: not a caller
 }
 
 void TcpSession::onData(net::Connection&) {

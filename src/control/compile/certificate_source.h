@@ -20,6 +20,7 @@
 // once, so both methods must be safe to call concurrently.
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -39,6 +40,12 @@ struct TrustBundle {
   std::vector<std::string> depends_on;
 };
 
+// The store key of `mesh`'s identity CA (written by the CA module, ca::MeshIdentityIssuer): a
+// config that uses the mesh's identities depends on it.
+inline std::string meshIdentityCaKey(std::string_view mesh) {
+  return "ca/mesh/" + std::string(mesh);
+}
+
 class CertificateSource {
  public:
   virtual ~CertificateSource() = default;
@@ -48,6 +55,15 @@ class CertificateSource {
   // `ca_arns`: ACM PCA certificate authority ARNs, each with a certificate (ACTIVE, or DISABLED:
   // a disabled CA issues nothing new but what it issued is still valid).
   virtual Result<TrustBundle> trustBundle(const std::vector<std::string>& ca_arns) const = 0;
+  // Added (issue 7): the root(s) of `mesh`'s identity CA (docs/security.md, "Mesh identities"),
+  // for configs under `weft mesh policy M --mtls strict`. Read-only (never creates the CA: that
+  // happens when the policy is set and on the first certificate request). An error for a mesh
+  // without an identity CA; the compiler itself records the CA's store key in depends_on, so the
+  // CA's creation recompiles. By default: no identity CA in this source.
+  virtual Result<TrustBundle> meshTrustBundle(const std::string& mesh) const {
+    return makeError("mesh \"" + mesh + "\": mesh identities need weft's certificate authority",
+                     422);
+  }
 };
 
 }  // namespace weft::control::compile

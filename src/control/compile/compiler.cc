@@ -24,6 +24,7 @@
 #include "aws/appmesh/v20190125/appmesh.pb.h"
 #include "aws/appmesh/v20190125/records.pb.h"
 #include "control/api/crypto_util.h"
+#include "control/compile/mesh_policy.h"
 #include "control/compile/registry_hostname.h"
 #include "control/stacks/json_value.h"
 
@@ -543,6 +544,11 @@ class Compilation {
     if (!mesh) return Unexpected<Error>{mesh.error()};
     if (!mesh->has_value()) return notFound("mesh \"" + who_.mesh + "\" not found");
     mesh_ = (*mesh)->mesh();
+    // weft's own mesh policy (mesh_policy.h): mTLS by identity and authorization.
+    deps_.insert(meshPolicyKey(who_.mesh));
+    auto policy = readMeshPolicy(store_, who_.mesh);
+    if (!policy) return Unexpected<Error>{policy.error()};
+    policy_ = *policy;
     config_.set_node(who_.resource());
     Status built = who_.kind == Kind::kVirtualNode ? buildNode() : buildGateway();
     if (!built) return Unexpected<Error>{built.error()};
@@ -606,6 +612,121 @@ class Compilation {
       it = nodes_.emplace(name, std::move(data)).first;
     }
     return it->second ? &*it->second : nullptr;
+  }
+
+  // ---- mesh identities (weft mesh policy; docs/security.md) ----
+
+  bool strictMtls() const { return policy_.mtls == MtlsMode::kStrict; }
+
+  // The mesh identity CA's root(s), read once; the CA's key joins depends_on either way, so its
+  // creation recompiles a config that could not be made without it.
+  Result<std::string> meshTrust() {
+    deps_.insert(meshIdentityCaKey(who_.mesh));
+    if (!mesh_trust_) {
+      if (certificates_ == nullptr)
+        return unsupported("mesh policy of \"" + who_.mesh +
+                           "\": mtls strict needs weft's certificate authority, which this "
+                           "compiler was not given");
+      auto bundle = certificates_->meshTrustBundle(who_.mesh);
+      if (!bundle)
+        return unsupported("mesh policy of \"" + who_.mesh +
+                           "\": mtls strict: " + bundle.error().message);
+      deps_.insert(bundle->depends_on.begin(), bundle->depends_on.end());
+      mesh_trust_ = std::move(bundle->pem);
+    }
+    return *mesh_trust_;
+  }
+
+  // Under mtls strict, a node's inbound listener requires a mesh identity: the spec's certificate
+  // is served when it names one (else the proxy's own identity), STRICT, and clients must present
+  // a certificate of the mesh identity CA unless the spec asks for its own validation.
+  Status strictInbound(v1::Listener& in) {
+    auto trust = meshTrust();
+    if (!trust) return Unexpected<Error>{trust.error()};
+    v1::ListenerTls* t = in.mutable_tls();
+    t->set_mode(v1::ListenerTls::STRICT);
+    if (!t->has_certificate()) t->mutable_certificate()->set_mesh_identity(true);
+    if (!t->has_validation()) t->mutable_validation()->set_trust_bundle_pem(*trust);
+    return {};
+  }
+
+  // Under mtls strict, a caller presents its identity toward a mesh node (unless its client
+  // policy names a certificate) and, unless its client policy validates the server itself,
+  // checks the server against the mesh identity CA and the target node's SPIFFE ID.
+  Status strictEgress(v1::Cluster& c, const std::string& node) {
+    auto trust = meshTrust();
+    if (!trust) return Unexpected<Error>{trust.error()};
+    v1::UpstreamTls* t = c.mutable_tls();
+    if (!t->has_certificate()) t->mutable_certificate()->set_mesh_identity(true);
+    if (!t->has_validation()) {
+      t->mutable_validation()->set_trust_bundle_pem(*trust);
+      t->mutable_validation()->add_match_subject_alt_names()->set_uri(
+          spiffeId(who_.mesh, false, node));
+    }
+    return {};
+  }
+
+  // Every resource of `kind` in the mesh (every parent too, for routes and gateway routes), with
+  // its key; the prefix joins depends_on.
+  Result<std::vector<std::pair<std::string, am::StoredResource>>> listMesh(Kind kind) {
+    std::string prefix = "appmesh/" + std::string(appmesh::kindName(kind)) + "/" +
+                         appmesh::encodeKeySegment(who_.mesh) + "/";
+    deps_.insert(prefix);
+    auto kvs = store_.list(prefix, "", 0);
+    if (!kvs) return Unexpected<Error>{kvs.error()};
+    std::vector<std::pair<std::string, am::StoredResource>> out;
+    for (const KeyValue& kv : *kvs) {
+      auto rec = parse(kv);
+      if (!rec) return Unexpected<Error>{rec.error()};
+      out.emplace_back(kv.key, std::move(**rec));
+    }
+    return out;
+  }
+
+  // Authorization backends: the SPIFFE IDs that may call this node — every virtual node whose
+  // backends name one of its virtual services (a service whose provider is this node, or a
+  // virtual router with a route naming this node as a target), and every virtual gateway with a
+  // gateway route to one of them. Sorted, unique. Reads the whole mesh graph.
+  Result<std::vector<std::string>> allowedCallers() {
+    std::set<std::string> routers;  // routers with a route that targets this node
+    auto routes = listMesh(Kind::kRoute);
+    if (!routes) return Unexpected<Error>{routes.error()};
+    for (const auto& [key, rec] : *routes) {
+      auto id = appmesh::parseResourceKey(key);
+      if (!id) continue;
+      for (const Target& t : ruleOf(rec.route()).targets)
+        if (t.node == who_.name) routers.insert(id->parent);
+    }
+    std::set<std::string> services;  // this node's virtual services
+    auto vss = listMesh(Kind::kVirtualService);
+    if (!vss) return Unexpected<Error>{vss.error()};
+    for (const auto& [key, rec] : *vss) {
+      auto id = appmesh::parseResourceKey(key);
+      if (!id) continue;
+      const am::VirtualServiceProvider& p = rec.virtualservice().spec().provider();
+      if ((p.has_virtualnode() && p.virtualnode().virtualnodename() == who_.name) ||
+          (p.has_virtualrouter() && routers.count(p.virtualrouter().virtualroutername())))
+        services.insert(id->name);
+    }
+    std::set<std::string> callers;
+    auto nodes = listMesh(Kind::kVirtualNode);
+    if (!nodes) return Unexpected<Error>{nodes.error()};
+    for (const auto& [key, rec] : *nodes) {
+      auto id = appmesh::parseResourceKey(key);
+      if (!id) continue;
+      for (const am::Backend& b : rec.virtualnode().spec().backends())
+        if (b.has_virtualservice() && services.count(b.virtualservice().virtualservicename()))
+          callers.insert(spiffeId(who_.mesh, false, id->name));
+    }
+    auto gateway_routes = listMesh(Kind::kGatewayRoute);
+    if (!gateway_routes) return Unexpected<Error>{gateway_routes.error()};
+    for (const auto& [key, rec] : *gateway_routes) {
+      auto id = appmesh::parseResourceKey(key);
+      if (!id) continue;
+      if (services.count(gatewayRuleOf(rec.gatewayroute()).target_service))
+        callers.insert(spiffeId(who_.mesh, true, id->parent));
+    }
+    return std::vector<std::string>(callers.begin(), callers.end());
   }
 
   // ---- TLS ----
@@ -1000,6 +1121,10 @@ class Compilation {
             *(*tls)->mutable_validation()->add_match_subject_alt_names() = sanMatcher(name);
         }
         *c.mutable_tls() = std::move(**tls);
+      }
+      if (strictMtls()) {
+        Status st = strictEgress(c, node);
+        if (!st) return Unexpected<Error>{st.error()};
       }
       if (l->has_outlierdetection()) {
         const am::OutlierDetection& o = l->outlierdetection();
@@ -1396,6 +1521,17 @@ class Compilation {
       }
     }
 
+    if (strictMtls()) {
+      Status st = strictInbound(in);
+      if (!st) return st;
+    }
+    if (policy_.authorization == AuthorizationMode::kBackends && strictMtls()) {
+      auto callers = allowedCallers();
+      if (!callers) return Unexpected<Error>{callers.error()};
+      v1::PeerAuthorization* authz = in.mutable_authorization();
+      for (const std::string& id : *callers) authz->add_allowed()->set_uri(id);
+    }
+
     // Outbound: what the app may call.
     v1::Listener out;
     out.set_name("lds_egress_0.0.0.0_" + std::to_string(kOutboundPort));
@@ -1640,6 +1776,8 @@ class Compilation {
   std::map<std::string, std::optional<std::string>> egress_;
   const CertificateSource* certificates_;
   std::map<std::string, CertMaterial> acm_;  // by ARN
+  MeshPolicy policy_;
+  std::optional<std::string> mesh_trust_;  // the mesh identity CA's roots, once read
 };
 
 bool validName(std::string_view s) {

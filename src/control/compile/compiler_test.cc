@@ -700,6 +700,8 @@ TEST_F(CompilerTest, DependsOnCoversEveryInputAndChangesFollowIt) {
                                    "appmesh/virtualNode/m/client", "appmesh/virtualNode/m/v1",
                                    "appmesh/virtualRouter/m/r", "appmesh/virtualService/m/later",
                                    "appmesh/virtualService/m/s1",
+                                   // weft's mesh policy (mesh_policy.h), stored or not.
+                                   "meshpolicy/m",
                                    // v1's DNS hostname would be the registry's if a private DNS
                                    // namespace "local" were created.
                                    "registry/namespaces/"};

@@ -5,6 +5,8 @@
 #include <cstdlib>
 
 #include "common/json.h"
+#include "control/compile/mesh_policy.h"
+#include "control/model/resource_keys.h"
 #include "control/stacks/json_value.h"
 
 namespace weft::control::push {
@@ -13,6 +15,8 @@ namespace {
 constexpr std::string_view kTokensPath = "/weft/v1/tokens";
 constexpr std::string_view kProxiesPath = "/weft/v1/proxies";
 constexpr std::string_view kProxyConfigPath = "/weft/v1/proxy-config";
+constexpr std::string_view kMeshPoliciesPath = "/weft/v1/mesh-policies";
+constexpr int kMaxPolicyRetries = 8;
 constexpr size_t kMaxBody = 4096;
 // Ten years: longer is as good as "never" (ttlSeconds 0).
 constexpr int64_t kMaxTtl = int64_t{10} * 366 * 24 * 3600;
@@ -38,8 +42,17 @@ ApiResponse badRequest(std::string_view message) {
 PushApi::PushApi(Tokens& tokens, const compile::Compiler& compiler, ProxiesFn proxies)
     : tokens_(tokens), compiler_(compiler), proxies_(std::move(proxies)) {}
 
+PushApi::PushApi(Tokens& tokens, const compile::Compiler& compiler, ProxiesFn proxies, Store& store,
+                 ca::MeshIdentityIssuer* identities)
+    : tokens_(tokens),
+      compiler_(compiler),
+      proxies_(std::move(proxies)),
+      store_(&store),
+      identities_(identities) {}
+
 bool PushApi::handles(std::string_view path) {
-  return underPath(path, kTokensPath) || path == kProxiesPath || path == kProxyConfigPath ||
+  return underPath(path, kTokensPath) || underPath(path, kMeshPoliciesPath) ||
+         path == kProxiesPath || path == kProxyConfigPath ||
          path == std::string(kProxiesPath) + "/" || path == std::string(kProxyConfigPath) + "/";
 }
 
@@ -71,6 +84,15 @@ ApiResponse PushApi::handle(const ApiRequest& request) {
       return apiError(405, "MethodNotAllowedException",
                       "use GET /weft/v1/proxy-config?resource=mesh/M/virtualNode/N");
     return proxyConfig(request);
+  }
+  if (underPath(path, kMeshPoliciesPath) && path.size() > kMeshPoliciesPath.size()) {
+    std::string_view mesh = path.substr(kMeshPoliciesPath.size() + 1);
+    if (mesh.find('/') != std::string_view::npos)
+      return apiError(404, "NotFoundException", "no such path " + std::string(request.path));
+    if (request.method != "GET" && request.method != "PUT")
+      return apiError(405, "MethodNotAllowedException",
+                      "use GET or PUT /weft/v1/mesh-policies/<mesh>");
+    return meshPolicy(request, mesh);
   }
   return apiError(404, "NotFoundException", "no such path " + std::string(request.path));
 }
@@ -165,7 +187,9 @@ ApiResponse PushApi::listProxies(const ApiRequest& request) {
            ", \"versionAcked\": " + std::to_string(p.version_acked) +
            ", \"lastNackVersion\": " + std::to_string(p.last_nack_version) +
            ", \"lastNackReason\": " + jsonString(p.last_nack_reason) +
-           ", \"connectedAt\": " + std::to_string(p.connected_at) + "}";
+           ", \"connectedAt\": " + std::to_string(p.connected_at) +
+           ", \"identity\": " + jsonString(p.identity) +
+           ", \"identityExpiresAt\": " + std::to_string(p.identity_expires_at) + "}";
   }
   out += "]}";
   return ok(std::move(out));
@@ -193,6 +217,77 @@ ApiResponse PushApi::proxyConfig(const ApiRequest& request) {
   if (!status.ok())
     return internalServerError(request, "proxy-config to JSON: " + status.ToString());
   return ok(std::move(json));
+}
+
+ApiResponse PushApi::meshPolicy(const ApiRequest& request, std::string_view mesh_text) {
+  if (store_ == nullptr)
+    return apiError(501, "NotImplementedException", "this server keeps no mesh policies");
+  std::string mesh(mesh_text);
+  auto answer = [&](const compile::MeshPolicy& p) {
+    return ok("{\"mesh\": " + jsonString(mesh) + ", " + compile::meshPolicyJson(p).substr(1));
+  };
+  auto exists = store_->get(appmesh::resourceKey({appmesh::Kind::kMesh, mesh, "", mesh}));
+  if (!exists) return internalServerError(request, "mesh policy: " + exists.error().message);
+  if (!exists->has_value())
+    return apiError(404, "NotFoundException", "mesh \"" + mesh + "\" not found");
+  if (request.method == "GET") {
+    auto p = compile::readMeshPolicy(*store_, mesh);
+    if (!p) return internalServerError(request, "mesh policy: " + p.error().message);
+    return answer(*p);
+  }
+  if (request.body.size() > kMaxBody)
+    return badRequest("the body must be at most " + std::to_string(kMaxBody) + " bytes");
+  auto body = stacks::parseJson(request.body.empty() ? std::string_view("{}") : request.body);
+  if (!body || !body->isObject())
+    return badRequest(
+        "the body must be a JSON object {\"mtls\": \"off|permissive|strict\", "
+        "\"authorization\": \"off|backends\"}");
+  for (const auto& [k, v] : body->members())
+    if (k != "mtls" && k != "authorization")
+      return badRequest("unknown field '" + k + "' (the fields are mtls and authorization)");
+  std::optional<compile::MtlsMode> mtls;
+  std::optional<compile::AuthorizationMode> authorization;
+  if (const stacks::Value* m = body->find("mtls")) {
+    mtls = compile::parseMtlsMode(m->str());
+    if (!m->isString() || !mtls)
+      return badRequest("mtls must be off, permissive or strict, not " +
+                        (m->isString() ? "\"" + std::string(m->str()) + "\"" : m->text()));
+  }
+  if (const stacks::Value* a = body->find("authorization")) {
+    authorization = compile::parseAuthorizationMode(a->str());
+    if (!a->isString() || !authorization)
+      return badRequest("authorization must be off or backends, not " +
+                        (a->isString() ? "\"" + std::string(a->str()) + "\"" : a->text()));
+  }
+  // Optimistic: read, change, write under a precondition on what was read.
+  for (int attempt = 0; attempt < kMaxPolicyRetries; ++attempt) {
+    const std::string key = compile::meshPolicyKey(mesh);
+    auto kv = store_->get(key);
+    if (!kv) return internalServerError(request, "mesh policy: " + kv.error().message);
+    compile::MeshPolicy p;
+    if (kv->has_value()) {
+      auto parsed = compile::parseMeshPolicyJson((*kv)->value);
+      if (!parsed) return internalServerError(request, "mesh policy: " + parsed.error().message);
+      p = *parsed;
+    }
+    if (mtls) p.mtls = *mtls;
+    if (authorization) p.authorization = *authorization;
+    if (auto valid = compile::validateMeshPolicy(p); !valid)
+      return badRequest(valid.error().message);
+    // Identities on: the CA exists before any config needs its roots.
+    if (p.mtls != compile::MtlsMode::kOff && identities_ != nullptr)
+      if (auto st = identities_->ensureCa(mesh); !st)
+        return internalServerError(request, "mesh identity CA: " + st.error().message);
+    p.updated_at = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+    int64_t expected = kv->has_value() ? (*kv)->revision : StoreOp::kAbsent;
+    auto committed = store_->commit({StoreOp::put(key, compile::meshPolicyJson(p), expected)});
+    if (committed) return answer(p);
+    if (committed.error().code != kStoreConflict)
+      return internalServerError(request, "mesh policy: " + committed.error().message);
+  }
+  return apiError(400, "ThrottlingException", "the mesh policy changed concurrently; retry");
 }
 
 }  // namespace weft::control::push

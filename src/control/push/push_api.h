@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "control/api/api_types.h"
+#include "control/ca/mesh_identity.h"
 #include "control/compile/compiler.h"
 #include "control/push/push_server.h"
 #include "control/push/tokens.h"
@@ -37,8 +38,13 @@ class PushApi {
   // `tokens` and `compiler` must outlive the API. `proxies` answers the connected proxies
   // (PushServer::proxies in the server).
   PushApi(Tokens& tokens, const compile::Compiler& compiler, ProxiesFn proxies);
+  // Added (issue 7): with `store` (and `identities`, which makes a mesh's identity CA when its
+  // policy turns identities on), /weft/v1/mesh-policies is served; both must outlive the API.
+  PushApi(Tokens& tokens, const compile::Compiler& compiler, ProxiesFn proxies, Store& store,
+          ca::MeshIdentityIssuer* identities);
 
-  // "/weft/v1/tokens" (and below), "/weft/v1/proxies", "/weft/v1/proxy-config".
+  // "/weft/v1/tokens" (and below), "/weft/v1/proxies", "/weft/v1/proxy-config",
+  // "/weft/v1/mesh-policies/<mesh>".
   static bool handles(std::string_view path);
   ApiResponse handle(const ApiRequest& request);
 
@@ -48,10 +54,13 @@ class PushApi {
   ApiResponse revokeToken(const ApiRequest& request, std::string_view id);
   ApiResponse listProxies(const ApiRequest& request);
   ApiResponse proxyConfig(const ApiRequest& request);
+  ApiResponse meshPolicy(const ApiRequest& request, std::string_view mesh);
 
   Tokens& tokens_;
   const compile::Compiler& compiler_;
   ProxiesFn proxies_;
+  Store* store_ = nullptr;
+  ca::MeshIdentityIssuer* identities_ = nullptr;
 };
 
 }  // namespace weft::control::push

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "control/ca/mesh_identity.h"
 #include "control/model/appmesh_test_support.h"
 #include "control/stacks/json_value.h"
 
@@ -163,6 +164,60 @@ TEST_F(PushApiTest, ProxyConfig) {
   EXPECT_EQ(r.status, 400) << r.body;
   r = call("GET", "/weft/v1/proxy-config");
   EXPECT_EQ(r.status, 400) << r.body;
+}
+
+// ---- mesh policies ----
+
+class MeshPolicyApiTest : public PushApiTest {
+ protected:
+  ca::Kek kek = ca::Kek::fromBytes(std::string(32, 'k')).value();
+  ca::MeshIdentityIssuer issuer{h.store, kek, h.time};
+  PushApi policy_api{tokens, compiler, [this] { return connected; }, h.store, &issuer};
+  ApiResponse policy(std::string method, std::string mesh, std::string body = "") {
+    ApiRequest r;
+    r.method = std::move(method);
+    r.path = "/weft/v1/mesh-policies/" + mesh;
+    r.body = std::move(body);
+    return policy_api.handle(r);
+  }
+};
+
+TEST_F(MeshPolicyApiTest, DefaultsSetKeepAndValidate) {
+  EXPECT_TRUE(PushApi::handles("/weft/v1/mesh-policies/m"));
+  ApiResponse got = policy("GET", "m");
+  ASSERT_EQ(got.status, 200) << got.body;
+  Value v = json(got);
+  EXPECT_EQ(field(v, "mesh"), "m");
+  EXPECT_EQ(field(v, "mtls"), "permissive") << "the default keeps App Mesh's behaviour";
+  EXPECT_EQ(field(v, "authorization"), "off");
+  EXPECT_EQ(field(v, "updatedAt"), "0");
+  EXPECT_FALSE(issuer.trustBundle("m").has_value()) << "reading makes no CA";
+
+  ApiResponse bad = policy("PUT", "m", R"({"authorization":"backends"})");
+  EXPECT_EQ(bad.status, 400) << "authorization without strict mTLS: " << bad.body;
+  EXPECT_NE(bad.body.find("mtls strict"), std::string::npos) << bad.body;
+  EXPECT_EQ(policy("PUT", "m", R"({"mtls":"on"})").status, 400);
+  EXPECT_EQ(policy("PUT", "m", R"({"mtls":"strict","extra":1})").status, 400);
+
+  ApiResponse set = policy("PUT", "m", R"({"mtls":"strict","authorization":"backends"})");
+  ASSERT_EQ(set.status, 200) << set.body;
+  EXPECT_EQ(field(json(set), "mtls"), "strict");
+  EXPECT_EQ(field(json(set), "authorization"), "backends");
+  EXPECT_TRUE(issuer.trustBundle("m").has_value()) << "identities on: the mesh CA exists";
+  // A flag left out keeps its value.
+  ApiResponse keep = policy("PUT", "m", R"({"authorization":"off"})");
+  ASSERT_EQ(keep.status, 200) << keep.body;
+  EXPECT_EQ(field(json(keep), "mtls"), "strict");
+  EXPECT_EQ(field(json(policy("GET", "m")), "authorization"), "off");
+  // Turning mTLS down while authorization needs it is refused.
+  ASSERT_EQ(policy("PUT", "m", R"({"authorization":"backends"})").status, 200);
+  EXPECT_EQ(policy("PUT", "m", R"({"mtls":"permissive"})").status, 400);
+}
+
+TEST_F(MeshPolicyApiTest, UnknownMeshIsNotFound) {
+  EXPECT_EQ(policy("GET", "nope").status, 404);
+  EXPECT_EQ(policy("PUT", "nope", R"({"mtls":"strict"})").status, 404);
+  EXPECT_EQ(policy("DELETE", "m").status, 405);
 }
 
 }  // namespace

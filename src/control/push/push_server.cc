@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "control/ca/mesh_identity.h"
 #include "control/model/resource_keys.h"
 #include "control/push/config_delta.h"
 #include "weft/v1/stream.grpc.pb.h"
@@ -29,6 +30,9 @@ constexpr std::chrono::seconds kHelloTimeout{10};
 constexpr size_t kMaxAddresses = 16;
 constexpr size_t kMaxReportedPorts = 64;
 constexpr std::chrono::seconds kRegistrarTick{1};
+// A CSR is a few hundred bytes; a proxy asks about twice per certificate lifetime.
+constexpr size_t kMaxCsrBytes = 16 * 1024;
+constexpr std::chrono::seconds kMinCsrInterval{1};
 
 // A compiled config shared by every stream of one resource (immutable once built).
 struct Compiled {
@@ -106,6 +110,7 @@ class PushServer::Impl {
   // Queues a call to the registrar for the push thread (no-op without one). Any thread.
   void toRegistrar(std::function<void(InstanceRegistrar&)> call);
   Tokens& tokens() { return tokens_; }
+  IdentitySigner* identities() const { return options_.identities; }
   const TimeSource& time() const { return time_; }
 
  private:
@@ -180,8 +185,9 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
       startWriteLocked(next);
       return;
     }
-    // A write is in flight: its config (sent_) is what the proxy will have.
-    if (sent_->hash == next->hash) {
+    // A write is in flight: its config (sent_) is what the proxy will have — none yet when that
+    // write is an IdentityUpdate ahead of the stream's first config.
+    if (sent_ && sent_->hash == next->hash) {
       pending_.reset();
       pending_config_.reset();
       return;
@@ -207,6 +213,10 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
     }
     if (!hello_done_) {
       handleHello();
+      return;
+    }
+    if (in_.kind_case() == ProxyMessage::kCertificateRequest) {
+      handleCertificateRequest();
       return;
     }
     std::lock_guard lock(mu_);
@@ -270,6 +280,13 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
     }
     if (!ok) {
       finishLocked(grpc::Status::OK);  // the stream is broken; the read fails too
+      return;
+    }
+    if (pending_identity_ && !finishing_) {
+      out_ = std::move(*pending_identity_);
+      pending_identity_.reset();
+      write_in_flight_ = true;
+      StartWrite(&out_);
       return;
     }
     if (pending_ && !finishing_) {
@@ -364,6 +381,65 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
     if (!finishing_ && !done_) StartRead(&in_);
   }
 
+  // A CertificateRequest (after the Hello): signed here, on the gRPC thread that read it, without
+  // the stream's lock; the answer goes out before any pending config.
+  void handleCertificateRequest() {
+    ServerMessage answer;
+    v1::IdentityUpdate* u = answer.mutable_identity();
+    const std::string& csr = in_.certificate_request().csr_pem();
+    const auto now = std::chrono::steady_clock::now();
+    IdentitySigner* signer = impl_.identities();
+    if (signer == nullptr) {
+      u->set_error("this control plane does not issue mesh identities");
+    } else if (csr.size() > kMaxCsrBytes) {
+      u->set_error("the certificate request is larger than " + std::to_string(kMaxCsrBytes) +
+                   " bytes");
+    } else if (last_csr_ && now - *last_csr_ < kMinCsrInterval) {
+      u->set_error("certificate requests come too often: at most one a second");
+    } else {
+      last_csr_ = now;
+      auto signed_identity = signer->sign(who_, csr);
+      if (!signed_identity && signed_identity.error().code == ca::kIdentityForeignName) {
+        log::warn(kLog, "refused a certificate request of " + who_.resource() + " (" +
+                            context_->peer() + "): " + signed_identity.error().message);
+        std::lock_guard lock(mu_);
+        finishLocked(
+            grpc::Status(grpc::StatusCode::PERMISSION_DENIED, signed_identity.error().message));
+        return;
+      }
+      if (!signed_identity) {
+        log::warn(kLog, "cannot issue the identity of " + who_.resource() + " (" +
+                            context_->peer() + "): " + signed_identity.error().message);
+        u->set_error(signed_identity.error().message);
+      } else {
+        *u = std::move(*signed_identity);
+      }
+    }
+    std::lock_guard lock(mu_);
+    if (u->error().empty()) {
+      status_.identity = u->spiffe_id();
+      auto cert = ca::parseCert(u->certificate_chain_pem());
+      status_.identity_expires_at = cert ? ca::certNotAfter(cert->get()) : 0;
+      log::info(kLog, "issued " + u->spiffe_id() + " to " + status_.peer + " until " +
+                          std::to_string(status_.identity_expires_at));
+    }
+    sendExtraLocked(std::move(answer));
+    if (!finishing_ && !done_) StartRead(&in_);
+  }
+
+  // A message outside the config versions (an IdentityUpdate): written at once when nothing is in
+  // flight, else before the pending config (a newer one replaces an unsent one).
+  void sendExtraLocked(ServerMessage m) {
+    if (done_ || finishing_) return;
+    if (write_in_flight_) {
+      pending_identity_ = std::move(m);
+      return;
+    }
+    out_ = std::move(m);
+    write_in_flight_ = true;
+    StartWrite(&out_);
+  }
+
   void startWriteLocked(const CompiledPtr& next, bool full = false) {
     status_.version_sent += 1;
     out_ = updateFor(full ? nullptr : sent_.get(), *next, status_.version_sent);
@@ -395,6 +471,7 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
     finishing_ = true;
     pending_.reset();
     pending_config_.reset();
+    pending_identity_.reset();
     if (write_in_flight_) {
       finish_wanted_ = std::move(status);  // OnWriteDone finishes
       return;
@@ -415,6 +492,8 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
   compile::ProxyIdentity who_;
   std::string token_, token_id_;
   std::vector<std::string> depends_on_;  // push thread only
+  // The last CertificateRequest signed (read reactions only: one read at a time).
+  std::optional<std::chrono::steady_clock::time_point> last_csr_;
 
   mutable std::mutex mu_;
   bool done_ = false;       // OnDone ran: touch nothing of gRPC's
@@ -422,11 +501,12 @@ class PushServer::Impl::Stream final : public grpc::ServerBidiReactor<ProxyMessa
   bool goodbye_ = false;    // the proxy said Goodbye: its end is clean
   std::optional<grpc::Status> finish_wanted_;
   bool write_in_flight_ = false;
-  ServerMessage out_;                     // the write in flight
-  CompiledPtr sent_;                      // config of the last write started
-  std::optional<ServerMessage> pending_;  // the next write, against sent_
-  CompiledPtr pending_config_;            // its config
-  uint64_t last_delta_version_ = 0;       // the last version sent as an EndpointsUpdate
+  ServerMessage out_;                              // the write in flight
+  CompiledPtr sent_;                               // config of the last write started
+  std::optional<ServerMessage> pending_;           // the next write, against sent_
+  CompiledPtr pending_config_;                     // its config
+  std::optional<ServerMessage> pending_identity_;  // an IdentityUpdate waiting for the write
+  uint64_t last_delta_version_ = 0;                // the last version sent as an EndpointsUpdate
   ProxyStatus status_;
 };
 

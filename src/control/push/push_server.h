@@ -19,6 +19,11 @@
 // HealthReport and stream end (clean after a Goodbye) is queued for the push thread, which
 // hands them to the registrar in arrival order and ticks it about once a second.
 //
+// Mesh identities: a CertificateRequest is signed by options.identities on the gRPC thread that
+// read it (a few store reads and one signature) and answered with an IdentityUpdate, written
+// before any pending config; a request for another identity's names ends the stream with
+// PERMISSION_DENIED.
+//
 // Thread-safety: onStoreChanged and proxies() may be called from any thread.
 
 #include <chrono>
@@ -30,6 +35,7 @@
 #include "common/result.h"
 #include "common/time.h"
 #include "control/compile/compiler.h"
+#include "control/push/identity_signer.h"
 #include "control/push/instance_registrar.h"
 #include "control/push/tokens.h"
 
@@ -48,6 +54,9 @@ struct PushOptions {
   // A proxy whose stream is gone (or that sent nothing) for this long is stale: its
   // auto-registered instance turns UNHEALTHY, and is deregistered after twice this.
   std::chrono::milliseconds stale_after{30'000};
+  // Added (issue 7): answers proxies' CertificateRequests (mesh identities); null: every request
+  // is answered with an IdentityUpdate.error. Must outlive the server.
+  IdentitySigner* identities = nullptr;
 };
 
 // What `weft proxies` shows for one connected proxy.
@@ -59,6 +68,10 @@ struct ProxyStatus {
   uint64_t last_nack_version = 0;
   std::string last_nack_reason;
   int64_t connected_at = 0;  // unix seconds
+  // Added (issue 7): the SPIFFE ID and notAfter (unix seconds) of the last identity certificate
+  // issued on this stream; empty / 0: none.
+  std::string identity;
+  int64_t identity_expires_at = 0;
 };
 
 class PushServer {

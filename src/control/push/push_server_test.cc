@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <openssl/x509v3.h>
 
 #include <functional>
 #include <memory>
@@ -9,6 +10,8 @@
 #include <optional>
 #include <thread>
 
+#include "control/ca/pki.h"
+#include "control/compile/mesh_policy.h"
 #include "control/model/appmesh_test_support.h"
 #include "control/push/config_delta.h"
 #include "control/store/notifying_store.h"
@@ -137,6 +140,7 @@ class PushServerTest : public ::testing::Test {
     options.coalesce_window = coalesce_window;
     options.registrar = registrar_;
     options.stale_after = std::chrono::milliseconds(1234);
+    options.identities = identities_;
     server = std::make_unique<PushServer>(compiler, tokens, time, options);
     auto port = server->start();
     ASSERT_TRUE(port) << port.error().message;
@@ -207,6 +211,7 @@ class PushServerTest : public ::testing::Test {
   std::unique_ptr<PushServer> server;
   uint16_t port_ = 0;
   InstanceRegistrar* registrar_ = nullptr;
+  IdentitySigner* identities_ = nullptr;
 };
 
 // Records what the push server tells the registry.
@@ -571,6 +576,140 @@ TEST_F(PushServerTest, StopEndsStreamsWithUnavailable) {
   EXPECT_FALSE(p->read().has_value());
   grpc::Status st = p->finish();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+}
+
+// ---- mesh identities over the stream ----
+
+class PushServerIdentityTest : public PushServerTest {
+ protected:
+  void SetUp() override {
+    identities_ = &signer;
+    PushServerTest::SetUp();
+    ASSERT_EQ(summary(createNode("other", nodeSpec(9090))), "200");
+  }
+  // A CSR for a fresh P-256 key with the given subjectAltName text (OpenSSL syntax; "" none).
+  static std::string csr(const std::string& sans) {
+    auto key = ca::generateKey(ca::KeyAlgorithm::kEcP256).value();
+    X509_REQ* req = X509_REQ_new();
+    X509_REQ_set_pubkey(req, key.get());
+    if (!sans.empty()) {
+      STACK_OF(X509_EXTENSION)* exts = sk_X509_EXTENSION_new_null();
+      sk_X509_EXTENSION_push(
+          exts, X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, sans.c_str()));
+      X509_REQ_add_extensions(req, exts);
+      sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    }
+    X509_REQ_sign(req, key.get(), EVP_sha256());
+    std::string pem = ca::csrToPem(req);
+    X509_REQ_free(req);
+    return pem;
+  }
+  static bool request(Proxy& p, const std::string& csr_pem) {
+    v1::ProxyMessage m;
+    m.mutable_certificate_request()->set_csr_pem(csr_pem);
+    return p.write(m);
+  }
+  // The next IdentityUpdate (configs on the way are skipped).
+  static std::optional<v1::IdentityUpdate> identity(Proxy& p) {
+    while (auto m = p.read())
+      if (m->has_identity()) return m->identity();
+    return std::nullopt;
+  }
+
+  ca::Kek kek = ca::Kek::fromBytes(std::string(32, 'k')).value();
+  ca::MeshIdentityIssuer issuer{notifying, kek, time};
+  MeshIdentitySigner signer{notifying, issuer, std::chrono::seconds(600)};
+};
+
+TEST_F(PushServerIdentityTest, CsrGetsTheTokensIdentity) {
+  auto p = connected("n");
+  ASSERT_TRUE(request(*p, csr("URI:spiffe://m/virtualNode/n")));
+  auto u = identity(*p);
+  ASSERT_TRUE(u.has_value()) << "expected an IdentityUpdate, the stream ended: "
+                             << p->finish().error_message();
+  EXPECT_EQ(u->error(), "");
+  EXPECT_EQ(u->spiffe_id(), "spiffe://m/virtualNode/n");
+  EXPECT_EQ(u->expiry_warning_seconds(), 600u);
+  auto cert = ca::parseCert(u->certificate_chain_pem());
+  ASSERT_TRUE(cert.has_value()) << cert.error().message;
+  auto root = ca::parseCert(u->trust_bundle_pem());
+  ASSERT_TRUE(root.has_value());
+  EXPECT_EQ(X509_verify(cert->get(), X509_get0_pubkey(root->get())), 1)
+      << "the certificate must be signed by the pushed trust bundle";
+  EXPECT_TRUE(eventually([&] {
+    auto st = statusOf("mesh/m/virtualNode/n");
+    return st && st->identity == "spiffe://m/virtualNode/n" && st->identity_expires_at > 0;
+  })) << "weft proxies shows the issued identity";
+  // The stream goes on: configs still flow.
+  ASSERT_EQ(summary(updateNode("n", nodeSpec(8081))), "200");
+  auto next = p->read();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_TRUE(next->has_config() || next->has_endpoints());
+}
+
+TEST_F(PushServerIdentityTest, CsrRightAfterHelloBeforeTheFirstConfig) {
+  // A proxy that reconnects asks for its certificate at once: the identity is often written
+  // before the stream's first config (the push thread's config then waits for that write).
+  for (int i = 0; i < 30; ++i) {
+    Proxy p(port_);
+    ASSERT_TRUE(p.hello("mesh/m/virtualNode/n", token("mesh/m/virtualNode/n")));
+    ASSERT_TRUE(request(p, csr("")));
+    bool config = false, id = false;
+    while (!(config && id)) {
+      auto m = p.read();
+      ASSERT_TRUE(m.has_value()) << "round " << i << ": expected version 1 and an identity, the "
+                                 << "stream ended: " << p.finish().error_message();
+      config = config || m->has_config();
+      if (m->has_identity()) {
+        EXPECT_EQ(m->identity().error(), "") << m->identity().error();
+        id = true;
+      }
+    }
+  }
+}
+
+TEST_F(PushServerIdentityTest, CsrForAnotherNodeEndsTheStreamWithPermissionDenied) {
+  auto p = connected("n");
+  ASSERT_TRUE(request(*p, csr("URI:spiffe://m/virtualNode/other")));
+  auto u = identity(*p);
+  EXPECT_FALSE(u.has_value()) << "expected no certificate for another node's name, got "
+                              << u->DebugString();
+  grpc::Status st = p->finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+  EXPECT_NE(st.error_message().find("spiffe://m/virtualNode/other"), std::string::npos)
+      << st.error_message();
+}
+
+TEST_F(PushServerIdentityTest, RefusalsThatKeepTheStream) {
+  compile::MeshPolicy off;
+  off.mtls = compile::MtlsMode::kOff;
+  ASSERT_TRUE(notifying.commit({StoreOp::put(
+      compile::meshPolicyKey("m"), compile::meshPolicyJson(off), StoreOp::kAnyRevision)}));
+  auto p = connected("n");
+  ASSERT_TRUE(request(*p, csr("")));
+  auto u = identity(*p);
+  ASSERT_TRUE(u.has_value()) << p->finish().error_message();
+  EXPECT_NE(u->error().find("mesh identities are off"), std::string::npos) << u->error();
+  EXPECT_EQ(u->certificate_chain_pem(), "");
+  // The stream stays open: configs still flow.
+  ASSERT_EQ(summary(updateNode("n", nodeSpec(8082))), "200");
+  auto next = p->read();
+  ASSERT_TRUE(next.has_value()) << p->finish().error_message();
+
+  // A garbage CSR (identities on again), on another stream: an error naming the request.
+  ASSERT_TRUE(notifying.commit(
+      {StoreOp::put(compile::meshPolicyKey("m"), compile::meshPolicyJson(compile::MeshPolicy{}),
+                    StoreOp::kAnyRevision)}));
+  auto q = connected("n");
+  ASSERT_TRUE(request(*q, "not a csr"));
+  u = identity(*q);
+  ASSERT_TRUE(u.has_value()) << q->finish().error_message();
+  EXPECT_NE(u->error().find("certificate request"), std::string::npos) << u->error();
+  // And a second request within a second is refused as too frequent.
+  ASSERT_TRUE(request(*q, csr("")));
+  u = identity(*q);
+  ASSERT_TRUE(u.has_value());
+  EXPECT_NE(u->error().find("too often"), std::string::npos) << u->error();
 }
 
 }  // namespace

@@ -131,4 +131,12 @@ Result<std::vector<SanRule>> sanRulesFrom(
   return rules;
 }
 
+bool peerAuthorized(std::string_view uri, std::string_view dns, std::span<const SanRule> allowed) {
+  if (allowed.empty() || (uri.empty() && dns.empty())) return false;
+  PeerSans sans;
+  if (!uri.empty()) sans.uri.emplace_back(uri);
+  if (!dns.empty()) sans.dns.emplace_back(dns);
+  return sansMatch(sans, allowed);
+}
+
 }  // namespace weft::net::tls

@@ -46,6 +46,12 @@ bool dnsNameMatches(std::string_view presented, std::string_view reference);
 // True when `rules` is empty or at least one rule matches one SAN of `sans`.
 bool sansMatch(const PeerSans& sans, std::span<const SanRule> rules);
 
+// Mesh authorization (config Listener.authorization, docs/security.md): whether a peer whose
+// verified certificate has the URI SAN `uri` and the DNS SAN `dns` (either "" for none: what
+// net::PeerInfo keeps, the first of each kind) matches one of `allowed`. Unlike sansMatch, empty
+// rules allow nobody, and a peer without a verified certificate is never allowed.
+bool peerAuthorized(std::string_view uri, std::string_view dns, std::span<const SanRule> allowed);
+
 // Reads the subjectAltName extension of `cert` (DNS and URI entries only).
 PeerSans sansOf(const x509_st* cert);
 

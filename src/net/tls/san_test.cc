@@ -123,5 +123,20 @@ TEST(SansOf, ReadsDnsAndUriInOrderAndSkipsOthers) {
   EXPECT_EQ(describeSans(sansOf(ca.cert.get())), "none");
 }
 
+TEST(PeerAuthorized, EmptyRulesAndMissingIdentitiesAllowNobody) {
+  std::vector<SanRule> allowed = {{SanRule::Kind::kUri, "spiffe://m/virtualNode/a"},
+                                  {SanRule::Kind::kUri, "spiffe://m/virtualGateway/g"}};
+  EXPECT_TRUE(peerAuthorized("spiffe://m/virtualNode/a", "a.m.local", allowed));
+  EXPECT_TRUE(peerAuthorized("spiffe://m/virtualGateway/g", "", allowed));
+  EXPECT_FALSE(peerAuthorized("spiffe://m/virtualNode/b", "a.m.local", allowed))
+      << "another identity is refused";
+  EXPECT_FALSE(peerAuthorized("spiffe://m/virtualNode/a/x", "", allowed)) << "URIs match exactly";
+  EXPECT_FALSE(peerAuthorized("", "", allowed)) << "no verified certificate: refused";
+  EXPECT_FALSE(peerAuthorized("spiffe://m/virtualNode/a", "", {}))
+      << "an empty allow list allows nobody (sansMatch would allow everybody)";
+  std::vector<SanRule> dns = {{SanRule::Kind::kDns, "a.m.local"}};
+  EXPECT_TRUE(peerAuthorized("", "A.m.local", dns));
+}
+
 }  // namespace
 }  // namespace weft::net::tls

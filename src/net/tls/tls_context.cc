@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <ctime>
 #include <unordered_map>
 
 #include "net/tls/ssl_util.h"
@@ -319,6 +320,11 @@ Status ContextBase::init(const v1::TlsCertificate* certificate, const v1::TlsVal
     if (SSL_CTX_use_certificate(ctx_, chain->leaf.get()) != 1 ||
         SSL_CTX_use_PrivateKey(ctx_, key->get()) != 1) {
       return makeError(name_ + ": " + chain_src->what() + ": " + drainSslErrors());
+    }
+    {
+      struct tm tm {};
+      if (ASN1_TIME_to_tm(X509_get0_notAfter(chain->leaf.get()), &tm) == 1)
+        certificate_not_after_ = static_cast<int64_t>(timegm(&tm));
     }
     for (const X509Ptr& intermediate : chain->intermediates) {
       if (SSL_CTX_add1_chain_cert(ctx_, intermediate.get()) != 1) {

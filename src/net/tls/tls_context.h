@@ -77,6 +77,8 @@ class ContextBase : public std::enable_shared_from_this<ContextBase> {
   const std::string& name() const { return name_; }
   // Unique in the process, never reused; keys the client session cache.
   uint64_t id() const { return id_; }
+  // notAfter (unix seconds) of the certificate this context presents; 0 when it has none.
+  int64_t certificateNotAfter() const { return certificate_not_after_; }
 
  protected:
   ContextBase(bool client, std::string_view name);
@@ -87,6 +89,7 @@ class ContextBase : public std::enable_shared_from_this<ContextBase> {
   SSL_CTX* ctx_ = nullptr;  // owned
   std::vector<SanRule> san_rules_;
   std::string trust_bundle_pem_;  // for the server's session id context
+  int64_t certificate_not_after_ = 0;
   std::string name_;
   bool client_;
   uint64_t id_;

@@ -249,5 +249,16 @@ TEST(VerifyFailureName, MetricLabels) {
   EXPECT_EQ(verifyFailureName(VerifyFailure::kHandshake), "handshake");
 }
 
+TEST_F(TlsContextTest, CertificateNotAfterIsTheLeafsExpiry) {
+  auto server = ServerContext::create(serverConfig(certs_->server));
+  ASSERT_TRUE(server.has_value()) << server.error().message;
+  struct tm tm {};
+  ASSERT_EQ(ASN1_TIME_to_tm(X509_get0_notAfter(certs_->server.cert.get()), &tm), 1);
+  EXPECT_EQ((*server)->certificateNotAfter(), static_cast<int64_t>(timegm(&tm)));
+  auto client = ClientContext::create(clientConfig(certs_->ca));
+  ASSERT_TRUE(client.has_value()) << client.error().message;
+  EXPECT_EQ((*client)->certificateNotAfter(), 0) << "no client certificate: 0";
+}
+
 }  // namespace
 }  // namespace weft::net::tls
