@@ -201,7 +201,10 @@ TEST_F(CompilerIdentityTest, StrictKeepsWhatTheSpecSays) {
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->tls().validation().trust_bundle_file(), "/ca.pem")
       << "the client policy's validation is kept";
-  EXPECT_EQ(c->tls().validation().match_subject_alt_names_size(), 0);
+  ASSERT_EQ(c->tls().validation().match_subject_alt_names_size(), 1)
+      << "App Mesh's rule: no SANs in the policy → the target's discovery name";
+  EXPECT_EQ(c->tls().validation().match_subject_alt_names(0).dns(), "cart.m.local")
+      << "not the SPIFFE ID: the spec's validation stays what App Mesh would check";
   EXPECT_TRUE(c->tls().certificate().mesh_identity()) << "and the identity is presented";
 }
 
