@@ -232,7 +232,7 @@ TEST(ParseConfig, UnknownFieldIsNamedWithItsPathAndLocation) {
   EXPECT_EQ(e,
             "config.yaml:3:5: listeners[0]: unknown field \"foo\" in weft.v1.Listener; valid "
             "fields: name, address, port, tls, route_config, http, access_logs, tcp_proxy, "
-            "interception, filter_chains");
+            "interception, filter_chains, authorization");
 
   e = parseError("listeners:\n  - name: a\n    prot: 1\n", Format::kYaml);
   EXPECT_THAT(e, HasSubstr("listeners[0]: unknown field \"prot\" in weft.v1.Listener; did you "
