@@ -271,6 +271,8 @@ class MeshTlsTest(unittest.TestCase):
                              "%s does not reference the certificate: %s" % (resource, text[:500]))
             self.assertTrue("PRIVATE KEY" not in text, "%s: a key in its config" % resource)
         for f in os.listdir(self.plain_state):
+            if f == "identity.pem":
+                continue  # the proxy's own mesh identity key, made on its host (security.md)
             with open(os.path.join(self.plain_state, f), errors="replace") as fh:
                 self.assertTrue("PRIVATE KEY" not in fh.read(),
                                 "the plain gateway stored a private key in %s" % f)
