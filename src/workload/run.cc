@@ -122,6 +122,23 @@ Status writeFile(const std::string& path, const std::string& data, mode_t mode, 
   return {};
 }
 
+// Whether `uid`/`gid` (supplementary groups aside) can reach and execute `path`: every ancestor
+// directory searchable and the file executable by owner, group or others as they apply.
+bool executableBy(const std::string& path, uid_t uid, gid_t gid) {
+  auto allows = [&](const struct stat& st, mode_t u, mode_t g, mode_t o) {
+    if (st.st_uid == uid) return (st.st_mode & u) != 0;
+    if (st.st_gid == gid) return (st.st_mode & g) != 0;
+    return (st.st_mode & o) != 0;
+  };
+  struct stat st {};
+  for (size_t slash = path.find('/', 1); slash != std::string::npos;
+       slash = path.find('/', slash + 1)) {
+    if (::stat(path.substr(0, slash).c_str(), &st) != 0 || !allows(st, S_IXUSR, S_IXGRP, S_IXOTH))
+      return false;
+  }
+  return ::stat(path.c_str(), &st) == 0 && allows(st, S_IXUSR, S_IXGRP, S_IXOTH);
+}
+
 constexpr int kMaxTreeDepth = 32;
 
 // Empties the directory open as `dirfd` (taken over and closed). Every step is relative to a
@@ -466,6 +483,15 @@ Status Workload::prepare() {
     if (auto st = writeFile(run_dir_ + "/ca.pem", *ca, 0644, o_.proxy_user.uid, o_.proxy_user.gid);
         !st)
       return st;
+  }
+  // A proxy binary the proxy's user cannot reach (a build tree under a 0700 home or temp
+  // directory) is copied into the run directory.
+  if (::geteuid() == 0 && !executableBy(proxy_path_, o_.proxy_user.uid, o_.proxy_user.gid)) {
+    auto binary = readFile(proxy_path_, "the proxy");
+    if (!binary) return Unexpected<Error>{binary.error()};
+    std::string copy = run_dir_ + "/weft-proxy";
+    if (auto st = writeFile(copy, *binary, 0755, 0, 0); !st) return st;
+    proxy_path_ = copy;
   }
   ports_file_ = run_dir_ + "/ports.json";
   // A --state-dir that does not exist yet is made for the proxy's user (it could not make it
