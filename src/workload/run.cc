@@ -346,6 +346,9 @@ Result<pid_t> spawn(const SpawnSpec& spec) {
       if (::setgroups(groups.size(), groups.empty() ? nullptr : groups.data()) != 0) die(0);
       if (::setgid(spec.creds->gid) != 0) die(1);
       if (::setuid(spec.creds->uid) != 0) die(2);
+      // A working directory the new user cannot enter (a 0700 tree) breaks programs that look
+      // at "." (Crystal's runtime does at start): start them in / instead.
+      if (::access(".", X_OK) != 0 && ::chdir("/") != 0) die(2);
     }
     // After the credential change, which clears it.
     if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) die(3);
