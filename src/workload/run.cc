@@ -315,6 +315,14 @@ Result<pid_t> spawn(const SpawnSpec& spec) {
   for (const std::string& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   std::vector<gid_t> groups = spec.creds ? spec.creds->groups : std::vector<gid_t>{};
+  // The environment for a child moved to / (below): PWD names the new directory.
+  static const std::string kRootPwd = "PWD=/";
+  std::vector<char*> env_at_root;
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, "PWD=", 4) != 0) env_at_root.push_back(*e);
+  env_at_root.push_back(const_cast<char*>(kRootPwd.c_str()));
+  env_at_root.push_back(nullptr);
+  char** envp = environ;
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return makeError("pipe: " + errnoText(errno));
   pid_t parent = ::getpid();
@@ -347,13 +355,16 @@ Result<pid_t> spawn(const SpawnSpec& spec) {
       if (::setgid(spec.creds->gid) != 0) die(1);
       if (::setuid(spec.creds->uid) != 0) die(2);
       // A working directory the new user cannot enter (a 0700 tree) breaks programs that look
-      // at "." (Crystal's runtime does at start): start them in / instead.
-      if (::access(".", X_OK) != 0 && ::chdir("/") != 0) die(2);
+      // at "." or $PWD (Crystal's runtime does at start): start them in / instead.
+      if (::access(".", X_OK) != 0) {
+        if (::chdir("/") != 0) die(2);
+        envp = env_at_root.data();
+      }
     }
     // After the credential change, which clears it.
     if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) die(3);
     if (::getppid() != parent) ::_exit(1);  // we died before the prctl
-    ::execve(spec.path.c_str(), argv.data(), environ);
+    ::execve(spec.path.c_str(), argv.data(), envp);
     die(4);
   }
   ::setpgid(pid, pid);  // also here, so that the group exists before we signal it
