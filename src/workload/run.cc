@@ -323,6 +323,10 @@ Result<pid_t> spawn(const SpawnSpec& spec) {
   env_at_root.push_back(const_cast<char*>(kRootPwd.c_str()));
   env_at_root.push_back(nullptr);
   char** envp = environ;
+  // The working directory by its absolute path: "." alone passes when only an ancestor is
+  // closed to the new user, and programs resolve the absolute path.
+  char cwd_buf[PATH_MAX + 1] = {};
+  const char* cwd = ::getcwd(cwd_buf, sizeof cwd_buf) ? cwd_buf : ".";
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return makeError("pipe: " + errnoText(errno));
   pid_t parent = ::getpid();
@@ -356,7 +360,7 @@ Result<pid_t> spawn(const SpawnSpec& spec) {
       if (::setuid(spec.creds->uid) != 0) die(2);
       // A working directory the new user cannot enter (a 0700 tree) breaks programs that look
       // at "." or $PWD (Crystal's runtime does at start): start them in / instead.
-      if (::access(".", X_OK) != 0) {
+      if (::access(cwd, X_OK) != 0) {
         if (::chdir("/") != 0) die(2);
         envp = env_at_root.data();
       }
