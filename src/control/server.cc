@@ -39,6 +39,7 @@
 #include "control/ca/ca_api.h"
 #include "control/ca/certificate_source.h"
 #include "control/ca/kek.h"
+#include "control/ca/maintenance.h"
 #include "control/ca/mesh_identity.h"
 #include "control/compile/compiler.h"
 #include "control/credentials/credentials.h"
@@ -104,10 +105,12 @@ constexpr const char* kHelp =
     "                       24h; 10s to 30d; forms 90s, 30m, 24h, 7d); renewed at half-life\n"
     "  --identity-expiry-warning D  proxies warn (log, metric) this long before their identity\n"
     "                       expires unrenewed (default: a quarter of its lifetime)\n"
+    "  --ca-maintenance-interval D  how often the CA's scheduled work runs (renewals, CRL\n"
+    "                       re-signing, rotation phases; default 60s; 1s to 1h)\n"
     "  --config FILE        YAML file with the keys data-dir, api, region, account-id,\n"
     "                       ports-file, log-level, dns, dns-upstream, stream, stream-san,\n"
     "                       insecure (true/false), proxy-stale-after, identity-validity,\n"
-    "                       identity-expiry-warning and quotas (a map of\n"
+    "                       identity-expiry-warning, ca-maintenance-interval and quotas (a map of\n"
     "                       App Mesh quota names:\n"
     "                       virtual_nodes_per_mesh, virtual_services_per_mesh,\n"
     "                       virtual_routers_per_mesh, routes_per_virtual_router,\n"
@@ -128,14 +131,15 @@ struct Settings {
   std::string region = kDefaultRegion;
   std::string account_id;  // empty: stored or generated
   std::string ports_file;
-  std::string dns = "127.0.0.1:7053";     // registry DNS: HOST:PORT[,HOST:PORT...]
-  std::string dns_upstream;               // forwarding resolvers: HOST:PORT[,HOST:PORT...]
-  std::string stream = kDefaultStream;    // the config stream (gRPC)
-  std::string stream_san;                 // extra SANs, comma-separated
-  std::string insecure = "false";         // "true": plaintext stream
-  std::string proxy_stale_after = "30s";  // docs/registry.md "Instances from proxies"
-  std::string identity_validity = "24h";  // docs/security.md "Mesh identities"
-  std::string identity_expiry_warning;    // empty: a quarter of the lifetime
+  std::string dns = "127.0.0.1:7053";           // registry DNS: HOST:PORT[,HOST:PORT...]
+  std::string dns_upstream;                     // forwarding resolvers: HOST:PORT[,HOST:PORT...]
+  std::string stream = kDefaultStream;          // the config stream (gRPC)
+  std::string stream_san;                       // extra SANs, comma-separated
+  std::string insecure = "false";               // "true": plaintext stream
+  std::string proxy_stale_after = "30s";        // docs/registry.md "Instances from proxies"
+  std::string identity_validity = "24h";        // docs/security.md "Mesh identities"
+  std::string identity_expiry_warning;          // empty: a quarter of the lifetime
+  std::string ca_maintenance_interval = "60s";  // docs/ca.md "Scheduled work"
   std::string log_level = "info";
   std::string ca_key_file;  // CA key-encryption key (docs/ca.md); empty: WEFT_CA_KEY or DIR/ca-kek
   std::map<std::string, int> quotas;
@@ -154,7 +158,8 @@ const char* const kKeys[] = {"data-dir",
                              "insecure",
                              "proxy-stale-after",
                              "identity-validity",
-                             "identity-expiry-warning"};
+                             "identity-expiry-warning",
+                             "ca-maintenance-interval"};
 
 std::string* field(Settings& s, std::string_view key) {
   if (key == "data-dir") return &s.data_dir;
@@ -172,6 +177,7 @@ std::string* field(Settings& s, std::string_view key) {
   if (key == "proxy-stale-after") return &s.proxy_stale_after;
   if (key == "identity-validity") return &s.identity_validity;
   if (key == "identity-expiry-warning") return &s.identity_expiry_warning;
+  if (key == "ca-maintenance-interval") return &s.ca_maintenance_interval;
   return nullptr;
 }
 
@@ -243,8 +249,8 @@ Result<std::chrono::milliseconds> parseStaleAfter(std::string_view s) {
 }
 
 // "90s", "30m", "24h", "7d" (a bare number is seconds) within [min, max] seconds.
-Result<std::chrono::seconds> parseIdentityDuration(std::string_view flag, std::string_view s,
-                                                   int64_t min, int64_t max) {
+Result<std::chrono::seconds> parseDuration(std::string_view flag, std::string_view s, int64_t min,
+                                           int64_t max) {
   size_t digits = 0;
   while (digits < s.size() && digits < 9 && s[digits] >= '0' && s[digits] <= '9') ++digits;
   std::string_view unit = s.substr(digits);
@@ -589,15 +595,20 @@ int runServer(int argc, char** argv) {
   // ACM certificates and ACM PCA trust named by specs come from the CA (docs/security.md).
   // Mesh identities (docs/security.md): each mesh's identity CA signs the proxies' CSRs.
   auto identity_validity =
-      parseIdentityDuration("identity-validity", settings.identity_validity, 10, 30 * 86400);
+      parseDuration("identity-validity", settings.identity_validity, 10, 30 * 86400);
   if (!identity_validity) return usageError(identity_validity.error().message);
   std::chrono::seconds identity_warning{0};
   if (!settings.identity_expiry_warning.empty()) {
-    auto w = parseIdentityDuration("identity-expiry-warning", settings.identity_expiry_warning, 1,
-                                   identity_validity->count());
+    auto w = parseDuration("identity-expiry-warning", settings.identity_expiry_warning, 1,
+                           identity_validity->count());
     if (!w) return usageError(w.error().message);
     identity_warning = *w;
   }
+  auto maintenance_interval =
+      parseDuration("ca-maintenance-interval", settings.ca_maintenance_interval, 1, 3600);
+  if (!maintenance_interval) return usageError(maintenance_interval.error().message);
+  // Scheduled CA work (docs/ca.md "Scheduled work"): tasks are added next to what they maintain.
+  ca::Maintenance ca_maintenance(time, *maintenance_interval);
   ca::MeshIdentityIssuer identity_issuer(notifying, *ca_kek, time,
                                          ca::MeshIdentityOptions{*identity_validity});
   push::MeshIdentitySigner identity_signer(notifying, identity_issuer, identity_warning);
@@ -643,6 +654,8 @@ int runServer(int argc, char** argv) {
       log::info("server",
                 "config stream on " + where + " (TLS; proxies trust " + bundle_path + ")");
   }
+
+  ca_maintenance.start();
 
   // Heads are authenticated before bodies are read (1 MiB; stack records up to 8 MiB).
   router.addLargeBodyPrefix("/weft/v1/stacks", 8 << 20);
@@ -697,6 +710,7 @@ int runServer(int argc, char** argv) {
   log::info("server", std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
                           "; finishing in-flight requests");
   http.stop();
+  ca_maintenance.stop();
   // Streams end (proxies keep serving their config and reconnect later) before the store and
   // the compiler go away.
   push_server.stop();
