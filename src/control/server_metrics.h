@@ -1,7 +1,7 @@
 #pragma once
 // The control plane's own metrics, in the Prometheus text format (version 0.0.4), served at
-// GET /metrics on the API port without authentication: counters and gauges only — no resource
-// names beyond meshes, no addresses, nothing secret. docs/control-plane.md lists them.
+// GET /metrics on the API port without authentication: counters and gauges only — the only
+// names in labels are meshes and DNS namespaces (zones); no addresses, nothing secret. docs/control-plane.md lists them.
 
 #include <string>
 #include <vector>
