@@ -764,6 +764,22 @@ Result<LabState> Lab::load(const std::string& name) {
   return s;
 }
 
+Result<LabState> Lab::loadTrusted(const std::string& name) {
+  auto s = load(name);
+  if (!s) return s;
+  std::string why;
+  if (s->name != name) why = "it names lab \"" + s->name + "\"";
+  for (const LabObject& o : s->objects) {
+    if (!why.empty()) break;
+    if (std::string r = foreignReason(state_dir_, name, o); !r.empty())
+      why = "its entry {" + describeObject(o) + "} is " + r;
+  }
+  if (why.empty()) return s;
+  return makeError("the state file " + statePath(name) + " of lab " + name +
+                   " cannot be trusted: " + why + " (`weft lab down --name " + name +
+                   "` removes what the lab made and keeps that file for inspection)");
+}
+
 Result<std::string> Lab::pickLab(const std::string& given) {
   if (!given.empty()) {
     if (auto v = validateLabName(given); !v) return Unexpected<Error>{v.error()};
@@ -804,7 +820,7 @@ Result<std::unique_ptr<NetworkRegistrar>> Lab::connectRegistrar(const RegistrarF
 
 Status Lab::registerNetworks(const std::string& name, const RegistrarFactory& factory) {
   if (auto s = sys_.lock(statePath(name) + ".lock"); !s) return s;
-  auto loaded = load(name);
+  auto loaded = loadTrusted(name);
   if (!loaded) return Unexpected<Error>{loaded.error()};
   Session session(*this, nullptr);
   session.state = std::move(*loaded);
@@ -818,6 +834,13 @@ Status Lab::up(const Topology& t, const std::string& topology_file, bool registe
                const RegistrarFactory& factory, const std::atomic<bool>* interrupted) {
   if (auto s = sys_.makeDirs(state_dir_, 0755); !s) return s;
   if (auto s = sys_.lock(statePath(t.name) + ".lock"); !s) return s;
+  // Labs come up one at a time: the checks against the other labs below (shared namespace
+  // prefixes, overlapping networks) must see every lab that is coming up, not race it.
+  const std::string up_lock = state_dir_ + "/up.lock";
+  if (auto s = sys_.lock(up_lock); !s) {
+    progress_ << "waiting for another `weft lab up` to finish (it holds " << up_lock << ")...\n";
+    if (auto w = sys_.lockWait(up_lock); !w) return w;
+  }
   std::string path = statePath(t.name);
   if (sys_.exists(path))
     return makeError("lab " + t.name + " is already up (state file " + path +
@@ -959,7 +982,7 @@ Status Lab::down(const std::string& name, const RegistrarFactory& factory, bool 
 
 Status Lab::peer(const std::string& name, const std::string& a, const std::string& b) {
   if (auto s = sys_.lock(statePath(name) + ".lock"); !s) return s;
-  auto loaded = load(name);
+  auto loaded = loadTrusted(name);
   if (!loaded) return Unexpected<Error>{loaded.error()};
   Session session(*this, nullptr);
   session.state = std::move(*loaded);
@@ -982,7 +1005,7 @@ Status Lab::peer(const std::string& name, const std::string& a, const std::strin
 
 Status Lab::unpeer(const std::string& name, const std::string& a, const std::string& b) {
   if (auto s = sys_.lock(statePath(name) + ".lock"); !s) return s;
-  auto loaded = load(name);
+  auto loaded = loadTrusted(name);
   if (!loaded) return Unexpected<Error>{loaded.error()};
   Session session(*this, nullptr);
   LabState& st = session.state;
@@ -1019,7 +1042,7 @@ Status Lab::unpeer(const std::string& name, const std::string& a, const std::str
 
 Status Lab::exec(const std::string& name, const std::string& target,
                  const std::vector<std::string>& command) {
-  auto loaded = load(name);
+  auto loaded = loadTrusted(name);
   if (!loaded) return Unexpected<Error>{loaded.error()};
   const LabState& st = *loaded;
   std::string ns;

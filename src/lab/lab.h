@@ -75,6 +75,9 @@ class Lab {
   // The lab to act on: `given` if non-empty, else the only lab in the state directory.
   Result<std::string> pickLab(const std::string& given);
   Result<LabState> load(const std::string& name);
+  // load(), refusing a state file whose name or entries are not this lab's layout (what `down`
+  // checks entry by entry): for the commands that act on what the state file says.
+  Result<LabState> loadTrusted(const std::string& name);
   std::string statePath(const std::string& name) const;
 
   // `weft lab status`: JSON (one object, documented in docs/lab.md) or a table.

@@ -7,11 +7,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <functional>
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "lab/command.h"
 #include "lab/layout.h"
@@ -161,7 +163,16 @@ class FakeSystem final : public System {
         out.push_back(f.substr(path.size() + 1));
     return out;
   }
-  Status lock(const std::string&) override { return {}; }
+  Status lock(const std::string& path) override {
+    if (busy_locks.count(path)) return makeError("another `weft lab` command holds " + path);
+    return {};
+  }
+  std::set<std::string> busy_locks;  // lock() fails on these, lockWait() gets them
+  Status lockWait(const std::string& path) override {
+    waited_locks.push_back(path);
+    return {};
+  }
+  std::vector<std::string> waited_locks;
   Result<int> spawn(const std::vector<std::string>& argv, const EnvList& env,
                     const std::string&) override {
     spawned.push_back({argv, env});
@@ -580,6 +591,40 @@ TEST_F(LabTest, ACorruptStateFileIsReportedAndKeptAndOnlyMarkedNamespacesGo) {
   EXPECT_TRUE(sys.rules.empty());
 }
 
+TEST_F(LabTest, PeerUnpeerExecAndRegisterRefuseAStateFileOutsideTheLayout) {
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
+  auto st = lab.load("lab");
+  ASSERT_TRUE(st);
+  LabObject o;
+  o.kind = ObjectKind::kNamespace;
+  o.name = "other";
+  st->objects.push_back(o);
+  sys.files["/state/lab.json"] = stateToJson(*st);
+  const std::string before = sys.files["/state/lab.json"];
+  FakeRegistrar registrar;
+  size_t calls = sys.calls.size();
+  for (const auto& r :
+       {lab.peer("lab", "vpc3", "vpc1"), lab.unpeer("lab", "vpc1", "vpc2"),
+        lab.exec("lab", "web", {"true"}), lab.registerNetworks("lab", lend(registrar))}) {
+    ASSERT_FALSE(r) << "expected a refusal of the state file";
+    EXPECT_NE(r.error().message.find("cannot be trusted: its entry {netns name=other} is not a "
+                                     "namespace named lab-<name>"),
+              std::string::npos)
+        << r.error().message;
+  }
+  EXPECT_EQ(sys.calls.size(), calls) << "nothing may run on an untrusted state file";
+  EXPECT_TRUE(sys.execs.empty());
+  EXPECT_EQ(sys.files["/state/lab.json"], before) << "the state file is kept as it was";
+}
+
+TEST_F(LabTest, UpWaitsForAnotherUpOfAnyLab) {
+  sys.busy_locks.insert("/state/up.lock");
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr)) << progress.str();
+  EXPECT_EQ(sys.waited_locks, std::vector<std::string>{"/state/up.lock"});
+  EXPECT_NE(progress.str().find("waiting for another `weft lab up` to finish"), std::string::npos)
+      << progress.str();
+}
+
 TEST_F(LabTest, AStateFileOfAnotherLabIsNotUsed) {
   ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
   std::string text = sys.files["/state/lab.json"];
@@ -614,6 +659,24 @@ TEST(RealSystemTest, ASpawnedProcessInheritsNoOtherFds) {
   EXPECT_EQ(*out, "closed\n") << "expected fd " << leaked << " not to reach the spawned process";
   ::unlink(log.c_str());
   ::rmdir(dir.c_str());
+}
+
+TEST(RealSystemTest, LockWaitWaitsUntilTheHolderLetsGo) {
+  char tmpl[] = "/tmp/weft-lab-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string path = std::string(tmpl) + "/up.lock";
+  auto holder = makeRealSystem();
+  ASSERT_TRUE(holder->lock(path));
+  auto waiter = makeRealSystem();
+  ASSERT_FALSE(waiter->lock(path)) << "the lock is held";
+  std::atomic<bool> got{false};
+  std::thread t([&] { got = static_cast<bool>(waiter->lockWait(path)); });
+  holder.reset();  // closes the holder's descriptor: the waiter gets the lock
+  t.join();
+  EXPECT_TRUE(got.load());
+  waiter.reset();
+  ::unlink(path.c_str());
+  ::rmdir(tmpl);
 }
 
 TEST(RealSystemTest, TheLockFileIsNeverASymlink) {

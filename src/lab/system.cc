@@ -140,11 +140,18 @@ class RealSystem final : public System {
     return out;
   }
 
-  Status lock(const std::string& path) override {
+  Status lock(const std::string& path) override { return takeLock(path, LOCK_NB); }
+  Status lockWait(const std::string& path) override { return takeLock(path, 0); }
+
+  Status takeLock(const std::string& path, int flags) {
     // O_NOFOLLOW: a symlink planted at the lock's path is refused, not followed (as root).
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) return makeError("cannot open lock file " + path + ": " + std::strerror(errno));
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int rc;
+    do {
+      rc = ::flock(fd, LOCK_EX | flags);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
       int e = errno;
       ::close(fd);
       if (e == EWOULDBLOCK)

@@ -44,6 +44,8 @@ class System {
   // Takes an exclusive lock on `path` (created if needed), held until this System is
   // destroyed; fails at once, naming the path, when another process holds it.
   virtual Status lock(const std::string& path) = 0;
+  // The same lock, but waits while another process holds it.
+  virtual Status lockWait(const std::string& path) = 0;
 
   // Starts argv detached (its own session and process group), stdin from /dev/null, stdout
   // and stderr appended to `log_path`, with `env` added to this process's environment.
