@@ -9,7 +9,6 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <set>
@@ -22,6 +21,7 @@
 #include "cli/registry_client.h"
 #include "cli/resources.h"
 #include "cli/stack_deploy.h"
+#include "common/file_util.h"
 #include "control/push/tokens.h"
 #include "demo/command.h"
 #include "lab/command.h"
@@ -1012,14 +1012,6 @@ int cmdDescribeProxyConfig(Command& c) {
 
 // ---- stack ----
 
-Result<std::string> readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return makeError("cannot read " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string stackName(const ParsedArgs& args) {
   std::string n = args.get("--stack-name");
   if (n.empty() && args.positional.size() == 2) n = args.positional[1];
@@ -1136,20 +1128,6 @@ std::string formatTime(const Value* at) {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
-}
-
-Status writeFile(const std::string& path, const std::string& data, mode_t mode) {
-  std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) return makeError("cannot write " + path + ": " + std::strerror(errno));
-  ::fchmod(::fileno(f), mode);
-  bool ok = std::fwrite(data.data(), 1, data.size(), f) == data.size();
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return makeError("cannot write " + path + ": " + std::strerror(errno));
-  }
-  return {};
 }
 
 int cmdCa(Command& c) {
@@ -1354,8 +1332,8 @@ int cmdCa(Command& c) {
         {"private-key.pem", &pem->private_key}};
     for (const auto& [file, data] : files) {
       std::string path = dir + "/" + file;
-      if (auto w =
-              writeFile(path, *data, std::string_view(file) == "private-key.pem" ? 0600 : 0644);
+      if (auto w = writeFileAtomically(path, *data,
+                                       std::string_view(file) == "private-key.pem" ? 0600 : 0644);
           !w)
         return fail(c.env, name, w.error());
       c.env.out << path << "\n";

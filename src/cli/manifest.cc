@@ -2,10 +2,11 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <set>
 #include <sstream>
+
+#include "common/file_util.h"
 
 namespace weft::cli {
 
@@ -156,11 +157,9 @@ Result<std::vector<Manifest>> loadManifests(const std::string& path) {
       ss << std::cin.rdbuf();
       text = ss.str();
     } else {
-      std::ifstream in(file, std::ios::binary);
-      if (!in) return makeError("cannot read " + file + ": no such file or not readable");
-      std::ostringstream ss;
-      ss << in.rdbuf();
-      text = ss.str();
+      auto read = readFile(file);
+      if (!read) return Unexpected<Error>{read.error()};
+      text = std::move(*read);
     }
     auto ms = parseManifests(text, file == "-" ? "stdin" : file);
     if (!ms) return Unexpected<Error>{ms.error()};

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -66,14 +67,20 @@ TEST(WriteFileAtomicallyTest, WritesWithTheModeGiven) {
   ASSERT_EQ(::stat(path.c_str(), &sb), 0);
   EXPECT_EQ(sb.st_mode & 0777, 0600u)
       << "expected mode 0600, got " << std::oct << (sb.st_mode & 0777);
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  EXPECT_EQ(text.str(), "two\n");
+  auto text = readFile(path);
+  ASSERT_TRUE(text) << text.error().message;
+  EXPECT_EQ(*text, "two\n");
   EXPECT_NE(::access((path + ".tmp").c_str(), F_OK), 0) << "no temporary file left";
   ::unlink(path.c_str());
+  auto dir = readFile(dir_template);
+  ASSERT_FALSE(dir) << "a directory is not a file";
+  EXPECT_EQ(dir.error().code, EISDIR);
   ::rmdir(dir_template);
   EXPECT_FALSE(writeFileAtomically("/nonexistent-dir/x", "x", 0600));
+  auto missing = readFile("/nonexistent-dir/x");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ENOENT);
+  EXPECT_EQ(missing.error().message, "cannot read /nonexistent-dir/x: No such file or directory");
 }
 
 }  // namespace

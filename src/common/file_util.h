@@ -8,6 +8,9 @@
 
 namespace weft {
 
+// The whole file. Error: "cannot read PATH: <strerror>", Error::code the errno.
+Result<std::string> readFile(const std::string& path);
+
 // Writes `contents` to `path` with permission bits `mode` (never wider, whatever the umask):
 // to a temporary file "<path>.tmp" in the same directory, fsynced, then renamed over `path`,
 // and the directory fsynced, so readers see the old or the new file, never a partial one.

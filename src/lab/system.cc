@@ -76,28 +76,7 @@ class RealSystem final : public System {
     return runCommand(argv, kCommandTimeout);
   }
 
-  Result<std::string> readFile(const std::string& path) override {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      int e = errno;
-      return makeError("cannot read " + path + ": " + std::strerror(e), e);
-    }
-    std::string out;
-    char buf[8192];
-    for (;;) {
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        int e = errno;
-        ::close(fd);
-        return makeError("cannot read " + path + ": " + std::strerror(e), e);
-      }
-      if (n == 0) break;
-      out.append(buf, static_cast<size_t>(n));
-    }
-    ::close(fd);
-    return out;
-  }
+  Result<std::string> readFile(const std::string& path) override { return weft::readFile(path); }
 
   Status writeFile(const std::string& path, std::string_view data, unsigned mode) override {
     return writeFileAtomically(path, data, mode);

@@ -29,6 +29,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/file_util.h"
 #include "common/text.h"
 
 extern char** environ;
@@ -93,11 +94,9 @@ std::string seconds(Clock::duration d) {
 }
 
 Result<std::string> readFile(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return makeError("cannot read " + what + " " + path + ": " + errnoText(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  auto r = weft::readFile(path);
+  if (!r) return makeError(what + ": " + r.error().message, r.error().code);
+  return r;
 }
 
 Status writeFile(const std::string& path, const std::string& data, mode_t mode, uid_t uid,
