@@ -239,7 +239,7 @@ int main(int argc, char** argv) {
       return usageError(
           "--resource (or the APPMESH_RESOURCE_ARN environment variable) is "
           "required with --control-plane");
-    auto parsed = weft::proxy::parseMeshResource(resource);
+    auto parsed = weft::meshconfig::parseProxyResource(resource);
     if (!parsed) return usageError(parsed.error().message);
     agent.resource = resource;
     if (token_file.empty())

@@ -194,53 +194,10 @@ IdentityFile parseIdentityFile(std::string_view text) {
 // ------------------------------------------------------------------------------------------------
 // Free functions.
 
-stats::Labels MeshResource::metricLabels() const {
-  return {{std::string(sn::kLabelAppMeshMesh), mesh},
-          {std::string(gateway ? sn::kLabelAppMeshVirtualGateway : sn::kLabelAppMeshVirtualNode),
-           name}};
-}
-
-std::string MeshResource::normalized() const {
-  return "mesh/" + mesh + (gateway ? "/virtualGateway/" : "/virtualNode/") + name;
-}
-
-Result<MeshResource> parseMeshResource(std::string_view text) {
-  auto bad = [&](std::string why) {
-    return makeError("resource '" + std::string(text) + "' " + why +
-                     "; expected mesh/MESH/virtualNode/NAME, mesh/MESH/virtualGateway/NAME, or an "
-                     "App Mesh ARN arn:aws:appmesh:REGION:ACCOUNT:mesh/MESH/virtualNode/NAME");
-  };
-  std::string_view rest = text;
-  if (rest.substr(0, 4) == "arn:") {
-    // arn:PARTITION:appmesh:REGION:ACCOUNT:RESOURCE
-    std::string_view r = rest;
-    std::array<std::string_view, 5> parts;
-    for (auto& p : parts) {
-      size_t c = r.find(':');
-      if (c == std::string_view::npos) return bad("is not a complete ARN");
-      p = r.substr(0, c);
-      r = r.substr(c + 1);
-    }
-    if (parts[2] != "appmesh")
-      return bad("is not an App Mesh ARN (service '" + std::string(parts[2]) + "')");
-    rest = r;
-  }
-  std::vector<std::string_view> segs;
-  while (true) {
-    size_t s = rest.find('/');
-    segs.push_back(rest.substr(0, s));
-    if (s == std::string_view::npos) break;
-    rest = rest.substr(s + 1);
-  }
-  if (segs.size() != 4 || segs[0] != "mesh") return bad("has the wrong shape");
-  if (segs[2] != "virtualNode" && segs[2] != "virtualGateway")
-    return bad("names a '" + std::string(segs[2]) + "', not a virtualNode or virtualGateway");
-  if (segs[1].empty() || segs[3].empty()) return bad("has an empty name");
-  MeshResource m;
-  m.mesh = std::string(segs[1]);
-  m.name = std::string(segs[3]);
-  m.gateway = segs[2] == "virtualGateway";
-  return m;
+stats::Labels resourceLabels(const meshconfig::ProxyResource& r) {
+  return {{std::string(sn::kLabelAppMeshMesh), r.mesh},
+          {std::string(r.gateway ? sn::kLabelAppMeshVirtualGateway : sn::kLabelAppMeshVirtualNode),
+           r.name}};
 }
 
 std::vector<std::string> hostAddresses() {
@@ -266,19 +223,6 @@ std::vector<std::string> hostAddresses() {
     for (auto& a : *l)
       if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
   return out;
-}
-
-std::string proxyConfigHash(const v1::ProxyConfig& config) {
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream sos(&bytes);
-    google::protobuf::io::CodedOutputStream cos(&sos);
-    cos.SetSerializationDeterministic(true);
-    config.SerializeToCodedStream(&cos);
-  }
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), md);
-  return hexEncode(std::string_view(reinterpret_cast<const char*>(md), sizeof md));
 }
 
 bool usesMeshIdentity(const v1::ProxyConfig& config) {
@@ -358,7 +302,7 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
     connected_gauge_->set(0);
     identity_expiry_->set(0);
     identity_expiring_->set(0);
-    if (auto r = parseMeshResource(options_.resource); r.has_value())
+    if (auto r = meshconfig::parseProxyResource(options_.resource); r.has_value())
       spiffe_id_ =
           "spiffe://" + r->mesh + (r->gateway ? "/virtualGateway/" : "/virtualNode/") + r->name;
   }
@@ -401,7 +345,7 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
                 "the stored config " + path + " is corrupt, ignoring it: " + cfg.error().message);
       return std::nullopt;
     }
-    if (recorded_hash.empty() || proxyConfigHash(*cfg) != recorded_hash) {
+    if (recorded_hash.empty() || meshconfig::configHash(*cfg) != recorded_hash) {
       log::warn(kComponent, "the stored config " + path +
                                 " does not match its recorded sha256 (corrupt or edited), "
                                 "ignoring it");
@@ -419,12 +363,12 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
     stored_compiled_ = *cfg;
     stored_compiled_hash_ = recorded_hash;
     v1::ProxyConfig filled = withMeshIdentity(*cfg, identity_->chain_pem, identity_->key_pem);
-    stored_filled_hash_ = proxyConfigHash(filled);
+    stored_filled_hash_ = meshconfig::configHash(filled);
     return filled;
   }
 
   void setRunning(const v1::ProxyConfig& config) {
-    std::string hash = proxyConfigHash(config);
+    std::string hash = meshconfig::configHash(config);
     if (!stored_filled_hash_.empty() && hash == stored_filled_hash_) {
       // loadStored()'s config with the identity filled in: what runs is the stored compiled one.
       running_hash_ = stored_compiled_hash_;
@@ -750,7 +694,7 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
   void handle(const v1::ServerMessage& msg) {
     if (msg.has_config()) {
       const v1::ConfigUpdate& u = msg.config();
-      std::string hash = u.hash().empty() ? proxyConfigHash(u.config()) : u.hash();
+      std::string hash = u.hash().empty() ? meshconfig::configHash(u.config()) : u.hash();
       last_received_ = u.config();
       last_received_hash_ = hash;
       last_received_version_ = u.version();
@@ -775,7 +719,7 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
         }
         *target->mutable_endpoints() = ce.endpoints();
       }
-      std::string hash = proxyConfigHash(next);
+      std::string hash = meshconfig::configHash(next);
       if (!u.hash().empty() && hash != u.hash()) {
         return nack(u.version(), "endpoints delta does not apply to version " +
                                      std::to_string(last_received_version_) +

@@ -50,6 +50,7 @@
 
 #include "common/result.h"
 #include "common/stats.h"
+#include "meshconfig/meshconfig.h"
 #include "net/event_loop.h"
 #include "net/tls/identity.h"
 #include "weft/v1/config.pb.h"
@@ -86,22 +87,10 @@ using HealthSource = std::function<std::vector<std::pair<uint32_t, AppHealth>>()
 // in interface order, without duplicates.
 std::vector<std::string> hostAddresses();
 
-// An App Mesh resource the proxy runs as: "mesh/M/virtualNode/N", "mesh/M/virtualGateway/G", or
-// an ARN "arn:aws:appmesh:REGION:ACCOUNT:mesh/M/virtualNode/N" (any partition, region, account).
-struct MeshResource {
-  std::string mesh;
-  std::string name;
-  bool gateway = false;  // virtualGateway (else virtualNode)
-  // The constant metric labels: appmesh_mesh + appmesh_virtual_node / appmesh_virtual_gateway.
-  stats::Labels metricLabels() const;
-  std::string normalized() const;  // "mesh/M/virtualNode/N"
-};
-// The error says which forms are accepted.
-Result<MeshResource> parseMeshResource(std::string_view text);
-
-// sha256 (lower-case hex) of the deterministic protobuf serialization of `config`: the same
-// value as the control plane's compile::configHash (which the proxy cannot link).
-std::string proxyConfigHash(const v1::ProxyConfig& config);
+// The constant metric labels of the proxy of `r` (meshconfig.h: the resource a proxy runs for,
+// and the config hash both sides compute): appmesh_mesh + appmesh_virtual_node /
+// appmesh_virtual_gateway.
+stats::Labels resourceLabels(const meshconfig::ProxyResource& r);
 
 // Name of the stored config inside state_dir (a JSON config behind three '#' comment lines:
 // the format line, "# sha256 <hash>" and "# version <n>"; the file is also valid YAML, so

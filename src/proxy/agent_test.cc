@@ -75,7 +75,7 @@ class TestStreamServer {
     v1::ServerMessage m;
     m.mutable_config()->set_version(version);
     *m.mutable_config()->mutable_config() = c;
-    m.mutable_config()->set_hash(proxyConfigHash(c));
+    m.mutable_config()->set_hash(meshconfig::configHash(c));
     return send(m);
   }
   // Ends the current stream with `status`.
@@ -297,38 +297,16 @@ class AgentTest : public ::testing::Test {
   std::vector<v1::ProxyConfig> applied_;
 };
 
-TEST(MeshResource, ParsesNamesAndArns) {
-  auto a = parseMeshResource("mesh/m1/virtualNode/n1");
-  ASSERT_TRUE(a) << a.error().message;
-  EXPECT_EQ(a->mesh, "m1");
-  EXPECT_EQ(a->name, "n1");
-  EXPECT_FALSE(a->gateway);
-  auto b = parseMeshResource("arn:aws:appmesh:eu-west-1:123456789012:mesh/m2/virtualGateway/g");
+TEST(ResourceLabels, NameTheMeshAndTheNodeOrGateway) {
+  auto b = meshconfig::parseProxyResource(
+      "arn:aws:appmesh:eu-west-1:123456789012:mesh/m2/virtualGateway/g");
   ASSERT_TRUE(b) << b.error().message;
-  EXPECT_EQ(b->normalized(), "mesh/m2/virtualGateway/g");
   stats::Labels want{{"appmesh_mesh", "m2"}, {"appmesh_virtual_gateway", "g"}};
-  EXPECT_EQ(b->metricLabels(), want);
-  for (const char* bad : {"", "mesh/m", "mesh/m/virtualRouter/r", "mesh//virtualNode/n",
-                          "arn:aws:s3:::bucket", "mesh/m/virtualNode/n/extra"}) {
-    auto r = parseMeshResource(bad);
-    EXPECT_FALSE(r) << "expected '" << bad << "' to be refused";
-    if (!r) {
-      EXPECT_NE(r.error().message.find("expected mesh/MESH/virtualNode/NAME"), std::string::npos)
-          << r.error().message;
-    }
-  }
-}
-
-TEST(ProxyConfigHash, IsSha256HexAndStable) {
-  v1::ProxyConfig c = makeConfig("n", {{"10.0.0.1", 80}});
-  std::string h = proxyConfigHash(c);
-  EXPECT_EQ(h.size(), 64u);
-  EXPECT_EQ(h, proxyConfigHash(v1::ProxyConfig(c)));
-  EXPECT_EQ(proxyConfigHash(v1::ProxyConfig()),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-      << "the empty config serializes to no bytes";
-  c.set_node("other");
-  EXPECT_NE(h, proxyConfigHash(c));
+  EXPECT_EQ(resourceLabels(*b), want);
+  auto n = meshconfig::parseProxyResource("mesh/m1/virtualNode/n1");
+  ASSERT_TRUE(n) << n.error().message;
+  want = {{"appmesh_mesh", "m1"}, {"appmesh_virtual_node", "n1"}};
+  EXPECT_EQ(resourceLabels(*n), want);
 }
 
 TEST_F(AgentTest, HelloCarriesWhoTheProxyIs) {
@@ -346,7 +324,7 @@ TEST_F(AgentTest, HelloCarriesWhoTheProxyIs) {
   EXPECT_EQ(h.host(), "host-1");
   EXPECT_EQ(h.network(), "net-1");
   EXPECT_EQ(h.proxy_version(), WEFT_VERSION);
-  EXPECT_EQ(h.running_hash(), proxyConfigHash(running));
+  EXPECT_EQ(h.running_hash(), meshconfig::configHash(running));
   EXPECT_EQ(registry_.gauge("weft_control_plane_connected")->value(), 1);
 }
 
@@ -387,7 +365,7 @@ TEST_F(AgentTest, ConfigUpdateIsAppliedStoredAndAcked) {
   server.finish(grpc::Status::OK);
   ASSERT_TRUE(runUntil(loop_, [&] { return server.hellos().size() == 2; }))
       << "expected a new stream after the server ended one; error '" << agent->lastError() << "'";
-  EXPECT_EQ(server.hellos()[1].running_hash(), proxyConfigHash(cfg));
+  EXPECT_EQ(server.hellos()[1].running_hash(), meshconfig::configHash(cfg));
 }
 
 TEST_F(AgentTest, StoredConfigHashIsSentInHelloOfTheNextRun) {
@@ -409,7 +387,7 @@ TEST_F(AgentTest, StoredConfigHashIsSentInHelloOfTheNextRun) {
   agent->setRunning(*stored);
   agent->start();
   ASSERT_TRUE(runUntil(loop_, [&] { return server.hellos().size() == 2 && server.streamOpen(); }));
-  EXPECT_EQ(server.hellos()[1].running_hash(), proxyConfigHash(cfg));
+  EXPECT_EQ(server.hellos()[1].running_hash(), meshconfig::configHash(cfg));
   applied_.clear();
   ASSERT_TRUE(server.sendConfig(1, cfg));
   ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 2; }));
@@ -427,7 +405,8 @@ TEST_F(AgentTest, CorruptStoredConfigIsIgnored) {
   EXPECT_FALSE(agent->loadStored().has_value()) << "a hash mismatch must be ignored";
   v1::ProxyConfig ok;
   ok.set_node("x");
-  net::tls::testing::writeFile(path, "# sha256 " + proxyConfigHash(ok) + "\n{\"node\": \"x\"}\n");
+  net::tls::testing::writeFile(path,
+                               "# sha256 " + meshconfig::configHash(ok) + "\n{\"node\": \"x\"}\n");
   auto loaded = agent->loadStored();
   ASSERT_TRUE(loaded.has_value()) << "a well-formed file with the right hash must load";
   EXPECT_EQ(loaded->node(), "x");
@@ -471,7 +450,7 @@ TEST_F(AgentTest, EndpointsUpdateAppliesOnTopOfTheLastConfig) {
   v1::ClusterEndpoints* ce = u->add_clusters();
   ce->set_cluster("cds_egress_m_b_http_8080");
   *ce->mutable_endpoints() = want.clusters(0).endpoints();
-  u->set_hash(proxyConfigHash(want));
+  u->set_hash(meshconfig::configHash(want));
   ASSERT_TRUE(server.send(m));
   ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 2; }))
       << "expected Ack 2; nacks " << server.nacks().size() << " "
@@ -532,7 +511,7 @@ TEST_F(AgentTest, FailsOverToTheNextAddress) {
   ASSERT_TRUE(runUntil(loop_, [&] { return second.streamOpen(); }))
       << "expected a stream to the second address; error '" << agent->lastError() << "'";
   EXPECT_EQ(second.hellos()[0].running_hash(),
-            proxyConfigHash(makeConfig("mesh/m/virtualNode/a", {{"10.0.0.1", 80}})));
+            meshconfig::configHash(makeConfig("mesh/m/virtualNode/a", {{"10.0.0.1", 80}})));
   EXPECT_TRUE(runUntil(loop_, [&] { return agent->connected(); }));
   EXPECT_EQ(registry_.gauge("weft_control_plane_connected")->value(), 1);
 }
@@ -870,7 +849,7 @@ TEST_F(AgentIdentityTest, ConfigWaitsForTheIdentityThenRunsWithIt) {
   next->setRunning(*stored);
   next->start();
   ASSERT_TRUE(runUntil(loop_, [&] { return server.hellos().size() == 2 && server.streamOpen(); }));
-  EXPECT_EQ(server.hellos()[1].running_hash(), proxyConfigHash(cfg))
+  EXPECT_EQ(server.hellos()[1].running_hash(), meshconfig::configHash(cfg))
       << "the running hash is the compiled config's, not the filled one's";
   ASSERT_TRUE(server.sendConfig(1, cfg));
   ASSERT_TRUE(runUntil(loop_, [&] { return server.acks().size() == 2; }));

@@ -112,9 +112,9 @@ Status Server::start() {
   if (!options_.control_plane) return makeError("no config file and no control plane given");
 
   // Agent mode.
-  auto resource = parseMeshResource(options_.agent.resource);
+  auto resource = meshconfig::parseProxyResource(options_.agent.resource);
   if (!resource) return makeError(resource.error().message);
-  registry_->setConstantLabels(resource->metricLabels());
+  registry_->setConstantLabels(resourceLabels(*resource));
   auto admin = AdminServer::create(*this, loop_, options_.admin.value_or(v1::Admin{}));
   if (!admin) return makeError(admin.error().message);
   admin_ = std::move(*admin);
@@ -166,8 +166,8 @@ Status Server::applyConfig(const v1::ProxyConfig& config) {
   }
   if (!options_.control_plane) {
     // File mode: the labels follow the config's node when it names an App Mesh resource.
-    auto res = parseMeshResource(config.node());
-    registry_->setConstantLabels(res ? res->metricLabels() : stats::Labels{});
+    auto res = meshconfig::parseProxyResource(config.node());
+    registry_->setConstantLabels(res ? resourceLabels(*res) : stats::Labels{});
   }
   const bool first = !snapshot_;
   if (first) {

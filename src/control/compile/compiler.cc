@@ -1780,10 +1780,6 @@ class Compilation {
   std::optional<std::string> mesh_trust_;  // the mesh identity CA's roots, once read
 };
 
-bool validName(std::string_view s) {
-  return !s.empty() && s.size() <= 255 && s.find('/') == std::string_view::npos;
-}
-
 }  // namespace
 
 std::string ProxyIdentity::resource() const {
@@ -1791,42 +1787,10 @@ std::string ProxyIdentity::resource() const {
 }
 
 Result<ProxyIdentity> parseProxyResource(std::string_view text) {
-  const std::string accepted =
-      "expected mesh/MESH/virtualNode/NAME, mesh/MESH/virtualGateway/NAME or an App Mesh ARN "
-      "(arn:aws:appmesh:REGION:ACCOUNT:mesh/MESH/virtualNode/NAME)";
-  std::string_view rest = text;
-  if (startsWith(rest, "arn:")) {
-    // arn:PARTITION:appmesh:REGION:ACCOUNT:RESOURCE
-    std::string_view r = rest;
-    std::vector<std::string_view> parts;
-    for (int i = 0; i < 5; ++i) {
-      size_t colon = r.find(':');
-      if (colon == std::string_view::npos)
-        return makeError("invalid resource \"" + std::string(text) + "\": " + accepted);
-      parts.push_back(r.substr(0, colon));
-      r.remove_prefix(colon + 1);
-    }
-    if (!startsWith(parts[1], "aws") || parts[2] != "appmesh")
-      return makeError("invalid resource \"" + std::string(text) + "\": not an App Mesh ARN; " +
-                       accepted);
-    rest = r;
-  }
-  std::vector<std::string_view> segs;
-  size_t start = 0;
-  while (true) {
-    size_t slash = rest.find('/', start);
-    segs.push_back(rest.substr(start, slash == std::string_view::npos ? rest.npos : slash - start));
-    if (slash == std::string_view::npos) break;
-    start = slash + 1;
-  }
-  if (segs.size() != 4 || segs[0] != "mesh" || !validName(segs[1]) || !validName(segs[3]) ||
-      (segs[2] != "virtualNode" && segs[2] != "virtualGateway"))
-    return makeError("invalid resource \"" + std::string(text) + "\": " + accepted);
-  ProxyIdentity id;
-  id.kind = segs[2] == "virtualNode" ? Kind::kVirtualNode : Kind::kVirtualGateway;
-  id.mesh = std::string(segs[1]);
-  id.name = std::string(segs[3]);
-  return id;
+  auto r = meshconfig::parseProxyResource(text);
+  if (!r) return Unexpected<Error>{r.error()};
+  return ProxyIdentity{r->gateway ? Kind::kVirtualGateway : Kind::kVirtualNode, std::move(r->mesh),
+                       std::move(r->name)};
 }
 
 Compiler::Compiler(Store& store, CompileOptions options, const CertificateSource* certificates)
@@ -1846,7 +1810,5 @@ void redactSecrets(v1::ProxyConfig& config) {
   for (v1::Cluster& c : *config.mutable_clusters())
     if (c.has_tls() && c.tls().has_certificate()) redact(c.mutable_tls()->mutable_certificate());
 }
-
-std::string configHash(const v1::ProxyConfig& config) { return sha256Hex(canonicalBytes(config)); }
 
 }  // namespace weft::control::compile

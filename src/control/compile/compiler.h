@@ -22,6 +22,7 @@
 #include "control/compile/certificate_source.h"
 #include "control/model/resource_keys.h"
 #include "control/store/store.h"
+#include "meshconfig/meshconfig.h"
 #include "weft/v1/config.pb.h"
 
 namespace weft::control::compile {
@@ -85,7 +86,7 @@ class Compiler {
 // the key.
 void redactSecrets(v1::ProxyConfig& config);
 
-// sha256 (lower-case hex) of the deterministic serialization of `config`: ConfigUpdate.hash.
-std::string configHash(const v1::ProxyConfig& config);
+// ConfigUpdate.hash of a config: meshconfig::configHash (the one weft-proxy checks it with).
+using meshconfig::configHash;
 
 }  // namespace weft::control::compile
