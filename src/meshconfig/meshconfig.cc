@@ -24,6 +24,19 @@ std::string configHash(const v1::ProxyConfig& config) {
   return hexEncode(std::string_view(reinterpret_cast<const char*>(md), sizeof md));
 }
 
+Status applyEndpoints(v1::ProxyConfig& config, const v1::EndpointsUpdate& update) {
+  for (const v1::ClusterEndpoints& ce : update.clusters()) {
+    v1::Cluster* target = nullptr;
+    for (v1::Cluster& c : *config.mutable_clusters())
+      if (c.name() == ce.cluster()) target = &c;
+    if (target == nullptr || target->type() != v1::Cluster::STATIC)
+      return makeError("endpoints delta names cluster '" + ce.cluster() +
+                       "', which is not a STATIC cluster of the config");
+    *target->mutable_endpoints() = ce.endpoints();
+  }
+  return {};
+}
+
 std::string ProxyResource::normalized() const {
   return "mesh/" + mesh + (gateway ? "/virtualGateway/" : "/virtualNode/") + name;
 }

@@ -707,17 +707,10 @@ class Agent::Impl final : public net::ConnectionCallbacks, public http2::Callbac
                     "endpoints delta before any full config on this stream; send a full config");
       }
       v1::ProxyConfig next = last_received_;
-      for (const v1::ClusterEndpoints& ce : u.clusters()) {
-        v1::Cluster* target = nullptr;
-        for (v1::Cluster& c : *next.mutable_clusters())
-          if (c.name() == ce.cluster()) target = &c;
-        if (!target || target->type() != v1::Cluster::STATIC) {
-          return nack(u.version(), "endpoints delta names cluster '" + ce.cluster() +
-                                       "', which is not a STATIC cluster of version " +
-                                       std::to_string(last_received_version_) +
-                                       "; send a full config");
-        }
-        *target->mutable_endpoints() = ce.endpoints();
+      if (auto st = meshconfig::applyEndpoints(next, u); !st) {
+        return nack(u.version(), st.error().message + " (version " +
+                                     std::to_string(last_received_version_) +
+                                     "); send a full config");
       }
       std::string hash = meshconfig::configHash(next);
       if (!u.hash().empty() && hash != u.hash()) {

@@ -53,15 +53,4 @@ v1::ServerMessage makeUpdate(const v1::ProxyConfig* base, const v1::ProxyConfig&
   return m;
 }
 
-bool applyEndpoints(v1::ProxyConfig& config, const v1::EndpointsUpdate& update) {
-  for (const v1::ClusterEndpoints& ce : update.clusters()) {
-    v1::Cluster* target = nullptr;
-    for (v1::Cluster& c : *config.mutable_clusters())
-      if (c.name() == ce.cluster()) target = &c;
-    if (target == nullptr || target->type() != v1::Cluster::STATIC) return false;
-    *target->mutable_endpoints() = ce.endpoints();
-  }
-  return true;
-}
-
 }  // namespace weft::control::push

@@ -25,8 +25,6 @@ std::optional<std::vector<v1::ClusterEndpoints>> endpointsDelta(const v1::ProxyC
 v1::ServerMessage makeUpdate(const v1::ProxyConfig* base, const v1::ProxyConfig& next,
                              const std::string& next_hash, uint64_t version);
 
-// Applies an EndpointsUpdate to `config` (as a proxy does); false when it names a cluster the
-// config does not have or one that is not STATIC.
-bool applyEndpoints(v1::ProxyConfig& config, const v1::EndpointsUpdate& update);
+// A proxy applies an EndpointsUpdate with meshconfig::applyEndpoints (meshconfig.h).
 
 }  // namespace weft::control::push

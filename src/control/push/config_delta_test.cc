@@ -4,6 +4,8 @@
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
 
+#include "meshconfig/meshconfig.h"
+
 namespace weft::control::push {
 namespace {
 
@@ -42,7 +44,7 @@ TEST(ConfigDeltaTest, StaticEndpointsChangeIsADelta) {
   ASSERT_TRUE(m.has_endpoints()) << m.DebugString();
   EXPECT_EQ(m.endpoints().version(), 7u);
   EXPECT_EQ(m.endpoints().hash(), "h2");
-  ASSERT_TRUE(applyEndpoints(base, m.endpoints()));
+  ASSERT_TRUE(meshconfig::applyEndpoints(base, m.endpoints()));
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(base, next))
       << "applying the delta should give the new config; got\n"
       << base.DebugString();
@@ -86,9 +88,9 @@ TEST(ConfigDeltaTest, ApplyRefusesUnknownOrNonStaticClusters) {
   v1::ProxyConfig base = parse(kBase);
   v1::EndpointsUpdate u;
   u.add_clusters()->set_cluster("nope");
-  EXPECT_FALSE(applyEndpoints(base, u));
+  EXPECT_FALSE(meshconfig::applyEndpoints(base, u));
   u.mutable_clusters(0)->set_cluster("dns_c");
-  EXPECT_FALSE(applyEndpoints(base, u));
+  EXPECT_FALSE(meshconfig::applyEndpoints(base, u));
 }
 
 }  // namespace

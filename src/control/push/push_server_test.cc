@@ -15,6 +15,7 @@
 #include "control/model/appmesh_test_support.h"
 #include "control/push/config_delta.h"
 #include "control/store/notifying_store.h"
+#include "meshconfig/meshconfig.h"
 #include "weft/v1/stream.grpc.pb.h"
 
 namespace weft::control::push {
@@ -88,7 +89,7 @@ class Proxy {
       running_ = m.config().config();
       hash_ = m.config().hash();
     } else if (m.has_endpoints()) {
-      EXPECT_TRUE(applyEndpoints(running_, m.endpoints())) << m.DebugString();
+      EXPECT_TRUE(meshconfig::applyEndpoints(running_, m.endpoints())) << m.DebugString();
       hash_ = m.endpoints().hash();
     }
     return m;
