@@ -743,6 +743,7 @@ Server::HealthCluster& Server::ensureHealth(const v1::Cluster& c, const ClusterI
     upstream::HttpProbeConfig pc;
     pc.path = h.path();
     pc.port = port;
+    pc.secure = c.has_tls();
     if (c.protocol() == v1::Cluster::HTTP2)  // an h2-only endpoint may not speak HTTP/1.1
       hc.factory = std::make_unique<upstream::Http2ProbeFactory>(loop_, loop_.time(), pc,
                                                                  ci.transport_factory);
@@ -752,6 +753,7 @@ Server::HealthCluster& Server::ensureHealth(const v1::Cluster& c, const ClusterI
     upstream::GrpcProbeConfig gc;
     gc.service = h.path();
     gc.port = port;
+    gc.secure = c.has_tls();
     hc.factory = std::make_unique<upstream::GrpcHealthProbeFactory>(loop_, loop_.time(), gc,
                                                                     ci.transport_factory);
   } else {

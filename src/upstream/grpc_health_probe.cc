@@ -128,6 +128,7 @@ class H2Probe final : public HealthProbe, public net::ConnectionCallbacks, publi
         authority_(!authority(grpc).empty()   ? authority(grpc)
                    : !host.hostname().empty() ? host.hostname()
                                               : host.addressString()),
+        scheme_((http_ ? http_->secure : grpc.secure) ? "https" : "http"),
         request_(http_ ? std::string() : grpcHealthRequest(grpc.service)),
         transport_(std::move(transport)),
         done_(std::move(done)),
@@ -171,13 +172,13 @@ class H2Probe final : public HealthProbe, public net::ConnectionCallbacks, publi
     if (http_) {
       std::array<http::HeaderField, 1> get_fields{
           {{"user-agent", "weft-health-check", http::HeaderToken::kUserAgent}}};
-      http2::RequestHeaders req{"GET", "http", authority_, http_->path, get_fields};
+      http2::RequestHeaders req{"GET", scheme_, authority_, http_->path, get_fields};
       auto id = codec_->submitRequest(req, true);
       if (!id) return finish(false, "http2: " + id.error().message);
       c.flush();
       return;
     }
-    http2::RequestHeaders req{"POST", "http", authority_, "/grpc.health.v1.Health/Check", fields};
+    http2::RequestHeaders req{"POST", scheme_, authority_, "/grpc.health.v1.Health/Check", fields};
     auto id = codec_->submitRequest(req, false);
     if (!id) return finish(false, "http2: " + id.error().message);
     auto sent = codec_->sendData(*id, request_, true);
@@ -273,6 +274,7 @@ class H2Probe final : public HealthProbe, public net::ConnectionCallbacks, publi
   const std::optional<HttpProbeConfig> http_;
   const net::Address target_;
   const std::string authority_;
+  const std::string_view scheme_;
   const std::string request_;
   TransportFactory transport_;
   ProbeCallback done_;

@@ -22,6 +22,7 @@ struct GrpcProbeConfig {
   std::string service;    // HealthCheckRequest.service
   std::string authority;  // :authority; empty: the host's DNS name, else "ip:port"
   uint16_t port = 0;      // probe this port instead of the endpoint's; 0 keeps it
+  bool secure = false;    // the transport is TLS: :scheme https (else http)
 };
 
 class GrpcHealthProbeFactory final : public ProbeFactory {

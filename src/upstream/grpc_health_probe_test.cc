@@ -98,7 +98,10 @@ struct H2Server : http2::Callbacks {
       out.consume(size_t(w));
     }
   }
-  void onHeaders(int32_t, const http2::HeaderBlock& b) override { path = std::string(b.path); }
+  void onHeaders(int32_t, const http2::HeaderBlock& b) override {
+    path = std::string(b.path);
+    scheme = std::string(b.scheme);
+  }
   void onData(int32_t id, std::string_view d) override {
     body.append(d);
     codec->consume(id, d.size());
@@ -123,7 +126,7 @@ struct H2Server : http2::Callbacks {
   net::Address addr;
   Buffer out;
   std::unique_ptr<http2::Codec> codec;
-  std::string path, body;
+  std::string path, body, scheme;
   int serving = 1;
   int grpc_status = 0;
   int http_status = 200;
@@ -159,6 +162,15 @@ class GrpcProbeTest : public ::testing::Test {
   net::EventLoop loop;
   H2Server server;
 };
+
+TEST_F(GrpcProbeTest, SchemeFollowsTheTransport) {
+  ASSERT_TRUE(check());
+  EXPECT_EQ(server.scheme, "http");
+  GrpcProbeConfig tls;
+  tls.secure = true;
+  ASSERT_TRUE(check(tls));
+  EXPECT_EQ(server.scheme, "https");
+}
 
 TEST_F(GrpcProbeTest, ServingIsHealthy) {
   auto r = check({.service = "crystal"});
@@ -231,6 +243,10 @@ TEST_F(GrpcProbeTest, Http2GetProbeJudgesTheStatus) {
   EXPECT_EQ(r->detail, "HTTP status 200");
   EXPECT_EQ(server.path, "/health") << "a GET of the configured path";
   EXPECT_EQ(server.body, "") << "no request body";
+  EXPECT_EQ(server.scheme, "http");
+  r = probe({.path = "/health", .secure = true});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(server.scheme, "https") << "a probe over TLS says so in :scheme";
 
   server.http_status = 503;
   r = probe({.path = "/health"});

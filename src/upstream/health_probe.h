@@ -72,6 +72,8 @@ struct HttpProbeConfig {
   int expected_max = 200;
   // Probe this port instead of the endpoint's; 0 keeps the endpoint's.
   uint16_t port = 0;
+  // The transport is TLS: an HTTP/2 probe sends :scheme https (else http).
+  bool secure = false;
 };
 
 // HTTP/1.1 GET probes. Same ownership rules as TcpProbeFactory.
