@@ -1154,8 +1154,8 @@ Status writeFile(const std::string& path, const std::string& data, mode_t mode) 
 
 int cmdCa(Command& c) {
   static const char* kSubs =
-      "create, import, list, describe, delete, issue, certificates, get-certificate, export or "
-      "revoke";
+      "create, list, describe, delete, issue, certificates, get-certificate, export, revoke or "
+      "import";
   if (c.args.positional.empty())
     return fail(c.env, c.name,
                 Error{kUsage, std::string("expected ") + kSubs + " (see weft ca --help)"});
