@@ -260,7 +260,8 @@ Result<int64_t> deleteCa(ApiClient& api, const std::string& ca_arn,
 
 Result<std::string> requestCertificate(ApiClient& api, const std::string& ca_arn,
                                        const std::vector<std::string>& domains,
-                                       const std::string& key_algorithm) {
+                                       const std::string& key_algorithm,
+                                       std::optional<int64_t> validity_days) {
   if (domains.empty()) return makeError("at least one domain name is needed");
   Value req = obj({{"DomainName", Value::string(domains[0])},
                    {"CertificateAuthorityArn", Value::string(ca_arn)}});
@@ -270,6 +271,7 @@ Result<std::string> requestCertificate(ApiClient& api, const std::string& ca_arn
     req.set("SubjectAlternativeNames", std::move(sans));
   }
   if (!key_algorithm.empty()) req.set("KeyAlgorithm", Value::string(key_algorithm));
+  if (validity_days) req.set("WeftValidityInDays", Value::number(*validity_days));
   auto r = acm(api, "RequestCertificate", req);
   if (!r) return Unexpected<Error>{r.error()};
   std::string arn = field(*r, "CertificateArn");
@@ -279,8 +281,23 @@ Result<std::string> requestCertificate(ApiClient& api, const std::string& ca_arn
   const Value* detail = d->find("Certificate");
   if (detail && field(*detail, "Status") == "FAILED")
     return makeError("certificate " + arn + " FAILED: " + field(*detail, "FailureReason") +
-                     " (is the certificate authority ACTIVE and valid for 395 more days?)");
+                     " (is the certificate authority ACTIVE and valid for " +
+                     std::to_string(validity_days.value_or(395)) + " more days?)");
   return arn;
+}
+
+Result<ImportedCa> importCa(ApiClient& api, const std::string& certificate_pem,
+                            const std::string& private_key_pem, const std::string& chain_pem,
+                            const std::string& passphrase) {
+  Value req = obj({{"Certificate", Value::string(certificate_pem)},
+                   {"PrivateKey", Value::string(private_key_pem)}});
+  if (!chain_pem.empty()) req.set("CertificateChain", Value::string(chain_pem));
+  if (!passphrase.empty()) req.set("Passphrase", Value::string(passphrase));
+  auto r = api.call("POST", "/weft/v1/certificate-authorities/import", "", &req);
+  if (!r) return Unexpected<Error>{r.error()};
+  ImportedCa out{field(*r, "CertificateAuthorityArn"), field(*r, "Type")};
+  if (out.arn.empty()) return makeError("the import answered no CertificateAuthorityArn");
+  return out;
 }
 
 std::string arnKind(std::string_view arn) {

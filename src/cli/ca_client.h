@@ -59,11 +59,24 @@ Result<int64_t> deleteCa(ApiClient& api, const std::string& ca_arn,
                          std::optional<int64_t> restore_days);
 
 // ACM RequestCertificate for `domains` (the first is DomainName, all are SANs) from the private
-// CA; answers the certificate's ARN. A certificate that comes out FAILED (the CA is not ACTIVE,
-// say) is an error naming its ARN and FailureReason.
+// CA; answers the certificate's ARN. `validity_days`: weft's WeftValidityInDays extension
+// (docs/ca.md); nullopt: ACM's 395 days. A certificate that comes out FAILED (the CA is not
+// ACTIVE, say) is an error naming its ARN and FailureReason.
 Result<std::string> requestCertificate(ApiClient& api, const std::string& ca_arn,
                                        const std::vector<std::string>& domains,
-                                       const std::string& key_algorithm);
+                                       const std::string& key_algorithm,
+                                       std::optional<int64_t> validity_days = std::nullopt);
+
+// weft's import of an external CA with its key (POST /weft/v1/certificate-authorities/import,
+// SigV4 service "weft"; docs/ca.md): PEM texts as read from the files, `passphrase` for an
+// encrypted key ("" for none). Answers the new CA's ARN and its type (ROOT or SUBORDINATE).
+struct ImportedCa {
+  std::string arn;
+  std::string type;
+};
+Result<ImportedCa> importCa(ApiClient& api, const std::string& certificate_pem,
+                            const std::string& private_key_pem, const std::string& chain_pem,
+                            const std::string& passphrase);
 
 struct Pem {
   std::string certificate;

@@ -1132,7 +1132,8 @@ std::string formatTime(const Value* at) {
 
 int cmdCa(Command& c) {
   static const char* kSubs =
-      "create, list, describe, delete, issue, certificates, get-certificate, export or revoke";
+      "create, list, describe, delete, issue, certificates, get-certificate, export, revoke or "
+      "import";
   if (c.args.positional.empty())
     return fail(c.env, c.name,
                 Error{kUsage, std::string("expected ") + kSubs + " (see weft ca --help)"});
@@ -1185,6 +1186,54 @@ int cmdCa(Command& c) {
     auto arn = ca::createCa(*c.api, o);
     if (!arn) return fail(c.env, name, arn.error());
     c.env.out << *arn << "\n";  // alone, for scripts
+    return 0;
+  }
+  if (sub == "import") {
+    if (c.args.has("--chain"))
+      return fail(c.env, name,
+                  Error{kUsage, "the issuers' chain file is --certificate-chain F for import"});
+    if (c.args.positional.size() != 1)
+      return fail(c.env, name,
+                  Error{kUsage, "takes no arguments (use --certificate and --private-key)"});
+    std::string cert_file = c.args.get("--certificate");
+    std::string key_file = c.args.get("--private-key");
+    if (cert_file.empty() || key_file.empty())
+      return fail(c.env, name, Error{kUsage, "--certificate F and --private-key F are required"});
+    auto cert = readFile(cert_file);
+    if (!cert) return fail(c.env, name, cert.error());
+    std::string chain;
+    if (c.args.has("--certificate-chain")) {
+      auto ch = readFile(c.args.get("--certificate-chain"));
+      if (!ch) return fail(c.env, name, ch.error());
+      chain = std::move(*ch);
+    }
+    std::string passphrase;
+    if (c.args.has("--passphrase-file")) {
+      auto pass = readFile(c.args.get("--passphrase-file"));
+      if (!pass) return fail(c.env, name, pass.error());
+      passphrase = std::move(*pass);
+      // The first line, as `openssl ... -passin file:F` reads it.
+      passphrase.resize(std::min(passphrase.size(), passphrase.find('\n')));
+      if (!passphrase.empty() && passphrase.back() == '\r') passphrase.pop_back();
+      if (passphrase.empty())
+        return fail(c.env, name, Error{kUsage, "the passphrase file is empty"});
+    }
+    auto key = readFile(key_file);
+    if (!key) return fail(c.env, name, key.error());
+    std::string key_pem = std::move(*key);
+    auto wipe = [&] {
+      std::fill(key_pem.begin(), key_pem.end(), '\0');
+      std::fill(passphrase.begin(), passphrase.end(), '\0');
+    };
+    if (auto r = connect()) {
+      wipe();
+      return *r;
+    }
+    auto imported = ca::importCa(*c.api, *cert, key_pem, chain, passphrase);
+    wipe();
+    if (!imported) return fail(c.env, name, imported.error());
+    c.env.out << imported->arn << "\n";  // alone, for scripts
+    c.env.err << "imported a " << imported->type << " certificate authority; it is ACTIVE\n";
     return 0;
   }
   if (sub == "list") {
@@ -1258,19 +1307,17 @@ int cmdCa(Command& c) {
     if (ca_arn.empty() || c.args.all("--domain").empty())
       return fail(c.env, name,
                   Error{kUsage, "--ca ARN and --domain NAME are required (--domain repeatable)"});
+    // weft's extension of RequestCertificate (WeftValidityInDays); the server refuses a
+    // validity past the CA certificate's expiry and names the longest possible.
+    std::optional<int64_t> validity;
     if (c.args.has("--validity-days")) {
       auto d = positiveInt(c.args, "--validity-days", 1, 36500);
       if (!d) return fail(c.env, name, d.error());
-      if (*d != 395)
-        return fail(c.env, name,
-                    Error{kUsage,
-                          "--validity-days: ACM private certificates are valid for 395 days "
-                          "(ACM's RequestCertificate takes no validity); renew them with "
-                          "`aws acm renew-certificate`"});
+      validity = *d;
     }
     if (auto r = connect()) return *r;
     auto arn = ca::requestCertificate(*c.api, ca_arn, c.args.all("--domain"),
-                                      c.args.get("--key-algorithm"));
+                                      c.args.get("--key-algorithm"), validity);
     if (!arn) return fail(c.env, name, arn.error());
     c.env.out << *arn << "\n";  // alone, for scripts
     return 0;
@@ -1611,14 +1658,20 @@ const std::vector<CommandDef>& commands() {
         {"--passphrase-file", ""},
         {"--out-dir", ""},
         {"--reason", ""},
+        {"--certificate", ""},
+        {"--private-key", ""},
+        {"--certificate-chain", ""},
         {"--chain", "", false},
         {"--output", "-o"}},
        "Usage: weft ca create --subject CN=NAME[,O=ORG,...] [--key-algorithm ALG]\n"
        "                      [--validity-days N] [--subordinate-of CA_ARN [--path-len N]]\n"
+       "       weft ca import --certificate F --private-key F [--certificate-chain F]\n"
+       "                      [--passphrase-file F]\n"
        "       weft ca list [-o table|json|yaml]\n"
        "       weft ca describe ARN [-o yaml|json]\n"
        "       weft ca delete CA_ARN [--restore-window-days N]\n"
        "       weft ca issue --ca CA_ARN --domain NAME [--domain NAME ...] [--key-algorithm ALG]\n"
+       "                     [--validity-days N]\n"
        "       weft ca certificates [--ca CA_ARN] [-o table|json|yaml]\n"
        "       weft ca get-certificate ARN [--chain]\n"
        "       weft ca export CERT_ARN --passphrase-file F [--out-dir D]\n"
@@ -1631,6 +1684,11 @@ const std::vector<CommandDef>& commands() {
        "                   the RootCACertificate/V1 template (as ACM PCA's flow does); with\n"
        "                   --subordinate-of the parent CA signs it (SubordinateCACertificate_\n"
        "                   PathLenN/V1) and its chain is imported. Prints the CA's ARN alone.\n"
+       "  import           brings your own CA: its certificate and private key (PEM; an\n"
+       "                   encrypted key needs --passphrase-file) become a weft CA, ACTIVE,\n"
+       "                   that issues like a created one. Self-signed: a ROOT; else a\n"
+       "                   SUBORDINATE whose --certificate-chain must lead to a self-signed root.\n"
+       "                   The key is sealed with the server's CA key. Prints the CA's ARN alone\n"
        "  list             every CA: ARN, type, status, subject CN, key, expiry\n"
        "  describe         a CA (DescribeCertificateAuthority) or an ACM certificate\n"
        "                   (DescribeCertificate), YAML by default\n"
@@ -1638,7 +1696,8 @@ const std::vector<CommandDef>& commands() {
        "                   (aws acm-pca restore-certificate-authority) within the window\n"
        "  issue            an ACM private certificate for the names (the first is the subject CN;\n"
        "                   wildcards such as *.example.local allowed), with a key the server\n"
-       "                   makes; valid 395 days, as ACM's. Prints the certificate's ARN alone\n"
+       "                   makes; valid 395 days as ACM's, or --validity-days N (a weft\n"
+       "                   extension). Prints the certificate's ARN alone\n"
        "  certificates     the ACM certificates (every key type), optionally of one CA\n"
        "  get-certificate  the PEM certificate of a CA ARN (its CA certificate), an ACM\n"
        "                   certificate ARN or an ACM PCA certificate ARN; --chain adds the chain\n"
@@ -1656,14 +1715,19 @@ const std::vector<CommandDef>& commands() {
        "  --signing-algorithm ALG    create: e.g. SHA384WITHRSA (default: SHA256 for RSA and\n"
        "                             P-256 keys, SHA384WITHECDSA for P-384)\n"
        "  --validity-days N          create: the CA certificate's validity (default: a root 10\n"
-       "                             years; a subordinate 5 years or up to its parent's expiry)\n"
+       "                             years; a subordinate 5 years or up to its parent's expiry);\n"
+       "                             issue: 1 to what the CA's certificate allows (default 395)\n"
+       "  --certificate F            import: the CA certificate (PEM)\n"
+       "  --private-key F            import: its private key (PEM: PKCS#8 or RSA / EC, may be\n"
+       "                             encrypted)\n"
+       "  --certificate-chain F      import: a subordinate's issuers up to the root (PEM)\n"
        "  --subordinate-of CA_ARN    create: a subordinate CA signed by this (ACTIVE) CA\n"
        "  --path-len N               create: the subordinate's path length, 0 (default) to 3\n"
        "  --restore-window-days N    delete: 7 to 30 (default 30)\n"
        "  --ca CA_ARN                issue: the issuing CA; certificates: only its certificates\n"
        "  --domain NAME              issue: a DNS name; repeatable\n"
        "  --passphrase-file F        export: the passphrase, 4-128 bytes (a trailing newline\n"
-       "                             is ignored)\n"
+       "                             is ignored); import: the key's passphrase (first line)\n"
        "  --out-dir D                export: where the files go (default .)\n"
        "  --reason REASON            revoke: UNSPECIFIED (default), KEY_COMPROMISE,\n"
        "                             CERTIFICATE_AUTHORITY_COMPROMISE, AFFILIATION_CHANGED,\n"

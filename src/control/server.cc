@@ -552,6 +552,8 @@ int runServer(int argc, char** argv) {
                         [&ca_api](const ApiRequest& r) { return ca_api.handlePca(r); });
   router.addTargetRoute("CertificateManager.", "acm",
                         [&ca_api](const ApiRequest& r) { return ca_api.handleAcm(r); });
+  router.addRoute(&ca::CaApi::handles, "",  // POST /weft/v1/certificate-authorities/import
+                  [&ca_api](const ApiRequest& r) { return ca_api.handleWeft(r); });
   router.addRoute(&appmesh::AppMeshApi::handles, "appmesh",
                   [&mesh_api](const ApiRequest& r) { return mesh_api.handle(r); });
   router.addRoute(&stacks::StackApi::handles, "",

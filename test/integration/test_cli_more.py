@@ -106,7 +106,7 @@ class CliMoreTest(unittest.TestCase):
         out = self.weft("ca", "--help")
         self.assertIn("Usage: weft ca create", out)
         for sub in ("list", "describe", "delete", "issue", "certificates", "export", "revoke",
-                    "get-certificate"):
+                    "get-certificate", "import"):
             self.assertIn("weft ca " + sub, out)
         self.assertIn("ca ", self.weft("--help"))
         self.assertIn("namespaces|services|instances", self.weft("get", "--help"))
@@ -224,9 +224,13 @@ class CliMoreTest(unittest.TestCase):
         self.assertEqual(acm_desc["Certificate"]["Status"], "REVOKED")
         self.assertIn("already revoked", self.fails("ca", "revoke", leaf2, code=1))
 
-        # ACM private certificates have ACM's fixed validity.
-        self.assertIn("395 days", self.fails("ca", "issue", "--ca", root, "--domain", "x.e2e.local",
-                                             "--validity-days", "30", code=2))
+        # ACM's 395 days, or weft's --validity-days N up to the CA's own expiry.
+        short = self.one_line(self.weft("ca", "issue", "--ca", root, "--domain", "x.e2e.local",
+                                        "--validity-days", "30"))
+        sdesc = self.weft_json("ca", "describe", short)
+        self.assertAlmostEqual((sdesc["NotAfter"] - sdesc["NotBefore"]) / 86400, 30, delta=0.1)
+        self.assertIn("at most", self.fails("ca", "issue", "--ca", root, "--domain", "x.e2e.local",
+                                            "--validity-days", "36500", code=1))
 
         # Delete: the active subordinate is disabled first; it is then DELETED with its window.
         out = self.weft("ca", "delete", sub, "--restore-window-days", "7")

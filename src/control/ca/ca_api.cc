@@ -26,9 +26,15 @@ using stacks::Value;
 constexpr int kMaxAttempts = 32;
 constexpr int64_t kDay = 86400;
 constexpr int64_t kAcmValidityDays = 395;  // ACM private certificates: 13 months
-constexpr int64_t kBackdate = 3600;        // notBefore an hour early, for clock skew (as PCA)
+// weft's extension of RequestCertificate (ACM has no such member): the certificate's validity
+// in days, 1 to what the CA's certificate allows; kept in the record ("ValidityDays") so
+// RenewCertificate reissues for as long. docs/ca.md.
+constexpr std::string_view kValidityMember = "WeftValidityInDays";
+constexpr int64_t kMaxValidityDays = 36500;
+constexpr int64_t kBackdate = 3600;  // notBefore an hour early, for clock skew (as PCA)
 constexpr std::string_view kKekCheckKey = "ca/kek-check";
 constexpr std::string_view kKekCheckText = "weft-ca-kek-check-v1";
+constexpr std::string_view kImportPath = "/weft/v1/certificate-authorities/import";
 
 // ---- errors: AWS JSON 1.1 error names, all 400 but internal failures ----
 
@@ -324,6 +330,67 @@ std::string acmRevocationReason(std::string_view pca) {
   return std::string(pca);
 }
 
+// RevocationConfiguration.CrlConfiguration.ExpirationInDays (7 when absent): how long each CRL
+// the CA signs is valid.
+Result<int64_t> crlDaysOf(const Value* revocation) {
+  if (revocation == nullptr) return int64_t{7};
+  auto crl = memberObject(*revocation, "CrlConfiguration", false);
+  if (!crl) return Unexpected<Error>{crl.error()};
+  if (*crl == nullptr) return int64_t{7};
+  bool has = false;
+  auto days = memberInt(**crl, "ExpirationInDays", false, 1, 5000, &has);
+  if (!days) return Unexpected<Error>{days.error()};
+  return has ? *days : int64_t{7};
+}
+
+// A certificate's subject as ACM PCA's ASN1Subject (the inverse of subjectEntries): the
+// attributes ASN1Subject has a member for, once each; any other attribute, or a repeated one, as
+// CustomAttributes with its dotted OID.
+Value subjectValue(const X509_NAME* name) {
+  static const std::pair<int, const char*> kFields[] = {
+      {NID_countryName, "Country"},
+      {NID_stateOrProvinceName, "State"},
+      {NID_localityName, "Locality"},
+      {NID_organizationName, "Organization"},
+      {NID_organizationalUnitName, "OrganizationalUnit"},
+      {NID_dnQualifier, "DistinguishedNameQualifier"},
+      {NID_serialNumber, "SerialNumber"},
+      {NID_title, "Title"},
+      {NID_surname, "Surname"},
+      {NID_givenName, "GivenName"},
+      {NID_initials, "Initials"},
+      {NID_pseudonym, "Pseudonym"},
+      {NID_generationQualifier, "GenerationQualifier"},
+      {NID_commonName, "CommonName"},
+  };
+  Value out = Value::object();
+  Value custom = Value::array();
+  for (int i = 0; i < X509_NAME_entry_count(name); ++i) {
+    const X509_NAME_ENTRY* e = X509_NAME_get_entry(name, i);
+    const ASN1_OBJECT* obj = X509_NAME_ENTRY_get_object(e);
+    unsigned char* utf8 = nullptr;
+    int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
+    if (len < 0) continue;
+    std::string value(reinterpret_cast<const char*>(utf8), static_cast<size_t>(len));
+    OPENSSL_free(utf8);
+    const char* member = nullptr;
+    for (const auto& [nid, m] : kFields)
+      if (nid == OBJ_obj2nid(obj)) member = m;
+    if (member != nullptr && out.find(member) == nullptr) {
+      out.set(member, Value::string(std::move(value)));
+      continue;
+    }
+    char oid[128] = {};
+    OBJ_obj2txt(oid, sizeof oid, obj, 1);
+    Value a = Value::object();
+    a.set("ObjectIdentifier", Value::string(oid));
+    a.set("Value", Value::string(std::move(value)));
+    custom.push(std::move(a));
+  }
+  if (!custom.items().empty()) out.set("CustomAttributes", std::move(custom));
+  return out;
+}
+
 // ---- validity (ACM PCA's Validity structure) ----
 
 // Parses "YYYYMMDDHHMMSS" (END_DATE) as UTC.
@@ -559,17 +626,8 @@ struct CaApi::Impl {
     if (!entries) return Unexpected<Error>{entries.error()};
     auto revocation = memberObject(in, "RevocationConfiguration", false);
     if (!revocation) return Unexpected<Error>{revocation.error()};
-    int64_t crl_days = 7;
-    if (*revocation) {
-      auto crl = memberObject(**revocation, "CrlConfiguration", false);
-      if (!crl) return Unexpected<Error>{crl.error()};
-      if (*crl) {
-        bool has = false;
-        auto days = memberInt(**crl, "ExpirationInDays", false, 1, 5000, &has);
-        if (!days) return Unexpected<Error>{days.error()};
-        if (has) crl_days = *days;
-      }
-    }
+    auto crl_days = crlDaysOf(*revocation);
+    if (!crl_days) return Unexpected<Error>{crl_days.error()};
     auto token = memberString(in, "IdempotencyToken", false, 1, 36);
     if (!token) return Unexpected<Error>{token.error()};
     auto usage = memberEnum(in, "UsageMode", false, {"GENERAL_PURPOSE", "SHORT_LIVED_CERTIFICATE"});
@@ -618,7 +676,7 @@ struct CaApi::Impl {
     rec.set("Status", str("PENDING_CERTIFICATE"));
     rec.set("CertificateAuthorityConfiguration", cfg);
     if (*revocation) rec.set("RevocationConfiguration", **revocation);
-    rec.set("CrlDays", num(crl_days));
+    rec.set("CrlDays", num(*crl_days));
     rec.set("UsageMode", str(usage->empty() ? "GENERAL_PURPOSE" : *usage));
     rec.set("KeyStorageSecurityStandard",
             str(storage->empty() ? "FIPS_140_2_LEVEL_3_OR_HIGHER" : *storage));
@@ -844,6 +902,141 @@ struct CaApi::Impl {
     sk_X509_free(untrusted);
     X509_STORE_free(trust);
     return result;
+  }
+
+  // weft's own import of an external CA with its key (POST /weft/v1/certificate-authorities/
+  // import; ca_api.h): the same record CreateCertificateAuthority +
+  // ImportCertificateAuthorityCertificate leave, ACTIVE, with an empty CRL, the key sealed with
+  // the KEK. The key's text and the passphrase are wiped from this function's copies; they never
+  // appear in an error.
+  Result<std::string> importCa(const Value& in) {
+    auto cert_pem = memberString(in, "Certificate", true, 1, 32768);
+    if (!cert_pem) return Unexpected<Error>{cert_pem.error()};
+    auto chain_pem = memberString(in, "CertificateChain", false, 0, 2097152);
+    if (!chain_pem) return Unexpected<Error>{chain_pem.error()};
+    auto sign_alg = memberEnum(in, "SigningAlgorithm", false,
+                               {"SHA256WITHECDSA", "SHA384WITHECDSA", "SHA512WITHECDSA",
+                                "SHA256WITHRSA", "SHA384WITHRSA", "SHA512WITHRSA"});
+    if (!sign_alg) return Unexpected<Error>{sign_alg.error()};
+    auto revocation = memberObject(in, "RevocationConfiguration", false);
+    if (!revocation) return Unexpected<Error>{revocation.error()};
+    auto crl_days = crlDaysOf(*revocation);
+    if (!crl_days) return Unexpected<Error>{crl_days.error()};
+    KeyPtr key;
+    {
+      auto key_pem = memberString(in, "PrivateKey", true, 1, 65536);
+      if (!key_pem) return Unexpected<Error>{key_pem.error()};
+      auto passphrase = memberString(in, "Passphrase", false, 0, 1024);
+      if (!passphrase) {
+        OPENSSL_cleanse(key_pem->data(), key_pem->size());
+        return Unexpected<Error>{passphrase.error()};
+      }
+      auto k = readForeignPrivateKey(*key_pem, *passphrase);
+      OPENSSL_cleanse(key_pem->data(), key_pem->size());
+      OPENSSL_cleanse(passphrase->data(), passphrase->size());
+      if (!k) return fail(kInvalidRequest, "PrivateKey: " + k.error().message);
+      key = std::move(*k);
+    }
+    auto cert = parseCert(*cert_pem);
+    if (!cert) return fail(kMalformedCertificate, "Certificate: " + cert.error().message);
+    X509* c = cert->get();
+    auto key_alg = keyAlgorithmOf(key.get());
+    if (!key_alg)
+      return fail(kInvalidRequest,
+                  "PrivateKey: weft's CAs use RSA 2048, 3072 or 4096-bit keys or EC P-256, P-384 "
+                  "or P-521 keys; this key is none of them");
+    if (!samePublicKey(X509_get0_pubkey(c), key.get()))
+      return fail(kCertificateMismatch, "the private key is not the key of the certificate");
+    uint32_t flags = X509_get_extension_flags(c);
+    if (!(flags & EXFLAG_CA))
+      return fail(kInvalidRequest,
+                  "the certificate is not a CA certificate: basicConstraints CA:TRUE is needed");
+    if ((flags & EXFLAG_KUSAGE) && !(X509_get_key_usage(c) & KU_KEY_CERT_SIGN))
+      return fail(kInvalidRequest, "the certificate's keyUsage lacks keyCertSign");
+    if ((flags & EXFLAG_KUSAGE) && !(X509_get_key_usage(c) & KU_CRL_SIGN))
+      return fail(kInvalidRequest,
+                  "the certificate's keyUsage lacks cRLSign: the CA signs its CRL, which "
+                  "verifiers would refuse");
+    if (X509_get0_subject_key_id(c) == nullptr)
+      return fail(kInvalidRequest,
+                  "the certificate has no subjectKeyIdentifier (RFC 5280 requires one in a CA "
+                  "certificate; what the CA signs names it as its authorityKeyIdentifier)");
+    const int64_t t = now();
+    if (certNotAfter(c) <= t)
+      return fail(kInvalidRequest,
+                  "the certificate expired (notAfter " + std::to_string(certNotAfter(c)) + ")");
+    if (certNotBefore(c) > t + kBackdate)
+      return fail(kInvalidRequest, "the certificate is not valid yet (notBefore " +
+                                       std::to_string(certNotBefore(c)) + ")");
+    SigningAlgorithm alg = defaultSigningAlgorithm(key.get());
+    if (!sign_alg->empty()) {
+      alg = *parseSigningAlgorithm(*sign_alg);
+      if (alg.ecdsa != isEcKey(key.get()))
+        return fail(kInvalidArgs, "SigningAlgorithm " + *sign_alg + " cannot sign with a " +
+                                      keyAlgorithmName(*key_alg) + " key");
+    }
+
+    // ROOT: self-signed by this key. SUBORDINATE: its chain verifies up to a self-signed
+    // certificate in it.
+    const bool root = X509_check_issued(c, c) == X509_V_OK && X509_verify(c, key.get()) == 1;
+    std::string chain_out;
+    if (root) {
+      if (chain_pem->find_first_not_of(" \t\r\n") != std::string::npos)
+        return fail(kInvalidRequest,
+                    "the certificate is self-signed (a root CA): it takes no CertificateChain");
+    } else {
+      if (chain_pem->find_first_not_of(" \t\r\n") == std::string::npos)
+        return fail(kInvalidRequest,
+                    "the certificate is not self-signed, so this is a subordinate CA: give the "
+                    "CertificateChain of its issuers, up to a self-signed root");
+      auto chain = parseCertChain(*chain_pem);
+      if (!chain) return fail(kMalformedCertificate, "CertificateChain: " + chain.error().message);
+      std::vector<CertPtr> issuers;
+      for (auto& ch : *chain)
+        if (X509_cmp(ch.get(), c) != 0) issuers.push_back(std::move(ch));
+      if (auto v = verifyChain(c, issuers); !v)
+        return fail(
+            kInvalidRequest,
+            "the certificate does not verify against the CertificateChain: " + v.error().message);
+      for (auto& ch : issuers) chain_out += certToPem(ch.get());
+    }
+
+    const std::string id = uuidV4();
+    const std::string arn = caArn(id);
+    Value cfg = Value::object();
+    cfg.set("KeyAlgorithm", str(keyAlgorithmName(*key_alg)));
+    cfg.set("SigningAlgorithm", str(alg.name));
+    cfg.set("Subject", subjectValue(X509_get_subject_name(c)));
+    Value rec = Value::object();
+    rec.set("Arn", str(arn));
+    rec.set("OwnerAccount", str(options.account_id));
+    rec.set("CreatedAt", num(t));
+    rec.set("LastStateChangeAt", num(t));
+    rec.set("Type", str(root ? "ROOT" : "SUBORDINATE"));
+    rec.set("Status", str("ACTIVE"));
+    rec.set("Imported", Value::boolean(true));
+    rec.set("CertificateAuthorityConfiguration", std::move(cfg));
+    if (*revocation) rec.set("RevocationConfiguration", **revocation);
+    rec.set("CrlDays", num(*crl_days));
+    rec.set("UsageMode", str("GENERAL_PURPOSE"));
+    rec.set("KeyStorageSecurityStandard", str("FIPS_140_2_LEVEL_3_OR_HIGHER"));
+    std::string key_text = privateKeyToPem(key.get());
+    rec.set("Key", str(kek.seal(key_text, arn)));
+    OPENSSL_cleanse(key_text.data(), key_text.size());
+    rec.set("Certificate", str(certToPem(c)));
+    rec.set("Chain", str(chain_out));
+    rec.set("Serial", str(serialColonHex(certSerial(c))));
+    rec.set("NotBefore", num(certNotBefore(c)));
+    rec.set("NotAfter", num(certNotAfter(c)));
+    std::vector<StoreOp> ops{StoreOp::put("ca/pca/" + id, answer(rec), StoreOp::kAbsent)};
+    auto crl = crlOps(id, rec, c, key.get(), nullptr);
+    if (!crl) return Unexpected<Error>{crl.error()};
+    for (auto& op : *crl) ops.push_back(std::move(op));
+    if (auto committed = store.commit(ops); !committed) return Unexpected<Error>{committed.error()};
+    Value out = Value::object();
+    out.set("CertificateAuthorityArn", str(arn));
+    out.set("Type", str(root ? "ROOT" : "SUBORDINATE"));
+    return answer(out);
   }
 
   // The ops that (re)write the CA's CRL: its revoked list plus `add` (if any), signed by the
@@ -1289,8 +1482,12 @@ struct CaApi::Impl {
     Value fields = Value::object();
   };
 
+  // `validity_days`: 0 for ACM's 395. With `refuse_long`, a validity past the CA certificate's
+  // notAfter is an InvalidParameterException naming the longest possible one (the caller asked
+  // for it), instead of ACM's FAILED certificate with PCA_INVALID_DURATION.
   Result<AcmIssue> issueForAcm(const std::string& ca_arn, const std::string& acm_arn,
-                               const Value& names, KeyAlgorithm key_alg) {
+                               const Value& names, KeyAlgorithm key_alg, int64_t validity_days = 0,
+                               bool refuse_long = false) {
     AcmIssue out;
     auto id = caIdOf(ca_arn);
     if (!id) {
@@ -1311,8 +1508,19 @@ struct CaApi::Impl {
       return out;
     }
     int64_t t = now();
-    int64_t end = t + kAcmValidityDays * kDay;
+    const int64_t days = validity_days > 0 ? validity_days : kAcmValidityDays;
+    int64_t end = t + days * kDay;
     if (getInt(ca->v, "NotAfter") < end) {
+      if (refuse_long) {
+        int64_t most = (getInt(ca->v, "NotAfter") - t) / kDay;
+        return fail(kInvalidParameter,
+                    std::string(kValidityMember) + ": " + std::to_string(days) +
+                        " days would end after the certificate authority's certificate expires "
+                        "(notAfter " +
+                        std::to_string(getInt(ca->v, "NotAfter")) + "); " +
+                        (most >= 1 ? "at most " + std::to_string(most) + " days"
+                                   : "it expires within a day"));
+      }
       out.failure = "PCA_INVALID_DURATION";
       return out;
     }
@@ -1373,6 +1581,9 @@ struct CaApi::Impl {
     if (!token) return Unexpected<Error>{token.error()};
     auto validation = memberEnum(in, "ValidationMethod", false, {"EMAIL", "DNS"});
     if (!validation) return Unexpected<Error>{validation.error()};
+    bool has_validity = false;
+    auto validity_days = memberInt(in, kValidityMember, false, 1, kMaxValidityDays, &has_validity);
+    if (!validity_days) return Unexpected<Error>{validity_days.error()};
     // The names: DomainName first, then the extra SANs, without duplicates (as ACM lists them).
     Value names = Value::array();
     std::set<std::string> seen{*domain};
@@ -1413,9 +1624,11 @@ struct CaApi::Impl {
     std::string id = uuidV4();
     std::string arn = acmArn(id);
     return commitLoop([&]() -> Result<std::optional<std::string>> {
-      auto issued = issueForAcm(*ca_arn, arn, names, key_alg);
+      auto issued = issueForAcm(*ca_arn, arn, names, key_alg, has_validity ? *validity_days : 0,
+                                has_validity);
       if (!issued) return Unexpected<Error>{issued.error()};
       Value rec = issued->fields;
+      if (has_validity) rec.set("ValidityDays", num(*validity_days));
       rec.set("CertificateArn", str(arn));
       rec.set("DomainName", str(*domain));
       rec.set("SubjectAlternativeNames", names);
@@ -1722,9 +1935,9 @@ struct CaApi::Impl {
         return fail(kInvalidState,
                     "certificate " + arn + " is " + state->status + " and cannot be renewed");
       auto key_alg = parseKeyAlgorithm(getStr(l->v, "KeyAlgorithm"));
-      auto issued = issueForAcm(getStr(l->v, "CertificateAuthorityArn"), arn,
-                                *l->v.find("SubjectAlternativeNames"),
-                                key_alg.value_or(KeyAlgorithm::kRsa2048));
+      auto issued = issueForAcm(
+          getStr(l->v, "CertificateAuthorityArn"), arn, *l->v.find("SubjectAlternativeNames"),
+          key_alg.value_or(KeyAlgorithm::kRsa2048), getInt(l->v, "ValidityDays"));
       if (!issued) return Unexpected<Error>{issued.error()};
       Value rec = l->v;
       Value summary = Value::object();
@@ -1866,6 +2079,27 @@ struct CaApi::Impl {
     return fail(kUnknownOperation, "weft does not implement CertificateManager." + std::string(op));
   }
 
+  ApiResponse handleImport(const ApiRequest& req) {
+    if (req.method != "POST")
+      return apiError(
+          405, "MethodNotAllowedException",
+          "use POST " + std::string(kImportPath) + " to import a certificate authority");
+    Result<std::string> body = [&]() -> Result<std::string> {
+      auto in = Body::parse(req.body);
+      if (!in) return Unexpected<Error>{in.error()};
+      return importCa(in->v);
+    }();
+    ApiResponse r;
+    if (!body) {
+      r = errorResponse(body.error());
+      r.content_type = "application/json";
+      return r;
+    }
+    r.status = 200;
+    r.body = std::move(*body);
+    return r;
+  }
+
   ApiResponse handle(const ApiRequest& req, std::string_view prefix, bool pca) {
     const std::string* target = req.header("x-amz-target");
     std::string_view op = target ? std::string_view(*target) : std::string_view();
@@ -1924,5 +2158,12 @@ ApiResponse CaApi::handlePca(const ApiRequest& request) {
 ApiResponse CaApi::handleAcm(const ApiRequest& request) {
   return impl_->handle(request, "CertificateManager.", false);
 }
+
+bool CaApi::handles(std::string_view path) {
+  if (!path.empty() && path.back() == '/') path.remove_suffix(1);
+  return path == kImportPath;
+}
+
+ApiResponse CaApi::handleWeft(const ApiRequest& request) { return impl_->handleImport(request); }
 
 }  // namespace weft::control::ca

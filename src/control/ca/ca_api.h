@@ -14,7 +14,8 @@
 //   ca/pca-crl/<ca-id>                the CA's current CRL (DER base64 and PEM) and its revoked
 //                                     list; rewritten by every revocation under a precondition
 //                                     on its revision, so racing revocations serialise
-//   ca/acm/<cert-id>                  one ACM certificate (names, sealed key, PEM, status)
+//   ca/acm/<cert-id>                  one ACM certificate (names, sealed key, PEM, status;
+//                                     ValidityDays when RequestCertificate asked for one)
 //   ca/token/<op>/<sha256(token)>     idempotency tokens: the request digest and the answer
 //
 // Writes are optimistic, as in the App Mesh model: a write names the revisions it read (the
@@ -55,6 +56,26 @@ class CaApi {
   // X-Amz-Target "ACMPrivateCA.*" and "CertificateManager.*" requests.
   ApiResponse handlePca(const ApiRequest& request);
   ApiResponse handleAcm(const ApiRequest& request);
+
+  // weft's own route, for users who bring their own PKI (ACM PCA has no such operation;
+  // docs/ca.md "Importing an existing CA"). SigV4-signed like every /weft/v1 path; JSON:
+  //   POST /weft/v1/certificate-authorities/import
+  //     {"Certificate": PEM, "PrivateKey": PEM (PKCS#8 or traditional, may be encrypted),
+  //      "Passphrase": "..." (for an encrypted key), "CertificateChain": PEM (a subordinate's
+  //      issuers up to a self-signed root), "SigningAlgorithm": "SHA384WITHRSA" (default: the
+  //      key's natural one), "RevocationConfiguration": as CreateCertificateAuthority's}
+  //   -> 200 {"CertificateAuthorityArn": ARN, "Type": "ROOT" | "SUBORDINATE"}
+  // The CA is ROOT when the certificate is self-signed by the key, else SUBORDINATE; ACTIVE,
+  // with an empty CRL and its key sealed with the KEK: from then on it is a CA like one made
+  // with CreateCertificateAuthority. Errors (ACM PCA's names, 400): MalformedCertificateException,
+  // CertificateMismatchException (the key is not the certificate's), InvalidRequestException
+  // (not a CA certificate, no keyCertSign / cRLSign in its keyUsage, no subjectKeyIdentifier,
+  // expired or not yet valid, a key type weft does not use, an encrypted key without or with a
+  // wrong passphrase, a chain missing or not verifying, a chain for a root),
+  // InvalidArgsException (a SigningAlgorithm of the other key family), ValidationException;
+  // 405 for another method. The key and the passphrase are never logged or answered.
+  static bool handles(std::string_view path);
+  ApiResponse handleWeft(const ApiRequest& request);
 
   // For the config compiler only (through CaCertificateSource, certificate_source.h); never
   // answered by any API, never logged. An ACM certificate's chain (leaf, then its CA's

@@ -425,6 +425,41 @@ Result<KeyPtr> decryptPrivateKeyPem(std::string_view pem, std::string_view passp
   return KeyPtr(k);
 }
 
+namespace {
+
+struct PassphraseArg {
+  std::string_view passphrase;
+  bool asked = false;
+};
+
+// pem_password_cb: hands OpenSSL the caller's passphrase, never a prompt.
+int passphraseCallback(char* buf, int size, int /*rwflag*/, void* u) {
+  auto* arg = static_cast<PassphraseArg*>(u);
+  arg->asked = true;
+  if (arg->passphrase.empty() || arg->passphrase.size() > static_cast<size_t>(size)) return -1;
+  std::memcpy(buf, arg->passphrase.data(), arg->passphrase.size());
+  return static_cast<int>(arg->passphrase.size());
+}
+
+}  // namespace
+
+Result<KeyPtr> readForeignPrivateKey(std::string_view pem, std::string_view passphrase) {
+  BioPtr b = memBio(pem);
+  PassphraseArg arg{passphrase};
+  EVP_PKEY* k = PEM_read_bio_PrivateKey(b.get(), nullptr, passphraseCallback, &arg);
+  if (k != nullptr) return KeyPtr(k);
+  if (arg.asked && passphrase.empty()) {
+    ERR_clear_error();
+    return makeError("the private key is encrypted: its passphrase is needed", kKeyNeedsPassphrase);
+  }
+  if (arg.asked) {
+    ERR_clear_error();
+    return makeError("the private key does not decrypt with the passphrase given",
+                     kKeyWrongPassphrase);
+  }
+  return makeError(sslError("no PEM private key found"));
+}
+
 Result<std::string> makeCrl(const CrlParams& p) {
   if (p.issuer == nullptr || p.issuer_key == nullptr || p.alg.md == nullptr)
     return makeError("makeCrl: incomplete parameters");

@@ -139,6 +139,15 @@ Result<KeyPtr> privateKeyFromPem(std::string_view pem);
 // as ACM's ExportCertificate answers; `openssl pkey -passin pass:...` reads it.
 Result<std::string> encryptedPrivateKeyPem(EVP_PKEY* key, std::string_view passphrase);
 Result<KeyPtr> decryptPrivateKeyPem(std::string_view pem, std::string_view passphrase);
+// Reads a private key someone else made (`weft ca import`): the first PEM private key of `pem`
+// (other PEM blocks, such as certificates or EC PARAMETERS, are skipped) in any form OpenSSL
+// reads — PKCS#8, encrypted PKCS#8, traditional RSA / EC, also encrypted. `passphrase` decrypts
+// an encrypted key and is ignored for a plain one; it is never prompted for. Errors (the key's
+// text is never in a message): kKeyNeedsPassphrase, kKeyWrongPassphrase, or code 0 when `pem`
+// holds no private key.
+inline constexpr int kKeyNeedsPassphrase = 3001;
+inline constexpr int kKeyWrongPassphrase = 3002;
+Result<KeyPtr> readForeignPrivateKey(std::string_view pem, std::string_view passphrase);
 
 // RFC 5280 CRL reason codes (CRLReason).
 struct RevokedEntry {

@@ -729,6 +729,61 @@ class Compilation {
     return std::vector<std::string>(callers.begin(), callers.end());
   }
 
+  // ---- SDS secret names (docs/security.md, "SDS secret names") ----
+  //
+  // An App Mesh spec's `sds.secretName` is what a local SDS provider serves; with SPIRE (App
+  // Mesh's documented case) a certificate's name is the workload's SPIFFE ID and a trust's is
+  // the trust domain. weft's mesh identities are exactly that: the proxy's own SPIFFE ID names
+  // its identity certificate (TlsCertificate.mesh_identity), spiffe://MESH the mesh identity
+  // CA's trust bundle. Any other name, or a mesh whose policy turns identities off, fails the
+  // compilation naming the field.
+
+  Status sdsServed(const std::string& field) const {
+    if (policy_.mtls != MtlsMode::kOff) return {};
+    return unsupported(field + ": SDS names are served by weft's mesh identities, and mesh \"" +
+                       who_.mesh + "\" has them off (weft mesh policy " + who_.mesh +
+                       " --mtls permissive turns them on)");
+  }
+
+  Result<v1::TlsCertificate> sdsCertificate(const std::string& secret, const std::string& field) {
+    const std::string own = spiffeId(who_.mesh, who_.kind == Kind::kVirtualGateway, who_.name);
+    if (secret != own)
+      return unsupported(field + ": \"" + secret.substr(0, 200) +
+                         "\" is not a secret weft serves: a certificate's SDS name must be this "
+                         "proxy's own SPIFFE ID, \"" +
+                         own + "\" (its mesh identity)");
+    if (auto st = sdsServed(field); !st) return Unexpected<Error>{st.error()};
+    v1::TlsCertificate out;
+    out.set_mesh_identity(true);
+    return out;
+  }
+
+  // The mesh identity CA's roots for a trust named by SDS (shares mesh_trust_ with strict mTLS).
+  Result<std::string> sdsTrust(const std::string& secret, const std::string& field) {
+    const std::string domain = "spiffe://" + who_.mesh;
+    if (secret != domain)
+      return unsupported(field + ": \"" + secret.substr(0, 200) +
+                         "\" is not a secret weft serves: a trust's SDS name must be the mesh's "
+                         "trust domain, \"" +
+                         domain + "\" (the mesh identity CA)");
+    if (auto st = sdsServed(field); !st) return Unexpected<Error>{st.error()};
+    if (certificates_ == nullptr)
+      return unsupported(field +
+                         ": mesh identities need weft's certificate authority, which this "
+                         "compiler was not given");
+    deps_.insert(meshIdentityCaKey(who_.mesh));
+    if (!mesh_trust_) {
+      auto bundle = certificates_->meshTrustBundle(who_.mesh);
+      if (!bundle)
+        return unsupported(field + ": " + bundle.error().message +
+                           " (the mesh identity CA is made when a proxy of the mesh first asks "
+                           "for its identity)");
+      deps_.insert(bundle->depends_on.begin(), bundle->depends_on.end());
+      mesh_trust_ = std::move(bundle->pem);
+    }
+    return *mesh_trust_;
+  }
+
   // ---- TLS ----
 
   // An ACM certificate's chain and key, read once per compilation.
@@ -757,10 +812,7 @@ class Compilation {
       out.set_private_key_pem((*m)->private_key_pem);
       return out;
     }
-    if (c.has_sds())
-      return unsupported(where +
-                         ".sds: SDS certificates are not supported yet (issue 7); use a file "
-                         "certificate");
+    if (c.has_sds()) return sdsCertificate(c.sds().secretname(), where + ".sds.secretName");
     v1::TlsCertificate out;
     out.set_certificate_chain_file(c.file().certificatechain());
     out.set_private_key_file(c.file().privatekey());
@@ -778,12 +830,15 @@ class Compilation {
     *out.mutable_certificate() = std::move(*cert);
     if (tls.has_validation()) {
       const am::ListenerTlsValidationContext& v = tls.validation();
-      if (v.trust().has_sds())
-        return unsupported(where +
-                           ".validation.trust.sds: SDS trust is not supported yet (issue "
-                           "7); use a file trust");
       v1::TlsValidation* val = out.mutable_validation();
-      val->set_trust_bundle_file(v.trust().file().certificatechain());
+      if (v.trust().has_sds()) {
+        auto trust =
+            sdsTrust(v.trust().sds().secretname(), where + ".validation.trust.sds.secretName");
+        if (!trust) return Unexpected<Error>{trust.error()};
+        val->set_trust_bundle_pem(*trust);
+      } else {
+        val->set_trust_bundle_file(v.trust().file().certificatechain());
+      }
       for (const std::string& san : v.subjectalternativenames().match().exact())
         *val->add_match_subject_alt_names() = sanMatcher(san);
     }
@@ -801,20 +856,23 @@ class Compilation {
       return std::optional<v1::UpstreamTls>();
     v1::UpstreamTls out;
     if (tls.has_certificate()) {
-      if (tls.certificate().has_sds())
-        return unsupported(where +
-                           ".tls.certificate.sds: SDS certificates are not supported yet "
-                           "(issue 7); use a file certificate");
-      out.mutable_certificate()->set_certificate_chain_file(
-          tls.certificate().file().certificatechain());
-      out.mutable_certificate()->set_private_key_file(tls.certificate().file().privatekey());
+      if (tls.certificate().has_sds()) {
+        auto cert = sdsCertificate(tls.certificate().sds().secretname(),
+                                   where + ".tls.certificate.sds.secretName");
+        if (!cert) return Unexpected<Error>{cert.error()};
+        *out.mutable_certificate() = std::move(*cert);
+      } else {
+        out.mutable_certificate()->set_certificate_chain_file(
+            tls.certificate().file().certificatechain());
+        out.mutable_certificate()->set_private_key_file(tls.certificate().file().privatekey());
+      }
     }
     const am::TlsValidationContextTrust& trust = tls.validation().trust();
-    if (trust.has_sds())
-      return unsupported(where +
-                         ".tls.validation.trust.sds: SDS trust is not supported yet (issue 7); "
-                         "use a file trust");
-    if (trust.has_acm()) {
+    if (trust.has_sds()) {
+      auto pem = sdsTrust(trust.sds().secretname(), where + ".tls.validation.trust.sds.secretName");
+      if (!pem) return Unexpected<Error>{pem.error()};
+      out.mutable_validation()->set_trust_bundle_pem(*pem);
+    } else if (trust.has_acm()) {
       const std::string field = where + ".tls.validation.trust.acm.certificateAuthorityArns";
       if (certificates_ == nullptr)
         return unsupported(field +
