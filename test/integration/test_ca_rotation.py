@@ -156,6 +156,7 @@ class PcaRotationTest(unittest.TestCase):
                                         "match": {"prefix": "/"},
                                         "action": {"target": {"virtualService": {
                                             "virtualServiceName": target}}}}})
+        am.close()
         cls.stream_port = cls.server_port("stream")
         cls.edge = cls.start_proxy("edge", EDGE)
         cls.front = cls.start_proxy("front", FRONT)
@@ -362,6 +363,7 @@ class MeshRotationTest(unittest.TestCase):
                 "listeners": [{"portMapping": {"port": 3000, "protocol": "http"}}],
                 "serviceDiscovery": {"dns": {"hostname": ti.MESH_IP[n]}},
                 "backends": [{"virtualService": {"virtualServiceName": b}} for b in backends]})
+        am.close()
         app = cls.net.spawn("b", [sys.executable, "-u", "-c", ti.APP], stdout=subprocess.PIPE)
         line = app.stdout.readline().decode().strip()
         if line != "listening":
