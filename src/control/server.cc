@@ -697,6 +697,7 @@ int runServer(int argc, char** argv) {
       time);
   auto bound = http.start(*api_address);
   if (!bound) {
+    ca_maintenance.stop();  // its tasks use objects destroyed before it
     push_server.stop();
     return fail("API listener: " + bound.error().message);
   }
@@ -709,6 +710,7 @@ int runServer(int argc, char** argv) {
     text += "stream=" + std::to_string(*stream_port) + "\n";            // config stream
     if (auto st = writeFileAtomically(settings.ports_file, text, 0600); !st) {
       http.stop();
+      ca_maintenance.stop();
       push_server.stop();
       return fail("--ports-file: " + st.error().message);
     }
