@@ -1132,8 +1132,8 @@ std::string formatTime(const Value* at) {
 
 int cmdCa(Command& c) {
   static const char* kSubs =
-      "create, list, describe, delete, issue, certificates, get-certificate, export, revoke or "
-      "import";
+      "create, import, list, describe, delete, issue, certificates, get-certificate, export, "
+      "revoke or rotate";
   if (c.args.positional.empty())
     return fail(c.env, c.name,
                 Error{kUsage, std::string("expected ") + kSubs + " (see weft ca --help)"});
@@ -1257,9 +1257,19 @@ int cmdCa(Command& c) {
         });
   }
   if (sub == "describe") {
-    if (auto r = args1("ARN (a certificate authority or certificate ARN)")) return *r;
     auto format = outputFormat(c.args, "yaml", false);
     if (!format) return fail(c.env, name, format.error());
+    if (c.args.has("--mesh")) {  // a mesh's identity CA: its rotation state (weft's own route)
+      if (c.args.positional.size() != 1)
+        return fail(c.env, name, Error{kUsage, "takes no ARN with --mesh"});
+      if (auto r = connect()) return *r;
+      auto st =
+          c.api->call("GET", "/weft/v1/ca-rotations", makeQuery({{"mesh", c.args.get("--mesh")}}));
+      if (!st) return fail(c.env, name, st.error());
+      printValue(c.env.out, *st, *format);
+      return 0;
+    }
+    if (auto r = args1("ARN (a certificate authority or certificate ARN)")) return *r;
     const std::string& arn = c.args.positional[1];
     std::string kind = ca::arnKind(arn);
     if (kind.empty() || kind == "pca-certificate")
@@ -1279,7 +1289,39 @@ int cmdCa(Command& c) {
     }
     if (!d) return fail(c.env, name, d.error());
     const Value* inner = d->find(kind == "ca" ? "CertificateAuthority" : "Certificate");
-    printValue(c.env.out, inner ? *inner : *d, *format);
+    Value shown = inner ? *inner : *d;
+    if (kind == "ca" && shown.isObject()) {
+      // weft's addition: the rotation phase, the roots in the trust bundles, the retire time.
+      auto st = c.api->call("GET", "/weft/v1/ca-rotations",
+                            makeQuery({{"certificateAuthorityArn", arn}}));
+      if (!st) return fail(c.env, name, st.error());
+      st->erase("certificateAuthorityArn");
+      shown.set("Rotation", std::move(*st));
+    }
+    printValue(c.env.out, shown, *format);
+    return 0;
+  }
+  if (sub == "rotate") {
+    const bool mesh = c.args.has("--mesh");
+    if (mesh ? c.args.positional.size() != 1 : c.args.positional.size() != 2)
+      return fail(c.env, name, Error{kUsage, "expected CA_ARN or --mesh MESH (not both)"});
+    Value body = Value::object();
+    if (mesh) {
+      body.set("mesh", Value::string(c.args.get("--mesh")));
+    } else {
+      const std::string& arn = c.args.positional[1];
+      if (ca::arnKind(arn) != "ca")
+        return fail(c.env, name, Error{kUsage, "'" + arn + "' is not a certificate authority ARN"});
+      body.set("certificateAuthorityArn", Value::string(arn));
+    }
+    auto format = outputFormat(c.args, "yaml", false);
+    if (!format) return fail(c.env, name, format.error());
+    if (auto r = connect()) return *r;
+    const bool retire = c.args.has("--retire-now");
+    auto st = c.api->call("POST", retire ? "/weft/v1/ca-rotations/retire" : "/weft/v1/ca-rotations",
+                          "", &body);
+    if (!st) return fail(c.env, name, st.error());
+    printValue(c.env.out, *st, *format);
     return 0;
   }
   if (sub == "delete") {
@@ -1662,6 +1704,8 @@ const std::vector<CommandDef>& commands() {
         {"--private-key", ""},
         {"--certificate-chain", ""},
         {"--chain", "", false},
+        {"--mesh", ""},
+        {"--retire-now", "", false},
         {"--output", "-o"}},
        "Usage: weft ca create --subject CN=NAME[,O=ORG,...] [--key-algorithm ALG]\n"
        "                      [--validity-days N] [--subordinate-of CA_ARN [--path-len N]]\n"
@@ -1676,6 +1720,8 @@ const std::vector<CommandDef>& commands() {
        "       weft ca get-certificate ARN [--chain]\n"
        "       weft ca export CERT_ARN --passphrase-file F [--out-dir D]\n"
        "       weft ca revoke CERT_ARN [--reason REASON]\n"
+       "       weft ca rotate CA_ARN | --mesh MESH [--retire-now] [-o yaml|json]\n"
+       "       weft ca describe --mesh MESH [-o yaml|json]\n"
        "\n"
        "The server's private certificate authority, over its ACM PCA and ACM APIs (what\n"
        "`aws acm-pca` and `aws acm` call; see docs/ca.md).\n"
@@ -1690,8 +1736,10 @@ const std::vector<CommandDef>& commands() {
        "                   SUBORDINATE whose --certificate-chain must lead to a self-signed root.\n"
        "                   The key is sealed with the server's CA key. Prints the CA's ARN alone\n"
        "  list             every CA: ARN, type, status, subject CN, key, expiry\n"
-       "  describe         a CA (DescribeCertificateAuthority) or an ACM certificate\n"
-       "                   (DescribeCertificate), YAML by default\n"
+       "  describe         a CA (DescribeCertificateAuthority, plus weft's Rotation: phase,\n"
+       "                   roots in the trust bundles, retire time) or an ACM certificate\n"
+       "                   (DescribeCertificate), YAML by default; --mesh M: the rotation\n"
+       "                   state of the mesh's identity CA\n"
        "  delete           disables the CA if it is ACTIVE, then deletes it; it can be restored\n"
        "                   (aws acm-pca restore-certificate-authority) within the window\n"
        "  issue            an ACM private certificate for the names (the first is the subject CN;\n"
@@ -1706,6 +1754,14 @@ const std::vector<CommandDef>& commands() {
        "                   and prints their paths; `openssl pkey -in private-key.pem -passin\n"
        "                   file:F` reads the key\n"
        "  revoke           revokes a certificate at its CA (the CA's CRL lists it)\n"
+       "  rotate           rotates a CA (an ACM PCA CA by ARN, or a mesh's identity CA) without\n"
+       "                   a dropped request: a new key and certificate (same subject; a\n"
+       "                   subordinate is re-signed by its weft parent) go into every trust\n"
+       "                   bundle first (PUBLISHING); once every connected proxy acked that, the\n"
+       "                   new key signs and the CA's ACM certificates are re-issued\n"
+       "                   (SIGNING_NEW); the old root leaves the bundles when every leaf it\n"
+       "                   signed has expired. Prints the rotation state; `describe` shows it\n"
+       "                   (docs/security.md \"Rotation\")\n"
        "\n"
        "Flags:\n"
        "  --subject DN               CN=..,O=..,OU=..,C=..,ST=..,L=.. (\\, for a comma in a "
@@ -1734,7 +1790,13 @@ const std::vector<CommandDef>& commands() {
        "                             SUPERSEDED, CESSATION_OF_OPERATION, PRIVILEGE_WITHDRAWN,\n"
        "                             A_A_COMPROMISE\n"
        "  --chain                    get-certificate: append the chain\n"
-       "  -o, --output FORMAT        list/certificates: table|json|yaml; describe: yaml|json\n",
+       "  --mesh MESH                rotate, describe: the mesh's identity CA instead of an ARN\n"
+       "  --retire-now               rotate: end a rotation in SIGNING_NEW now: the old root\n"
+       "                             leaves the trust bundles at once. WARNING: leaves it signed\n"
+       "                             that are still in use (exported ACM certificates, mesh\n"
+       "                             identities not yet renewed) stop verifying\n"
+       "  -o, --output FORMAT        list/certificates: table|json|yaml; describe, rotate:\n"
+       "                             yaml|json\n",
        cmdCa},
       {"intercept",
        {{"--id", ""},

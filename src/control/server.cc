@@ -41,6 +41,7 @@
 #include "control/ca/kek.h"
 #include "control/ca/maintenance.h"
 #include "control/ca/mesh_identity.h"
+#include "control/ca/rotation.h"
 #include "control/compile/compiler.h"
 #include "control/credentials/credentials.h"
 #include "control/model/appmesh_api.h"
@@ -643,6 +644,16 @@ int runServer(int argc, char** argv) {
       &identity_issuer);
   router.addRoute(&push::PushApi::handles, "",
                   [&push_api](const ApiRequest& r) { return push_api.handle(r); });
+  // CA rotation (docs/security.md "Rotation"): phases move once every proxy acked its config.
+  ca::CaRotation ca_rotation(ca_api, &identity_issuer, [&push_server] {
+    for (const push::ProxyStatus& p : push_server.proxies())
+      if (p.version_acked != p.version_sent) return false;
+    return true;
+  });
+  ca_maintenance.add("CA rotation",
+                     [&ca_rotation](auto now) { return ca_rotation.runMaintenance(now); });
+  router.addRoute(&ca::CaRotation::handles, "",
+                  [&ca_rotation](const ApiRequest& r) { return ca_rotation.handle(r); });
   auto stream_port = push_server.start();
   if (!stream_port) return fail("config stream: " + stream_port.error().message);
   {
@@ -688,6 +699,7 @@ int runServer(int argc, char** argv) {
       time);
   auto bound = http.start(*api_address);
   if (!bound) {
+    ca_maintenance.stop();  // its tasks use objects destroyed before it
     push_server.stop();
     return fail("API listener: " + bound.error().message);
   }
@@ -700,6 +712,7 @@ int runServer(int argc, char** argv) {
     text += "stream=" + std::to_string(*stream_port) + "\n";            // config stream
     if (auto st = writeFileAtomically(settings.ports_file, text, 0600); !st) {
       http.stop();
+      ca_maintenance.stop();
       push_server.stop();
       return fail("--ports-file: " + st.error().message);
     }

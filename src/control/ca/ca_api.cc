@@ -1156,6 +1156,9 @@ struct CaApi::Impl {
     rec.set("NotAfter", num(not_after));
     rec.set("Status", str("ISSUED"));
     rec.set("SelfSigned", Value::boolean(r.self_signed));
+    // Which CA certificate (and so which CA key) signed it: a rotation retires the old root
+    // once every certificate its key signed has expired.
+    if (!r.self_signed) rec.set("CaSerial", str(getStr(ca.v, "Serial")));
     Issued out;
     out.serial = p.serial;
     out.ops.push_back(StoreOp::put("ca/pca-cert/" + id + "/" + serialHex(p.serial), answer(rec),
@@ -1543,6 +1546,7 @@ struct CaApi::Impl {
     f.set("Certificate", str(certToPem(issued->cert.get())));
     f.set("Chain", str(chainOf(ca->v)));
     f.set("PcaCertKey", str("ca/pca-cert/" + *id + "/" + serialHex(issued->serial)));
+    f.set("CaSerial", str(getStr(ca->v, "Serial")));  // the signing CA certificate (rotation)
     f.set("Serial", str(serialColonHex(issued->serial)));
     f.set("Subject", str(nameToString(X509_get_subject_name(issued->cert.get()))));
     f.set("Issuer", str(nameToString(X509_get_issuer_name(issued->cert.get()))));
@@ -1925,25 +1929,35 @@ struct CaApi::Impl {
   Result<std::string> renewCert(const Value& in) {
     auto arn_in = memberString(in, "CertificateArn", true, 20, 2048);
     if (!arn_in) return Unexpected<Error>{arn_in.error()};
+    return renewAcmCertificate(*arn_in);
+  }
+
+  // RenewCertificate's work, shared with CA rotation (and automatic renewal): a new key and
+  // certificate from the certificate's CA with its current key, the same ARN and names.
+  Result<std::string> renewAcmCertificate(const std::string& acm_arn) {
+    auto id = acmIdOf(acm_arn);
+    if (!id) return Unexpected<Error>{id.error()};
     return commitLoop([&]() -> Result<std::optional<std::string>> {
-      auto l = loadAcm(in);
+      auto l = load("ca/acm/" + *id);
       if (!l) return Unexpected<Error>{l.error()};
-      const std::string arn = getStr(l->v, "CertificateArn");
-      auto state = acmState(l->v);
+      if (!l->has_value()) return fail(kResourceNotFound, "Could not find certificate " + acm_arn);
+      const Loaded& cur = **l;
+      const std::string arn = getStr(cur.v, "CertificateArn");
+      auto state = acmState(cur.v);
       if (!state) return Unexpected<Error>{state.error()};
       if (state->status != "ISSUED" && state->status != "EXPIRED")
         return fail(kInvalidState,
                     "certificate " + arn + " is " + state->status + " and cannot be renewed");
-      auto key_alg = parseKeyAlgorithm(getStr(l->v, "KeyAlgorithm"));
+      auto key_alg = parseKeyAlgorithm(getStr(cur.v, "KeyAlgorithm"));
       auto issued = issueForAcm(
-          getStr(l->v, "CertificateAuthorityArn"), arn, *l->v.find("SubjectAlternativeNames"),
-          key_alg.value_or(KeyAlgorithm::kRsa2048), getInt(l->v, "ValidityDays"));
+          getStr(cur.v, "CertificateAuthorityArn"), arn, *cur.v.find("SubjectAlternativeNames"),
+          key_alg.value_or(KeyAlgorithm::kRsa2048), getInt(cur.v, "ValidityDays"));
       if (!issued) return Unexpected<Error>{issued.error()};
-      Value rec = l->v;
+      Value rec = cur.v;
       Value summary = Value::object();
       summary.set("RenewalStatus", str(issued->failure.empty() ? "SUCCESS" : "FAILED"));
       Value dvo = Value::array();
-      for (const Value& n : l->v.find("SubjectAlternativeNames")->items()) {
+      for (const Value& n : cur.v.find("SubjectAlternativeNames")->items()) {
         Value o = Value::object();
         o.set("DomainName", n);
         o.set("ValidationStatus", str("SUCCESS"));
@@ -1956,7 +1970,7 @@ struct CaApi::Impl {
       for (const auto& [k, v] : issued->fields.members()) rec.set(k, v);
       std::vector<StoreOp> ops = std::move(issued->ops);
       ops.push_back(
-          StoreOp::put("ca/acm/" + arn.substr(arn.rfind('/') + 1), answer(rec), l->revision));
+          StoreOp::put("ca/acm/" + arn.substr(arn.rfind('/') + 1), answer(rec), cur.revision));
       return tryCommit(ops, "{}");
     });
   }
@@ -1974,6 +1988,400 @@ struct CaApi::Impl {
       return tryCommit({StoreOp::remove("ca/acm/" + arn.substr(arn.rfind('/') + 1), l->revision)},
                        "{}");
     });
+  }
+
+  // ================= CA rotation (docs/security.md "Rotation") =================
+  //
+  // While a rotation runs, the CA record holds "Rotation":
+  //   PUBLISHING   {"Phase", "StartedAt", "NewCertificate", "NewChain", "NewKey" (sealed, AAD
+  //                the CA ARN), "ParentArn" (a subordinate: the weft CA that signed it)}
+  //                The old certificate and key still sign; trust bundles hold both.
+  //   SIGNING_NEW  {"Phase", "StartedAt", "SwitchedAt", "OldCertificate", "OldChain",
+  //                "OldSerial"} The new certificate and key are the CA's own (Certificate,
+  //                Key, Serial...); trust bundles still hold the old one.
+  // and afterwards "LastRotation" {"StartedAt", "SwitchedAt", "RetiredAt", "RetiredEarly"}.
+
+  // What trust bundles hold of `ca`: its certificate and chain, plus, during a rotation, the
+  // other (old or new) certificate and its chain, the old one first in both phases so the
+  // bundle text does not change at the switch.
+  static std::string trustChainOf(const Value& ca) {
+    const Value* rot = ca.find("Rotation");
+    if (rot == nullptr || !rot->isObject()) return chainOf(ca);
+    auto join = [](std::string a, const std::string& b) {
+      if (!a.empty() && a.back() != '\n') a += '\n';
+      return a + b;
+    };
+    if (getStr(*rot, "Phase") == "PUBLISHING")
+      return join(chainOf(ca), join(getStr(*rot, "NewCertificate"), getStr(*rot, "NewChain")));
+    return join(join(getStr(*rot, "OldCertificate"), getStr(*rot, "OldChain")), chainOf(ca));
+  }
+
+  static std::string rotationPhase(const Value& ca) {
+    const Value* rot = ca.find("Rotation");
+    return rot && rot->isObject() ? getStr(*rot, "Phase") : "NONE";
+  }
+
+  // The weft CA whose certificate (current, or the old one of its own rotation) signed `cert`.
+  Result<std::optional<std::pair<std::string, Loaded>>> findParent(X509* cert) {
+    const std::string prefix = "ca/pca/";
+    std::string start;
+    while (true) {
+      auto items = store.list(prefix, start, 200);
+      if (!items) return Unexpected<Error>{items.error()};
+      for (const KeyValue& kv : *items) {
+        start = kv.key;
+        auto v = parseRecord(kv);
+        if (!v) return Unexpected<Error>{v.error()};
+        if (purged(*v)) continue;
+        std::vector<std::string> pems{getStr(*v, "Certificate")};
+        if (const Value* rot = v->find("Rotation"); rot && rot->isObject())
+          pems.push_back(getStr(*rot, "OldCertificate"));
+        for (const std::string& pem : pems) {
+          if (pem.empty()) continue;
+          auto c = parseCert(pem);
+          if (!c) continue;
+          if (X509_cmp(c->get(), cert) == 0) continue;  // itself
+          if (X509_check_issued(c->get(), cert) == X509_V_OK &&
+              X509_verify(cert, X509_get0_pubkey(c->get())) == 1)
+            return std::optional<std::pair<std::string, Loaded>>(
+                std::make_pair(kv.key.substr(prefix.size()), Loaded{std::move(*v), kv.revision}));
+        }
+      }
+      if (items->size() < 200) break;
+    }
+    return std::optional<std::pair<std::string, Loaded>>();
+  }
+
+  // When the last certificate signed by a key other than the CA's current one (and not
+  // revoked, not expired) expires; 0 when there is none. The CA's own self-signed record is
+  // not counted.
+  Result<int64_t> oldLeavesExpireAt(const std::string& id, const Value& ca) {
+    const std::string prefix = "ca/pca-cert/" + id + "/";
+    const std::string current = getStr(ca, "Serial");
+    int64_t latest = 0;
+    std::string start;
+    while (true) {
+      auto items = store.list(prefix, start, 200);
+      if (!items) return Unexpected<Error>{items.error()};
+      for (const KeyValue& kv : *items) {
+        start = kv.key;
+        auto v = parseRecord(kv);
+        if (!v) return Unexpected<Error>{v.error()};
+        const Value* self = v->find("SelfSigned");
+        if (self && self->asBool()) continue;
+        if (getStr(*v, "Status") == "REVOKED") continue;
+        if (getStr(*v, "CaSerial") == current) continue;  // signed by the current key
+        if (getInt(*v, "NotAfter") <= now()) continue;
+        latest = std::max(latest, getInt(*v, "NotAfter"));
+      }
+      if (items->size() < 200) break;
+    }
+    return latest;
+  }
+
+  static Value certSummary(const std::string& pem, std::string_view role) {
+    Value out = Value::object();
+    auto c = parseCert(pem);
+    if (!c) return out;
+    out.set("role", str(std::string(role)));
+    out.set("serial", str(serialColonHex(certSerial(c->get()))));
+    out.set("subject", str(nameToString(X509_get_subject_name(c->get()))));
+    out.set("notBefore", num(certNotBefore(c->get())));
+    out.set("notAfter", num(certNotAfter(c->get())));
+    return out;
+  }
+
+  // The /weft/v1/ca-rotations answer for a CA.
+  Result<std::string> rotationAnswer(const std::string& id, const Value& ca) {
+    Value out = Value::object();
+    out.set("certificateAuthorityArn", str(getStr(ca, "Arn")));
+    std::string phase = rotationPhase(ca);
+    out.set("phase", str(phase));
+    Value roots = Value::array();
+    const Value* rot = ca.find("Rotation");
+    if (phase == "PUBLISHING") {
+      roots.push(certSummary(getStr(ca, "Certificate"), "old (signing)"));
+      roots.push(certSummary(getStr(*rot, "NewCertificate"), "new (published)"));
+      out.set("startedAt", num(getInt(*rot, "StartedAt")));
+    } else if (phase == "SIGNING_NEW") {
+      roots.push(certSummary(getStr(*rot, "OldCertificate"), "old (retiring)"));
+      roots.push(certSummary(getStr(ca, "Certificate"), "new (signing)"));
+      out.set("startedAt", num(getInt(*rot, "StartedAt")));
+      out.set("switchedAt", num(getInt(*rot, "SwitchedAt")));
+      auto retire = oldLeavesExpireAt(id, ca);
+      if (!retire) return Unexpected<Error>{retire.error()};
+      out.set("retireAt", num(std::max(*retire, now())));
+    } else {
+      roots.push(certSummary(getStr(ca, "Certificate"), "current"));
+    }
+    out.set("trustBundle", std::move(roots));
+    if (const Value* last = ca.find("LastRotation")) out.set("lastRotation", *last);
+    return answer(out);
+  }
+
+  Result<std::string> rotationStatus(const std::string& arn) {
+    auto id = caIdOf(arn, "certificateAuthorityArn");
+    if (!id) return Unexpected<Error>{id.error()};
+    auto ca = loadCa(*id);
+    if (!ca) return Unexpected<Error>{ca.error()};
+    return rotationAnswer(*id, ca->v);
+  }
+
+  Result<std::string> startRotation(const std::string& arn) {
+    auto id = caIdOf(arn, "certificateAuthorityArn");
+    if (!id) return Unexpected<Error>{id.error()};
+    return commitLoop([&]() -> Result<std::optional<std::string>> {
+      auto ca = loadCa(*id);
+      if (!ca) return Unexpected<Error>{ca.error()};
+      if (const Value* rot = ca->v.find("Rotation"); rot && rot->isObject())
+        return fail(kInvalidState,
+                    "a rotation of certificate authority " + arn + " is already in progress (" +
+                        getStr(*rot, "Phase") +
+                        "); it ends when the old root retires (or with `weft ca rotate "
+                        "--retire-now` once the new key signs)");
+      std::string status = caStatus(ca->v);
+      if (status != "ACTIVE")
+        return fail(kInvalidState, "certificate authority " + arn + " is " + status +
+                                       "; only an ACTIVE one can be rotated");
+      auto old_cert = parseCert(getStr(ca->v, "Certificate"));
+      if (!old_cert) return Unexpected<Error>{old_cert.error()};
+      auto old_key = caKey(ca->v);
+      if (!old_key) return Unexpected<Error>{old_key.error()};
+      auto key_alg = keyAlgorithmOf(old_key->get());
+      if (!key_alg) return makeError("CA " + arn + ": unknown key algorithm");
+      auto alg = parseSigningAlgorithm(
+          getStr(*ca->v.find("CertificateAuthorityConfiguration"), "SigningAlgorithm"));
+      if (!alg) return makeError("CA " + arn + ": unknown signing algorithm");
+      const X509_NAME* subject = X509_get_subject_name(old_cert->get());
+      const int path_len = certPathLen(old_cert->get());
+      const int64_t t = now();
+      const int64_t lifetime = certNotAfter(old_cert->get()) - certNotBefore(old_cert->get());
+      const bool root = getStr(ca->v, "Type") == "ROOT";
+
+      Value rot = Value::object();
+      std::vector<StoreOp> ops;
+      std::optional<std::pair<std::string, Loaded>> parent;
+      if (!root) {
+        auto p = findParent(old_cert->get());
+        if (!p) return Unexpected<Error>{p.error()};
+        if (!p->has_value())
+          return fail(kInvalidRequest,
+                      "subordinate certificate authority " + arn +
+                          " was signed by a CA outside this server, so weft cannot sign a new "
+                          "certificate for it: have its parent sign a new CA certificate and "
+                          "import it (GetCertificateAuthorityCsr, then "
+                          "ImportCertificateAuthorityCertificate) instead");
+        parent = std::move(**p);
+        if (caStatus(parent->second.v) != "ACTIVE")
+          return fail(kInvalidState, "the parent " + getStr(parent->second.v, "Arn") +
+                                         " of certificate authority " + arn + " is " +
+                                         caStatus(parent->second.v) + ", not ACTIVE");
+      }
+      auto new_key = generateKey(*key_alg);
+      if (!new_key) return Unexpected<Error>{new_key.error()};
+      std::string new_pem, new_chain;
+      if (root) {
+        IssueParams p;
+        p.subject = subject;
+        p.subject_key = new_key->get();
+        p.issuer_key = new_key->get();
+        p.alg = *alg;
+        p.serial = randomSerial();
+        p.not_before = t - kBackdate;
+        p.not_after = t - kBackdate + lifetime;
+        p.profile = Profile::kCa;
+        p.path_len = path_len;
+        auto cert = issueCertificate(p);
+        if (!cert) return Unexpected<Error>{cert.error()};
+        new_pem = certToPem(cert->get());
+      } else {
+        const Value& pv = parent->second.v;
+        auto parent_alg = parseSigningAlgorithm(
+            getStr(*pv.find("CertificateAuthorityConfiguration"), "SigningAlgorithm"));
+        if (!parent_alg)
+          return makeError("CA " + getStr(pv, "Arn") + ": unknown signing algorithm");
+        Request r;
+        r.subject = subject;
+        r.key = new_key->get();
+        r.profile = Profile::kCa;
+        r.path_len = path_len;
+        int64_t end = std::min(t - kBackdate + lifetime, getInt(pv, "NotAfter"));
+        auto issued = sign(parent->first, parent->second, r, *parent_alg, t - kBackdate, end);
+        if (!issued) return Unexpected<Error>{issued.error()};
+        new_pem = certToPem(issued->cert.get());
+        new_chain = chainOf(pv);
+        ops = std::move(issued->ops);
+        rot.set("ParentArn", str(getStr(pv, "Arn")));
+      }
+      std::string key_pem = privateKeyToPem(new_key->get());
+      rot.set("Phase", str("PUBLISHING"));
+      rot.set("StartedAt", num(t));
+      rot.set("NewCertificate", str(new_pem));
+      rot.set("NewChain", str(new_chain));
+      rot.set("NewKey", str(kek.seal(key_pem, arn)));
+      OPENSSL_cleanse(key_pem.data(), key_pem.size());
+      Value rec = ca->v;
+      rec.set("Rotation", std::move(rot));
+      ops.push_back(StoreOp::put("ca/pca/" + *id, answer(rec), ca->revision));
+      auto body = rotationAnswer(*id, rec);
+      if (!body) return Unexpected<Error>{body.error()};
+      return tryCommit(ops, std::move(*body));
+    });
+  }
+
+  // PUBLISHING -> SIGNING_NEW: the new certificate and key become the CA's own.
+  Status switchRotation(const std::string& id) {
+    auto r = commitLoop([&]() -> Result<std::optional<std::string>> {
+      auto ca = loadCa(id);
+      if (!ca) return Unexpected<Error>{ca.error()};
+      if (rotationPhase(ca->v) != "PUBLISHING") return std::optional<std::string>("");
+      const Value rot = *ca->v.find("Rotation");
+      const std::string arn = getStr(ca->v, "Arn");
+      auto cert = parseCert(getStr(rot, "NewCertificate"));
+      if (!cert) return Unexpected<Error>{cert.error()};
+      auto key_pem = kek.open(getStr(rot, "NewKey"), arn);
+      if (!key_pem) return makeError("CA " + arn + ": " + key_pem.error().message);
+      auto key = privateKeyFromPem(*key_pem);
+      OPENSSL_cleanse(key_pem->data(), key_pem->size());
+      if (!key) return Unexpected<Error>{key.error()};
+      auto alg = parseSigningAlgorithm(
+          getStr(*ca->v.find("CertificateAuthorityConfiguration"), "SigningAlgorithm"));
+      if (!alg) return makeError("CA " + arn + ": unknown signing algorithm");
+      auto csr = makeCsr(key->get(), X509_get_subject_name(cert->get()), *alg);
+      if (!csr) return Unexpected<Error>{csr.error()};
+      Value next = Value::object();
+      next.set("Phase", str("SIGNING_NEW"));
+      next.set("StartedAt", num(getInt(rot, "StartedAt")));
+      next.set("SwitchedAt", num(now()));
+      next.set("OldCertificate", str(getStr(ca->v, "Certificate")));
+      next.set("OldChain", str(getStr(ca->v, "Chain")));
+      next.set("OldSerial", str(getStr(ca->v, "Serial")));
+      Value rec = ca->v;
+      rec.set("Certificate", str(getStr(rot, "NewCertificate")));
+      rec.set("Chain", str(getStr(rot, "NewChain")));
+      rec.set("Key", str(getStr(rot, "NewKey")));
+      rec.set("Csr", str(csrToPem(csr->get())));
+      rec.set("Serial", str(serialColonHex(certSerial(cert->get()))));
+      rec.set("NotBefore", num(certNotBefore(cert->get())));
+      rec.set("NotAfter", num(certNotAfter(cert->get())));
+      rec.set("Rotation", std::move(next));
+      return tryCommit({StoreOp::put("ca/pca/" + id, answer(rec), ca->revision)}, "");
+    });
+    if (!r) return Unexpected<Error>{r.error()};
+    return {};
+  }
+
+  // SIGNING_NEW: re-issues (as RenewCertificate) every ISSUED ACM certificate of the CA that
+  // an older CA certificate signed, so listeners serve leaves of the new key.
+  Status reissueAcm(const std::string& arn, const Value& ca) {
+    // A CA that cannot issue (DISABLED, DELETED...) re-issues nothing; its certificates keep
+    // their old-key leaves until it is ACTIVE again (the next rounds try again).
+    if (caStatus(ca) != "ACTIVE") return {};
+    const std::string prefix = "ca/acm/";
+    const std::string current = getStr(ca, "Serial");
+    std::vector<std::string> due;
+    std::string start;
+    while (true) {
+      auto items = store.list(prefix, start, 200);
+      if (!items) return Unexpected<Error>{items.error()};
+      for (const KeyValue& kv : *items) {
+        start = kv.key;
+        auto v = parseRecord(kv);
+        if (!v) return Unexpected<Error>{v.error()};
+        if (getStr(*v, "CertificateAuthorityArn") != arn) continue;
+        if (getStr(*v, "CaSerial") == current) continue;
+        auto state = acmState(*v);
+        if (!state) return Unexpected<Error>{state.error()};
+        if (state->status == "ISSUED") due.push_back(getStr(*v, "CertificateArn"));
+      }
+      if (items->size() < 200) break;
+    }
+    for (const std::string& acm : due) {
+      auto r = renewAcmCertificate(acm);
+      if (!r) return makeError("re-issuing " + acm + " with the new key: " + r.error().message);
+    }
+    return {};
+  }
+
+  // Ends the rotation: the old certificate leaves the trust bundles.
+  Status retireRotation(const std::string& id, bool early) {
+    auto r = commitLoop([&]() -> Result<std::optional<std::string>> {
+      auto ca = loadCa(id);
+      if (!ca) return Unexpected<Error>{ca.error()};
+      if (rotationPhase(ca->v) != "SIGNING_NEW") return std::optional<std::string>("");
+      const Value* rot = ca->v.find("Rotation");
+      Value last = Value::object();
+      last.set("StartedAt", num(getInt(*rot, "StartedAt")));
+      last.set("SwitchedAt", num(getInt(*rot, "SwitchedAt")));
+      last.set("RetiredAt", num(now()));
+      last.set("RetiredEarly", Value::boolean(early));
+      last.set("OldSerial", str(getStr(*rot, "OldSerial")));
+      Value rec = ca->v;
+      rec.erase("Rotation");
+      rec.set("LastRotation", std::move(last));
+      return tryCommit({StoreOp::put("ca/pca/" + id, answer(rec), ca->revision)}, "");
+    });
+    if (!r) return Unexpected<Error>{r.error()};
+    return {};
+  }
+
+  Result<std::vector<std::string>> rotatingCas() {
+    std::vector<std::string> out;
+    const std::string prefix = "ca/pca/";
+    std::string start;
+    while (true) {
+      auto items = store.list(prefix, start, 200);
+      if (!items) return Unexpected<Error>{items.error()};
+      for (const KeyValue& kv : *items) {
+        start = kv.key;
+        auto v = parseRecord(kv);
+        if (!v) return Unexpected<Error>{v.error()};
+        if (!purged(*v) && rotationPhase(*v) != "NONE") out.push_back(getStr(*v, "Arn"));
+      }
+      if (items->size() < 200) break;
+    }
+    return out;
+  }
+
+  Result<std::string> advanceRotation(const std::string& arn, bool may_switch) {
+    auto id = caIdOf(arn);
+    if (!id) return Unexpected<Error>{id.error()};
+    auto ca = loadCa(*id);
+    if (!ca) return Unexpected<Error>{ca.error()};
+    std::string phase = rotationPhase(ca->v);
+    if (phase == "PUBLISHING") {
+      if (!may_switch) return phase;
+      if (auto st = switchRotation(*id); !st) return Unexpected<Error>{st.error()};
+      ca = loadCa(*id);
+      if (!ca) return Unexpected<Error>{ca.error()};
+      phase = rotationPhase(ca->v);
+    }
+    if (phase != "SIGNING_NEW") return phase;
+    if (auto st = reissueAcm(arn, ca->v); !st) return Unexpected<Error>{st.error()};
+    auto expires = oldLeavesExpireAt(*id, ca->v);
+    if (!expires) return Unexpected<Error>{expires.error()};
+    if (*expires > now()) return phase;
+    if (auto st = retireRotation(*id, false); !st) return Unexpected<Error>{st.error()};
+    return std::string("NONE");
+  }
+
+  Result<std::string> retireRotationNow(const std::string& arn) {
+    auto id = caIdOf(arn, "certificateAuthorityArn");
+    if (!id) return Unexpected<Error>{id.error()};
+    auto ca = loadCa(*id);
+    if (!ca) return Unexpected<Error>{ca.error()};
+    std::string phase = rotationPhase(ca->v);
+    if (phase == "NONE")
+      return fail(kInvalidState, "certificate authority " + arn + " has no rotation in progress");
+    if (phase == "PUBLISHING")
+      return fail(kInvalidState,
+                  "the rotation of certificate authority " + arn +
+                      " is PUBLISHING: the old key still signs, so its root cannot retire yet; "
+                      "wait until the phase is SIGNING_NEW (after the proxies took the new root)");
+    // Served leaves first move to the new key, so no listener is left with a retired root.
+    if (auto st = reissueAcm(arn, ca->v); !st) return Unexpected<Error>{st.error()};
+    if (auto st = retireRotation(*id, true); !st) return Unexpected<Error>{st.error()};
+    return rotationStatus(arn);
   }
 
   // ================= the config compiler's certificate source =================
@@ -2059,7 +2467,7 @@ struct CaApi::Impl {
       if (status != "ACTIVE" && status != "DISABLED")
         return unservable("certificate authority " + arn + " is " + status +
                           "; trust needs an ACTIVE (or DISABLED) CA");
-      for (std::string& block : pemBlocks(chainOf(ca)))
+      for (std::string& block : pemBlocks(trustChainOf(ca)))  // + a rotation's other root
         if (seen.insert(block).second) out.pem += block;
     }
     std::sort(out.depends_on.begin(), out.depends_on.end());
@@ -2149,6 +2557,54 @@ Result<compile::CertMaterial> CaApi::proxyCertificate(const std::string& acm_arn
 Result<compile::TrustBundle> CaApi::proxyTrustBundle(
     const std::vector<std::string>& ca_arns) const {
   return impl_->proxyTrustBundle(ca_arns);
+}
+
+namespace {
+// The rotation routes' errors: an HTTP status in Error::code.
+Unexpected<Error> httpError(const Error& e) {
+  switch (e.code) {
+    case kResourceNotFound:
+      return makeError(e.message, 404);
+    case kInvalidState:
+    case kThrottling:
+      return makeError(e.message, 409);
+    case kInvalidArn:
+    case kInvalidArgs:
+    case kInvalidRequest:
+      return makeError(e.message, 400);
+    default:
+      return makeError(e.message, 500);
+  }
+}
+template <typename T>
+Result<T> http(Result<T> r) {
+  if (!r) return httpError(r.error());
+  return r;
+}
+}  // namespace
+
+Status CaApi::renewAcmCertificate(const std::string& acm_arn) {
+  auto r = impl_->renewAcmCertificate(acm_arn);
+  if (!r) return Unexpected<Error>{r.error()};
+  return {};
+}
+
+Result<std::string> CaApi::startRotation(const std::string& ca_arn) {
+  return http(impl_->startRotation(ca_arn));
+}
+
+Result<std::string> CaApi::rotationStatus(const std::string& ca_arn) const {
+  return http(impl_->rotationStatus(ca_arn));
+}
+
+Result<std::string> CaApi::retireRotationNow(const std::string& ca_arn) {
+  return http(impl_->retireRotationNow(ca_arn));
+}
+
+Result<std::vector<std::string>> CaApi::rotatingCas() const { return impl_->rotatingCas(); }
+
+Result<std::string> CaApi::advanceRotation(const std::string& ca_arn, bool may_switch) {
+  return impl_->advanceRotation(ca_arn, may_switch);
 }
 
 ApiResponse CaApi::handlePca(const ApiRequest& request) {

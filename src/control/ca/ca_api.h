@@ -90,6 +90,32 @@ class CaApi {
   // (PENDING_CERTIFICATE...), or one that is not ACTIVE or DISABLED.
   Result<compile::TrustBundle> proxyTrustBundle(const std::vector<std::string>& ca_arns) const;
 
+  // RenewCertificate's work for one ACM certificate (ARN): a new key and certificate from its
+  // CA's current key, same ARN. The one renewal path: the API, CA rotation and scheduled
+  // renewal call it. Errors as the API's (Error::code internal to this class).
+  Status renewAcmCertificate(const std::string& acm_arn);
+
+  // CA rotation (docs/security.md "Rotation"; ca/rotation.h drives it). Answers are the JSON
+  // bodies of /weft/v1/ca-rotations: {"certificateAuthorityArn", "phase" (NONE, PUBLISHING,
+  // SIGNING_NEW), "startedAt", "switchedAt", "retireAt", "trustBundle": [{"role", "serial",
+  // "subject", "notBefore", "notAfter"}], "lastRotation"}. Errors carry an HTTP status in
+  // Error::code: 400 (malformed ARN, a subordinate whose parent is not a weft CA), 404 (no such
+  // CA), 409 (a rotation in progress, a CA not ACTIVE, retire-now before SIGNING_NEW), 500.
+  //
+  // Starts a rotation: a new key and CA certificate (same subject, new serial; a root signs
+  // itself, a subordinate is signed by its weft parent with the same path length); PUBLISHING.
+  Result<std::string> startRotation(const std::string& ca_arn);
+  Result<std::string> rotationStatus(const std::string& ca_arn) const;
+  // Ends a SIGNING_NEW rotation now: ACM certificates still of the old key are re-issued, then
+  // the old root leaves the trust bundles (leaves it signed no longer verify).
+  Result<std::string> retireRotationNow(const std::string& ca_arn);
+  // For the maintenance task: ARNs of the CAs with a rotation in progress.
+  Result<std::vector<std::string>> rotatingCas() const;
+  // One maintenance step of a CA's rotation: PUBLISHING -> SIGNING_NEW when `may_switch`; in
+  // SIGNING_NEW re-issue the ACM certificates of the old key and retire the old root once every
+  // non-revoked certificate it signed has expired. Answers the phase after it.
+  Result<std::string> advanceRotation(const std::string& ca_arn, bool may_switch);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -6,6 +6,7 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "common/json.h"
 #include "control/compile/certificate_source.h"
@@ -59,6 +60,89 @@ Result<std::string> caRecordJson(const std::string& key, X509* cert, EVP_PKEY* p
   OPENSSL_cleanse(key_pem.data(), key_pem.size());
   return "{\"certificate\": " + jsonString(cert_pem) + ", \"key\": " + jsonString(sealed) +
          ", \"createdAt\": " + std::to_string(now) + "}";
+}
+
+// A new identity CA for `mesh`: an EC P-256 key and its self-signed certificate.
+Result<std::pair<CertPtr, KeyPtr>> makeMeshCa(const std::string& mesh, int64_t now) {
+  auto pkey = generateKey(KeyAlgorithm::kEcP256);
+  if (!pkey) return Unexpected<Error>{pkey.error()};
+  auto name =
+      makeName({{"O", "weft"}, {"OU", mesh.substr(0, 64)}, {"CN", "weft mesh identity CA"}});
+  if (!name) return Unexpected<Error>{name.error()};
+  IssueParams p;
+  p.subject = name->get();
+  p.subject_key = pkey->get();
+  p.issuer_key = pkey->get();
+  p.alg = defaultSigningAlgorithm(pkey->get());
+  p.serial = randomSerial();
+  p.not_before = now - 3600;
+  p.not_after = now + kCaValidity;
+  p.profile = Profile::kCa;
+  p.path_len = 0;
+  auto cert = issueCertificate(p);
+  if (!cert) return Unexpected<Error>{cert.error()};
+  return std::make_pair(std::move(*cert), std::move(*pkey));
+}
+
+std::string rotationPhase(const stacks::Value& rec) {
+  const stacks::Value* rot = rec.find("rotation");
+  return rot && rot->isObject() ? std::string(rot->find("phase") ? rot->find("phase")->str() : "")
+                                : "NONE";
+}
+
+std::string member(const stacks::Value& v, std::string_view key) {
+  const stacks::Value* m = v.find(key);
+  return m ? std::string(m->str()) : std::string();
+}
+
+int64_t memberInt(const stacks::Value& v, std::string_view key) {
+  const stacks::Value* m = v.find(key);
+  return m && m->isNumber() ? std::strtoll(m->text().c_str(), nullptr, 10) : 0;
+}
+
+stacks::Value certSummary(const std::string& pem, std::string_view role) {
+  stacks::Value out = stacks::Value::object();
+  auto c = parseCert(pem);
+  if (!c) return out;
+  out.set("role", stacks::Value::string(std::string(role)));
+  out.set("serial", stacks::Value::string(serialColonHex(certSerial(c->get()))));
+  out.set("subject", stacks::Value::string(nameToString(X509_get_subject_name(c->get()))));
+  out.set("notBefore", stacks::Value::number(certNotBefore(c->get())));
+  out.set("notAfter", stacks::Value::number(certNotAfter(c->get())));
+  return out;
+}
+
+// The /weft/v1/ca-rotations answer for the record of `mesh`.
+std::string rotationAnswer(const std::string& mesh, const stacks::Value& rec) {
+  using stacks::Value;
+  Value out = Value::object();
+  out.set("mesh", Value::string(mesh));
+  std::string phase = rotationPhase(rec);
+  out.set("phase", Value::string(phase));
+  Value roots = Value::array();
+  if (phase == "NONE") {
+    roots.push(certSummary(member(rec, "certificate"), "current"));
+  } else {
+    const Value& rot = *rec.find("rotation");
+    out.set("startedAt", Value::number(memberInt(rot, "startedAt")));
+    if (phase == "PUBLISHING") {
+      roots.push(certSummary(member(rec, "certificate"), "old (signing)"));
+      roots.push(certSummary(member(rot, "newCertificate"), "new (published)"));
+    } else {
+      out.set("switchedAt", Value::number(memberInt(rot, "switchedAt")));
+      out.set("retireAt", Value::number(memberInt(rot, "retireAt")));
+      roots.push(certSummary(member(rot, "oldCertificate"), "old (retiring)"));
+      roots.push(certSummary(member(rec, "certificate"), "new (signing)"));
+    }
+  }
+  out.set("trustBundle", std::move(roots));
+  if (const Value* last = rec.find("lastRotation")) out.set("lastRotation", *last);
+  return stacks::toJson(out);
+}
+
+std::string joinPem(std::string a, const std::string& b) {
+  if (!a.empty() && a.back() != '\n') a += '\n';
+  return a + b;
 }
 
 }  // namespace
@@ -160,31 +244,21 @@ Result<std::shared_ptr<const MeshIdentityIssuer::Ca>> MeshIdentityIssuer::loadCa
       ca->cert = std::move(*c);
       ca->key = std::move(*pkey);
       ca->cert_pem = std::string(cert->str());
+      ca->bundle_pem = ca->cert_pem;
+      if (std::string phase = rotationPhase(*v); phase == "PUBLISHING")
+        ca->bundle_pem = joinPem(ca->cert_pem, member(*v->find("rotation"), "newCertificate"));
+      else if (phase == "SIGNING_NEW")
+        ca->bundle_pem = joinPem(member(*v->find("rotation"), "oldCertificate"), ca->cert_pem);
       std::shared_ptr<const Ca> shared = std::move(ca);
       std::lock_guard lock(mu_);
       cache_[mesh] = shared;
       return shared;
     }
     if (!create) return makeError("mesh \"" + mesh + "\" has no identity CA yet", kIdentityNoCa);
-    auto pkey = generateKey(KeyAlgorithm::kEcP256);
-    if (!pkey) return Unexpected<Error>{pkey.error()};
-    auto name =
-        makeName({{"O", "weft"}, {"OU", mesh.substr(0, 64)}, {"CN", "weft mesh identity CA"}});
-    if (!name) return Unexpected<Error>{name.error()};
     int64_t now = unixNow(time_);
-    IssueParams p;
-    p.subject = name->get();
-    p.subject_key = pkey->get();
-    p.issuer_key = pkey->get();
-    p.alg = defaultSigningAlgorithm(pkey->get());
-    p.serial = randomSerial();
-    p.not_before = now - 3600;
-    p.not_after = now + kCaValidity;
-    p.profile = Profile::kCa;
-    p.path_len = 0;
-    auto cert = issueCertificate(p);
-    if (!cert) return Unexpected<Error>{cert.error()};
-    auto record = caRecordJson(key, cert->get(), pkey->get(), kek_, now);
+    auto made = makeMeshCa(mesh, now);
+    if (!made) return Unexpected<Error>{made.error()};
+    auto record = caRecordJson(key, made->first.get(), made->second.get(), kek_, now);
     if (!record) return Unexpected<Error>{record.error()};
     auto committed = store_.commit({StoreOp::put(key, *record, StoreOp::kAbsent)});
     if (!committed && committed.error().code != kStoreConflict)
@@ -204,7 +278,7 @@ Status MeshIdentityIssuer::ensureCa(const std::string& mesh) {
 Result<std::string> MeshIdentityIssuer::trustBundle(const std::string& mesh) const {
   auto ca = loadCa(mesh, false);
   if (!ca) return Unexpected<Error>{ca.error()};
-  return (*ca)->cert_pem;
+  return (*ca)->bundle_pem;
 }
 
 Result<IssuedIdentity> MeshIdentityIssuer::issue(const std::string& mesh,
@@ -235,10 +309,153 @@ Result<IssuedIdentity> MeshIdentityIssuer::issue(const std::string& mesh,
   if (!cert) return Unexpected<Error>{cert.error()};
   IssuedIdentity out;
   out.certificate_chain_pem = certToPem(cert->get());
-  out.trust_bundle_pem = (*ca)->cert_pem;
+  out.trust_bundle_pem = (*ca)->bundle_pem;
   out.spiffe_id = names.spiffe_id;
   out.not_before = p.not_before;
   out.not_after = p.not_after;
+  return out;
+}
+
+Status MeshIdentityIssuer::updateRecord(
+    const std::string& mesh, const std::function<Result<bool>(stacks::Value& record)>& change) {
+  const std::string key = meshCaKey(mesh);
+  for (int attempt = 0; attempt < kMaxRetries; ++attempt) {
+    auto kv = store_.get(key);
+    if (!kv) return Unexpected<Error>{kv.error()};
+    if (!kv->has_value())
+      return makeError("mesh \"" + mesh + "\" has no identity CA yet", kIdentityNoCa);
+    auto rec = stacks::parseJson((*kv)->value);
+    if (!rec || !rec->isObject())
+      return makeError("the identity CA record of mesh \"" + mesh + "\" (" + key + ") is corrupt");
+    auto changed = change(*rec);
+    if (!changed) return Unexpected<Error>{changed.error()};
+    if (!*changed) return {};
+    auto committed = store_.commit({StoreOp::put(key, stacks::toJson(*rec), (*kv)->revision)});
+    if (committed) return {};
+    if (committed.error().code != kStoreConflict) return Unexpected<Error>{committed.error()};
+  }
+  return makeError("could not update the identity CA of mesh \"" + mesh +
+                   "\" (concurrent writers); try again");
+}
+
+Result<std::string> MeshIdentityIssuer::rotationStatus(const std::string& mesh) const {
+  auto kv = store_.get(meshCaKey(mesh));
+  if (!kv) return Unexpected<Error>{kv.error()};
+  if (!kv->has_value())
+    return makeError("mesh \"" + mesh + "\" has no identity CA yet", kIdentityNoCa);
+  auto rec = stacks::parseJson((*kv)->value);
+  if (!rec || !rec->isObject())
+    return makeError("the identity CA record of mesh \"" + mesh + "\" is corrupt");
+  return rotationAnswer(mesh, *rec);
+}
+
+Result<std::string> MeshIdentityIssuer::startRotation(const std::string& mesh) {
+  const std::string key = meshCaKey(mesh);
+  Status st = updateRecord(mesh, [&](stacks::Value& rec) -> Result<bool> {
+    if (std::string phase = rotationPhase(rec); phase != "NONE")
+      return makeError("a rotation of the identity CA of mesh \"" + mesh +
+                           "\" is already in progress (" + phase +
+                           "); it ends when the old root retires (or with `weft ca rotate "
+                           "--mesh " +
+                           mesh + " --retire-now` once the new key signs)",
+                       kIdentityRotationConflict);
+    int64_t now = unixNow(time_);
+    auto made = makeMeshCa(mesh, now);
+    if (!made) return Unexpected<Error>{made.error()};
+    std::string key_pem = privateKeyToPem(made->second.get());
+    stacks::Value rot = stacks::Value::object();
+    rot.set("phase", stacks::Value::string("PUBLISHING"));
+    rot.set("startedAt", stacks::Value::number(now));
+    rot.set("newCertificate", stacks::Value::string(certToPem(made->first.get())));
+    rot.set("newKey", stacks::Value::string(kek_.seal(key_pem, key)));
+    OPENSSL_cleanse(key_pem.data(), key_pem.size());
+    rec.set("rotation", std::move(rot));
+    return true;
+  });
+  if (!st) return Unexpected<Error>{st.error()};
+  return rotationStatus(mesh);
+}
+
+Result<std::string> MeshIdentityIssuer::advanceRotation(const std::string& mesh, bool may_switch) {
+  std::string after;
+  Status st = updateRecord(mesh, [&](stacks::Value& rec) -> Result<bool> {
+    after = rotationPhase(rec);
+    int64_t now = unixNow(time_);
+    if (after == "PUBLISHING" && may_switch) {
+      const stacks::Value rot = *rec.find("rotation");  // a copy: rec changes below
+      // Old identities were issued until now and live `validity`; peers' clocks may lag.
+      int64_t validity = options_.validity.count();
+      int64_t retire_at = now + validity + std::min<int64_t>(kMaxClockSkew, validity / 10);
+      stacks::Value next = stacks::Value::object();
+      next.set("phase", stacks::Value::string("SIGNING_NEW"));
+      next.set("startedAt", stacks::Value::number(memberInt(rot, "startedAt")));
+      next.set("switchedAt", stacks::Value::number(now));
+      next.set("retireAt", stacks::Value::number(retire_at));
+      next.set("oldCertificate", stacks::Value::string(member(rec, "certificate")));
+      rec.set("certificate", stacks::Value::string(member(rot, "newCertificate")));
+      rec.set("key", stacks::Value::string(member(rot, "newKey")));
+      rec.set("rotation", std::move(next));
+      after = "SIGNING_NEW";
+      return true;
+    }
+    if (after == "SIGNING_NEW" && now >= memberInt(*rec.find("rotation"), "retireAt")) {
+      const stacks::Value& rot = *rec.find("rotation");
+      stacks::Value last = stacks::Value::object();
+      last.set("startedAt", stacks::Value::number(memberInt(rot, "startedAt")));
+      last.set("switchedAt", stacks::Value::number(memberInt(rot, "switchedAt")));
+      last.set("retiredAt", stacks::Value::number(now));
+      last.set("retiredEarly", stacks::Value::boolean(false));
+      rec.erase("rotation");
+      rec.set("lastRotation", std::move(last));
+      after = "NONE";
+      return true;
+    }
+    return false;
+  });
+  if (!st) return Unexpected<Error>{st.error()};
+  return after;
+}
+
+Result<std::string> MeshIdentityIssuer::retireRotationNow(const std::string& mesh) {
+  Status st = updateRecord(mesh, [&](stacks::Value& rec) -> Result<bool> {
+    std::string phase = rotationPhase(rec);
+    if (phase == "NONE")
+      return makeError("the identity CA of mesh \"" + mesh + "\" has no rotation in progress",
+                       kIdentityRotationConflict);
+    if (phase == "PUBLISHING")
+      return makeError("the rotation of the identity CA of mesh \"" + mesh +
+                           "\" is PUBLISHING: the old key still signs, so its root cannot retire "
+                           "yet; wait until the phase is SIGNING_NEW",
+                       kIdentityRotationConflict);
+    const stacks::Value& rot = *rec.find("rotation");
+    stacks::Value last = stacks::Value::object();
+    last.set("startedAt", stacks::Value::number(memberInt(rot, "startedAt")));
+    last.set("switchedAt", stacks::Value::number(memberInt(rot, "switchedAt")));
+    last.set("retiredAt", stacks::Value::number(unixNow(time_)));
+    last.set("retiredEarly", stacks::Value::boolean(true));
+    rec.erase("rotation");
+    rec.set("lastRotation", std::move(last));
+    return true;
+  });
+  if (!st) return Unexpected<Error>{st.error()};
+  return rotationStatus(mesh);
+}
+
+Result<std::vector<std::string>> MeshIdentityIssuer::rotatingMeshes() const {
+  std::vector<std::string> out;
+  const std::string prefix(kMeshCaKeyPrefix);
+  std::string start;
+  while (true) {
+    auto items = store_.list(prefix, start, 200);
+    if (!items) return Unexpected<Error>{items.error()};
+    for (const KeyValue& kv : *items) {
+      start = kv.key;
+      auto rec = stacks::parseJson(kv.value);
+      if (rec && rec->isObject() && rotationPhase(*rec) != "NONE")
+        out.push_back(kv.key.substr(prefix.size()));
+    }
+    if (items->size() < 200) break;
+  }
   return out;
 }
 

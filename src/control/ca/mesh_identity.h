@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,6 +29,7 @@
 #include "common/time.h"
 #include "control/ca/kek.h"
 #include "control/ca/pki.h"
+#include "control/stacks/json_value.h"
 #include "control/store/store.h"
 
 namespace weft::control::ca {
@@ -44,6 +46,9 @@ inline constexpr int kIdentityBadCsr = 400;
 inline constexpr int kIdentityForeignName = 403;
 // Error::code of trustBundle: the mesh has no identity CA yet.
 inline constexpr int kIdentityNoCa = 404;
+// Error::code of the rotation methods: a rotation is already in progress, or the step asked
+// for does not fit the phase.
+inline constexpr int kIdentityRotationConflict = 409;
 
 // The names an identity certificate holds, decided by the server.
 struct IdentityNames {
@@ -89,8 +94,31 @@ class MeshIdentityIssuer {
                                std::string_view csr_pem);
 
   // The mesh CA's certificate (PEM), read-only (never creates the CA): kIdentityNoCa when the
-  // mesh has none yet.
+  // mesh has none yet. During a rotation, the old and the new CA certificates (old first).
   Result<std::string> trustBundle(const std::string& mesh) const;
+
+  // Rotation of the mesh's identity CA (docs/security.md "Rotation"). Answers are the JSON
+  // bodies of /weft/v1/ca-rotations: {"mesh", "phase" (NONE, PUBLISHING, SIGNING_NEW),
+  // "startedAt", "switchedAt", "retireAt", "trustBundle": [{"role", "serial", "subject",
+  // "notBefore", "notAfter"}], "lastRotation"}. Errors: kIdentityNoCa, kIdentityRotationConflict.
+  //
+  // The record ca/mesh/MESH gains "rotation": PUBLISHING {"phase", "startedAt",
+  // "newCertificate", "newKey" (sealed, AAD the store key)}: the old key signs, trust holds both;
+  // SIGNING_NEW {"phase", "startedAt", "switchedAt", "retireAt", "oldCertificate"}: the new key
+  // is the CA's ("certificate", "key"), trust holds both until retireAt = switchedAt + the
+  // identity validity + the clock-skew allowance, when every identity the old key signed has
+  // expired. Afterwards "lastRotation" {"startedAt", "switchedAt", "retiredAt", "retiredEarly"}.
+  //
+  // Starts one: a new P-256 key and self-signed CA certificate (same subject, new serial).
+  Result<std::string> startRotation(const std::string& mesh);
+  Result<std::string> rotationStatus(const std::string& mesh) const;
+  // Ends a SIGNING_NEW rotation now (identities of the old key still in use stop verifying).
+  Result<std::string> retireRotationNow(const std::string& mesh);
+  // Meshes whose CA has a rotation in progress.
+  Result<std::vector<std::string>> rotatingMeshes() const;
+  // One maintenance step: PUBLISHING -> SIGNING_NEW when `may_switch`; SIGNING_NEW -> retired
+  // at retireAt. Answers the phase after it.
+  Result<std::string> advanceRotation(const std::string& mesh, bool may_switch);
 
   const MeshIdentityOptions& options() const { return options_; }
 
@@ -100,9 +128,15 @@ class MeshIdentityIssuer {
     CertPtr cert;
     KeyPtr key;
     std::string cert_pem;
+    std::string bundle_pem;  // cert_pem, plus the other CA certificate during a rotation
   };
   // The CA of `mesh`: from the cache when its store revision is unchanged.
   Result<std::shared_ptr<const Ca>> loadCa(const std::string& mesh, bool create) const;
+
+  // Re-reads the mesh's CA record, lets `change` edit it (false: nothing to write) and writes it
+  // back under a precondition on its revision, retrying on conflicts.
+  Status updateRecord(const std::string& mesh,
+                      const std::function<Result<bool>(stacks::Value& record)>& change);
 
   Store& store_;
   const Kek& kek_;
