@@ -41,6 +41,7 @@
 #include "control/ca/kek.h"
 #include "control/ca/maintenance.h"
 #include "control/ca/mesh_identity.h"
+#include "control/ca/rekey.h"
 #include "control/compile/compiler.h"
 #include "control/credentials/credentials.h"
 #include "control/model/appmesh_api.h"
@@ -53,6 +54,7 @@
 #include "control/registry/dns_server.h"
 #include "control/registry/registry_api.h"
 #include "control/server_metrics.h"
+#include "control/server_rekey.h"
 #include "control/stacks/stack_api.h"
 #include "control/store/notifying_store.h"
 #include "control/store/sqlite_store.h"
@@ -107,10 +109,14 @@ constexpr const char* kHelp =
     "                       expires unrenewed (default: a quarter of its lifetime)\n"
     "  --ca-maintenance-interval D  how often the CA's scheduled work runs (renewals, CRL\n"
     "                       re-signing, rotation phases; default 60s; 1s to 1h)\n"
+    "  --acm-renew-before D  ACM certificates are renewed this long before they expire\n"
+    "                       (default 60d, as ACM; never before two thirds of a certificate's\n"
+    "                       lifetime)\n"
     "  --config FILE        YAML file with the keys data-dir, api, region, account-id,\n"
     "                       ports-file, log-level, dns, dns-upstream, stream, stream-san,\n"
     "                       insecure (true/false), proxy-stale-after, identity-validity,\n"
-    "                       identity-expiry-warning, ca-maintenance-interval and quotas (a map of\n"
+    "                       identity-expiry-warning, ca-maintenance-interval, acm-renew-before\n"
+    "                       and quotas (a map of\n"
     "                       App Mesh quota names:\n"
     "                       virtual_nodes_per_mesh, virtual_services_per_mesh,\n"
     "                       virtual_routers_per_mesh, routes_per_virtual_router,\n"
@@ -123,7 +129,9 @@ constexpr const char* kHelp =
     "  AWS_SHARED_CREDENTIALS_FILE=DIR/admin-credentials AWS_CONFIG_FILE=DIR/aws-config \\\n"
     "    aws --profile weft --endpoint-url http://127.0.0.1:7080 appmesh list-meshes\n"
     "\n"
-    "A proxy joins with a token: `weft token create --resource mesh/M/virtualNode/N`.\n";
+    "A proxy joins with a token: `weft token create --resource mesh/M/virtualNode/N`.\n"
+    "\n"
+    "weft server rekey --help: change the CA key-encryption key (server stopped).\n";
 
 struct Settings {
   std::string data_dir = kDefaultDataDir;
@@ -140,6 +148,7 @@ struct Settings {
   std::string identity_validity = "24h";        // docs/security.md "Mesh identities"
   std::string identity_expiry_warning;          // empty: a quarter of the lifetime
   std::string ca_maintenance_interval = "60s";  // docs/ca.md "Scheduled work"
+  std::string acm_renew_before = "60d";         // docs/ca.md "Scheduled work"
   std::string log_level = "info";
   std::string ca_key_file;  // CA key-encryption key (docs/ca.md); empty: WEFT_CA_KEY or DIR/ca-kek
   std::map<std::string, int> quotas;
@@ -159,7 +168,8 @@ const char* const kKeys[] = {"data-dir",
                              "proxy-stale-after",
                              "identity-validity",
                              "identity-expiry-warning",
-                             "ca-maintenance-interval"};
+                             "ca-maintenance-interval",
+                             "acm-renew-before"};
 
 std::string* field(Settings& s, std::string_view key) {
   if (key == "data-dir") return &s.data_dir;
@@ -178,6 +188,7 @@ std::string* field(Settings& s, std::string_view key) {
   if (key == "identity-validity") return &s.identity_validity;
   if (key == "identity-expiry-warning") return &s.identity_expiry_warning;
   if (key == "ca-maintenance-interval") return &s.ca_maintenance_interval;
+  if (key == "acm-renew-before") return &s.acm_renew_before;
   return nullptr;
 }
 
@@ -338,7 +349,8 @@ Status makeDataDir(const std::string& dir) {
   return {};
 }
 
-// Holds an exclusive flock on DIR/lock for the life of the process.
+}  // namespace
+
 Result<int> lockDataDir(const std::string& dir) {
   std::string path = dir + "/lock";
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -359,6 +371,8 @@ Result<int> lockDataDir(const std::string& dir) {
   }
   return fd;
 }
+
+namespace {
 
 std::string randomAccountId() {
   // No leading zero, so it never reads as a shorter number.
@@ -394,6 +408,7 @@ int usageError(const std::string& message) {
 }  // namespace
 
 int runServer(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "rekey") return runRekey(argc - 1, argv + 1);
   // 1. Settings: config file first, flags over it.
   Settings settings;
   std::map<std::string, std::string> flags;
@@ -544,6 +559,12 @@ int runServer(int argc, char** argv) {
       },
       time);
   // The certificate authority (ACM PCA and ACM JSON 1.1 APIs; docs/ca.md).
+  if (const char* env = std::getenv("WEFT_CA_KEY");
+      settings.ca_key_file.empty() && (env == nullptr || *env == '\0')) {
+    // A `weft server rekey` interrupted between its commit and its rename (docs/ca.md).
+    if (auto done = ca::finishKekChange(**store, dir); !done)
+      return fail("CA key-encryption key: " + done.error().message);
+  }
   auto ca_kek = ca::Kek::load(settings.ca_key_file, std::getenv("WEFT_CA_KEY"), dir);
   if (!ca_kek) return fail("CA key-encryption key: " + ca_kek.error().message);
   ca::CaApi ca_api(notifying, time, *ca_kek, ca::Options{settings.region, *account});
@@ -609,6 +630,13 @@ int runServer(int argc, char** argv) {
   if (!maintenance_interval) return usageError(maintenance_interval.error().message);
   // Scheduled CA work (docs/ca.md "Scheduled work"): tasks are added next to what they maintain.
   ca::Maintenance ca_maintenance(time, *maintenance_interval);
+  auto acm_renew_before =
+      parseDuration("acm-renew-before", settings.acm_renew_before, 60, int64_t{3650} * 86400);
+  if (!acm_renew_before) return usageError(acm_renew_before.error().message);
+  ca_maintenance.add("ACM renewal", [&ca_api, before = *acm_renew_before](auto now) {
+    return ca_api.renewDueAcmCertificates(now, before);
+  });
+  ca_maintenance.add("CRL re-signing", [&ca_api](auto now) { return ca_api.resignDueCrls(now); });
   ca::MeshIdentityIssuer identity_issuer(notifying, *ca_kek, time,
                                          ca::MeshIdentityOptions{*identity_validity});
   push::MeshIdentitySigner identity_signer(notifying, identity_issuer, identity_warning);
