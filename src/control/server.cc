@@ -41,6 +41,7 @@
 #include "control/ca/kek.h"
 #include "control/ca/maintenance.h"
 #include "control/ca/mesh_identity.h"
+#include "control/ca/rekey.h"
 #include "control/ca/rotation.h"
 #include "control/compile/compiler.h"
 #include "control/credentials/credentials.h"
@@ -54,6 +55,7 @@
 #include "control/registry/dns_server.h"
 #include "control/registry/registry_api.h"
 #include "control/server_metrics.h"
+#include "control/server_rekey.h"
 #include "control/stacks/stack_api.h"
 #include "control/store/notifying_store.h"
 #include "control/store/sqlite_store.h"
@@ -108,10 +110,14 @@ constexpr const char* kHelp =
     "                       expires unrenewed (default: a quarter of its lifetime)\n"
     "  --ca-maintenance-interval D  how often the CA's scheduled work runs (renewals, CRL\n"
     "                       re-signing, rotation phases; default 60s; 1s to 1h)\n"
+    "  --acm-renew-before D  ACM certificates are renewed this long before they expire\n"
+    "                       (default 60d, as ACM; never before two thirds of a certificate's\n"
+    "                       lifetime)\n"
     "  --config FILE        YAML file with the keys data-dir, api, region, account-id,\n"
     "                       ports-file, log-level, dns, dns-upstream, stream, stream-san,\n"
     "                       insecure (true/false), proxy-stale-after, identity-validity,\n"
-    "                       identity-expiry-warning, ca-maintenance-interval and quotas (a map of\n"
+    "                       identity-expiry-warning, ca-maintenance-interval, acm-renew-before\n"
+    "                       and quotas (a map of\n"
     "                       App Mesh quota names:\n"
     "                       virtual_nodes_per_mesh, virtual_services_per_mesh,\n"
     "                       virtual_routers_per_mesh, routes_per_virtual_router,\n"
@@ -124,7 +130,9 @@ constexpr const char* kHelp =
     "  AWS_SHARED_CREDENTIALS_FILE=DIR/admin-credentials AWS_CONFIG_FILE=DIR/aws-config \\\n"
     "    aws --profile weft --endpoint-url http://127.0.0.1:7080 appmesh list-meshes\n"
     "\n"
-    "A proxy joins with a token: `weft token create --resource mesh/M/virtualNode/N`.\n";
+    "A proxy joins with a token: `weft token create --resource mesh/M/virtualNode/N`.\n"
+    "\n"
+    "weft server rekey --help: change the CA key-encryption key (server stopped).\n";
 
 struct Settings {
   std::string data_dir = kDefaultDataDir;
@@ -141,6 +149,7 @@ struct Settings {
   std::string identity_validity = "24h";        // docs/security.md "Mesh identities"
   std::string identity_expiry_warning;          // empty: a quarter of the lifetime
   std::string ca_maintenance_interval = "60s";  // docs/ca.md "Scheduled work"
+  std::string acm_renew_before = "60d";         // docs/ca.md "Scheduled work"
   std::string log_level = "info";
   std::string ca_key_file;  // CA key-encryption key (docs/ca.md); empty: WEFT_CA_KEY or DIR/ca-kek
   std::map<std::string, int> quotas;
@@ -160,7 +169,8 @@ const char* const kKeys[] = {"data-dir",
                              "proxy-stale-after",
                              "identity-validity",
                              "identity-expiry-warning",
-                             "ca-maintenance-interval"};
+                             "ca-maintenance-interval",
+                             "acm-renew-before"};
 
 std::string* field(Settings& s, std::string_view key) {
   if (key == "data-dir") return &s.data_dir;
@@ -179,6 +189,7 @@ std::string* field(Settings& s, std::string_view key) {
   if (key == "identity-validity") return &s.identity_validity;
   if (key == "identity-expiry-warning") return &s.identity_expiry_warning;
   if (key == "ca-maintenance-interval") return &s.ca_maintenance_interval;
+  if (key == "acm-renew-before") return &s.acm_renew_before;
   return nullptr;
 }
 
@@ -339,7 +350,8 @@ Status makeDataDir(const std::string& dir) {
   return {};
 }
 
-// Holds an exclusive flock on DIR/lock for the life of the process.
+}  // namespace
+
 Result<int> lockDataDir(const std::string& dir) {
   std::string path = dir + "/lock";
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -360,6 +372,8 @@ Result<int> lockDataDir(const std::string& dir) {
   }
   return fd;
 }
+
+namespace {
 
 std::string randomAccountId() {
   // No leading zero, so it never reads as a shorter number.
@@ -395,6 +409,7 @@ int usageError(const std::string& message) {
 }  // namespace
 
 int runServer(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "rekey") return runRekey(argc - 1, argv + 1);
   // 1. Settings: config file first, flags over it.
   Settings settings;
   std::map<std::string, std::string> flags;
@@ -545,6 +560,12 @@ int runServer(int argc, char** argv) {
       },
       time);
   // The certificate authority (ACM PCA and ACM JSON 1.1 APIs; docs/ca.md).
+  if (const char* env = std::getenv("WEFT_CA_KEY");
+      settings.ca_key_file.empty() && (env == nullptr || *env == '\0')) {
+    // A `weft server rekey` interrupted between its commit and its rename (docs/ca.md).
+    if (auto done = ca::finishKekChange(**store, dir); !done)
+      return fail("CA key-encryption key: " + done.error().message);
+  }
   auto ca_kek = ca::Kek::load(settings.ca_key_file, std::getenv("WEFT_CA_KEY"), dir);
   if (!ca_kek) return fail("CA key-encryption key: " + ca_kek.error().message);
   ca::CaApi ca_api(notifying, time, *ca_kek, ca::Options{settings.region, *account});
@@ -612,6 +633,13 @@ int runServer(int argc, char** argv) {
   if (!maintenance_interval) return usageError(maintenance_interval.error().message);
   // Scheduled CA work (docs/ca.md "Scheduled work"): tasks are added next to what they maintain.
   ca::Maintenance ca_maintenance(time, *maintenance_interval);
+  auto acm_renew_before =
+      parseDuration("acm-renew-before", settings.acm_renew_before, 60, int64_t{3650} * 86400);
+  if (!acm_renew_before) return usageError(acm_renew_before.error().message);
+  ca_maintenance.add("ACM renewal", [&ca_api, before = *acm_renew_before](auto now) {
+    return ca_api.renewDueAcmCertificates(now, before);
+  });
+  ca_maintenance.add("CRL re-signing", [&ca_api](auto now) { return ca_api.resignDueCrls(now); });
   ca::MeshIdentityIssuer identity_issuer(notifying, *ca_kek, time,
                                          ca::MeshIdentityOptions{*identity_validity});
   push::MeshIdentitySigner identity_signer(notifying, identity_issuer, identity_warning);

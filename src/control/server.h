@@ -3,7 +3,16 @@
 // credentials on first start, serves the HTTP API (App Mesh, stacks, credentials) on --api, and
 // stops cleanly on SIGTERM/SIGINT.
 
+#include <string>
+
+#include "common/result.h"
+
 namespace weft::control {
+
+// Takes an exclusive flock on DIR/lock (writing this pid into it) and answers its fd; the lock
+// lasts until the fd is closed or the process ends. Fails, naming the holder's pid, when another
+// process (a running server, a `weft server rekey`) holds it.
+Result<int> lockDataDir(const std::string& dir);
 
 // Runs `weft server` with the arguments after "server" (argv[0] is "server"). Answers the exit
 // code. Prints --help.

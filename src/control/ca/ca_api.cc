@@ -13,6 +13,7 @@
 #include <set>
 #include <vector>
 
+#include "common/log.h"
 #include "control/api/crypto_util.h"
 #include "control/ca/pki.h"
 #include "control/compile/compiler.h"
@@ -32,8 +33,8 @@ constexpr int64_t kAcmValidityDays = 395;  // ACM private certificates: 13 month
 constexpr std::string_view kValidityMember = "WeftValidityInDays";
 constexpr int64_t kMaxValidityDays = 36500;
 constexpr int64_t kBackdate = 3600;  // notBefore an hour early, for clock skew (as PCA)
-constexpr std::string_view kKekCheckKey = "ca/kek-check";
-constexpr std::string_view kKekCheckText = "weft-ca-kek-check-v1";
+constexpr std::string_view kKekCheckKey = kKekCheckRecordKey;
+constexpr std::string_view kKekCheckText = kKekCheckRecordText;
 constexpr std::string_view kImportPath = "/weft/v1/certificate-authorities/import";
 
 // ---- errors: AWS JSON 1.1 error names, all 400 but internal failures ----
@@ -1929,50 +1930,179 @@ struct CaApi::Impl {
   Result<std::string> renewCert(const Value& in) {
     auto arn_in = memberString(in, "CertificateArn", true, 20, 2048);
     if (!arn_in) return Unexpected<Error>{arn_in.error()};
-    return renewAcmCertificate(*arn_in);
+    auto id = acmIdOf(*arn_in);
+    if (!id) return Unexpected<Error>{id.error()};
+    // A FAILED renewal is recorded in RenewalSummary and the call succeeds, as ACM's does.
+    auto r = renewAcm(*id, now(), std::nullopt);
+    if (!r) return Unexpected<Error>{r.error()};
+    return std::string("{}");
   }
 
-  // RenewCertificate's work, shared with CA rotation (and automatic renewal): a new key and
-  // certificate from the certificate's CA with its current key, the same ARN and names.
-  Result<std::string> renewAcmCertificate(const std::string& acm_arn) {
-    auto id = acmIdOf(acm_arn);
-    if (!id) return Unexpected<Error>{id.error()};
+  // What renewAcm() did.
+  static constexpr std::string_view kRenewed = "SUCCESS";
+  static constexpr std::string_view kNotDue = "NOT_DUE";
+  static constexpr std::string_view kFailedPrefix = "FAILED ";  // + ACM's reason
+
+  // The renewal RenewCertificate and the maintenance task share. `at`: the caller's now (Unix
+  // seconds), recorded as the summary's UpdatedAt. `due_window`: set by the task, which renews
+  // only a certificate still ISSUED and due — checked on the record read for the commit, so a
+  // renewal made meanwhile (the API) is not repeated. Answers kRenewed, kNotDue or
+  // kFailedPrefix + reason.
+  Result<std::string> renewAcm(const std::string& id, int64_t at,
+                               std::optional<std::chrono::seconds> due_window) {
+    if (!isUuid(id))
+      return fail(kInvalidArn, "\"" + id.substr(0, 100) + "\" is not a certificate id");
+    const std::string key = "ca/acm/" + id;
     return commitLoop([&]() -> Result<std::optional<std::string>> {
-      auto l = load("ca/acm/" + *id);
+      auto l = load(key);
       if (!l) return Unexpected<Error>{l.error()};
-      if (!l->has_value()) return fail(kResourceNotFound, "Could not find certificate " + acm_arn);
-      const Loaded& cur = **l;
-      const std::string arn = getStr(cur.v, "CertificateArn");
-      auto state = acmState(cur.v);
+      if (!l->has_value())
+        return fail(kResourceNotFound, "Could not find certificate " + acmArn(id));
+      const Value& cur = (*l)->v;
+      const std::string arn = getStr(cur, "CertificateArn");
+      auto state = acmState(cur);
       if (!state) return Unexpected<Error>{state.error()};
       if (state->status != "ISSUED" && state->status != "EXPIRED")
         return fail(kInvalidState,
                     "certificate " + arn + " is " + state->status + " and cannot be renewed");
-      auto key_alg = parseKeyAlgorithm(getStr(cur.v, "KeyAlgorithm"));
+      if (due_window &&
+          at < acmRenewalDueAt(getInt(cur, "NotBefore"), getInt(cur, "NotAfter"), *due_window))
+        return std::optional<std::string>(std::string(kNotDue));
+      auto key_alg = parseKeyAlgorithm(getStr(cur, "KeyAlgorithm"));
       auto issued = issueForAcm(
-          getStr(cur.v, "CertificateAuthorityArn"), arn, *cur.v.find("SubjectAlternativeNames"),
-          key_alg.value_or(KeyAlgorithm::kRsa2048), getInt(cur.v, "ValidityDays"));
+          getStr(cur, "CertificateAuthorityArn"), arn, *cur.find("SubjectAlternativeNames"),
+          key_alg.value_or(KeyAlgorithm::kRsa2048), getInt(cur, "ValidityDays"));
       if (!issued) return Unexpected<Error>{issued.error()};
-      Value rec = cur.v;
+      const bool failed = !issued->failure.empty();
+      const std::string outcome =
+          failed ? std::string(kFailedPrefix) + issued->failure : std::string(kRenewed);
+      if (failed) {
+        // The same failure again (a task retrying each round): leave the record as it is, so
+        // configs that depend on it are not recompiled for nothing.
+        const Value* prev = cur.find("RenewalSummary");
+        if (prev && getStr(*prev, "RenewalStatus") == "FAILED" &&
+            getStr(*prev, "RenewalStatusReason") == issued->failure)
+          return std::optional<std::string>(outcome);
+      }
+      Value rec = cur;
       Value summary = Value::object();
-      summary.set("RenewalStatus", str(issued->failure.empty() ? "SUCCESS" : "FAILED"));
+      summary.set("RenewalStatus", str(failed ? "FAILED" : "SUCCESS"));
       Value dvo = Value::array();
-      for (const Value& n : cur.v.find("SubjectAlternativeNames")->items()) {
+      for (const Value& n : cur.find("SubjectAlternativeNames")->items()) {
         Value o = Value::object();
         o.set("DomainName", n);
         o.set("ValidationStatus", str("SUCCESS"));
         dvo.push(std::move(o));
       }
       summary.set("DomainValidationOptions", std::move(dvo));
-      if (!issued->failure.empty()) summary.set("RenewalStatusReason", str(issued->failure));
-      summary.set("UpdatedAt", num(now()));
+      if (failed) summary.set("RenewalStatusReason", str(issued->failure));
+      summary.set("UpdatedAt", num(at));
       rec.set("RenewalSummary", std::move(summary));
       for (const auto& [k, v] : issued->fields.members()) rec.set(k, v);
       std::vector<StoreOp> ops = std::move(issued->ops);
-      ops.push_back(
-          StoreOp::put("ca/acm/" + arn.substr(arn.rfind('/') + 1), answer(rec), cur.revision));
-      return tryCommit(ops, "{}");
+      ops.push_back(StoreOp::put(key, answer(rec), (*l)->revision));
+      return tryCommit(ops, outcome);
     });
+  }
+
+  Status renewDueAcm(int64_t at, std::chrono::seconds window) {
+    const std::string prefix = "ca/acm/";
+    std::vector<std::string> due;
+    std::string start;
+    while (true) {
+      auto items = store.list(prefix, start, 200);
+      if (!items) return Unexpected<Error>{items.error()};
+      for (const KeyValue& kv : *items) {
+        start = kv.key;
+        auto rec = parseRecord(kv);
+        if (!rec) return Unexpected<Error>{rec.error()};
+        // Cheap test first (most certificates are not due); the revocation check reads the PCA
+        // record only for the due ones.
+        if (getStr(*rec, "Status") != "ISSUED" ||
+            at < acmRenewalDueAt(getInt(*rec, "NotBefore"), getInt(*rec, "NotAfter"), window))
+          continue;
+        auto state = acmState(*rec);
+        if (!state) return Unexpected<Error>{state.error()};
+        if (state->status == "ISSUED" || state->status == "EXPIRED")
+          due.push_back(kv.key.substr(prefix.size()));
+      }
+      if (items->size() < 200) break;
+    }
+    std::vector<std::string> problems;
+    for (const std::string& id : due) {
+      auto r = renewAcm(id, at, window);
+      if (!r) {
+        // Deleted or revoked since the listing: nothing to renew.
+        if (r.error().code == kResourceNotFound || r.error().code == kInvalidState) continue;
+        problems.push_back(acmArn(id) + ": " + r.error().message);
+      } else if (*r == kRenewed) {
+        log::info("ca", "renewed ACM certificate " + acmArn(id) + " before its expiry");
+      } else if (r->rfind(kFailedPrefix, 0) == 0) {
+        problems.push_back(acmArn(id) + ": renewal FAILED (" + r->substr(kFailedPrefix.size()) +
+                           "); its CA cannot issue");
+      }
+    }
+    if (problems.empty()) return {};
+    std::string message = "ACM renewal: ";
+    for (size_t i = 0; i < problems.size() && i < 5; ++i) message += (i ? "; " : "") + problems[i];
+    if (problems.size() > 5) message += "; and " + std::to_string(problems.size() - 5) + " more";
+    return makeError(message);
+  }
+
+  Status resignCrls(int64_t at) {
+    const std::string prefix = "ca/pca-crl/";
+    std::vector<std::string> due;
+    std::string start;
+    while (true) {
+      auto items = store.list(prefix, start, 200);
+      if (!items) return Unexpected<Error>{items.error()};
+      for (const KeyValue& kv : *items) {
+        start = kv.key;
+        auto crl = parseRecord(kv);
+        if (!crl) return Unexpected<Error>{crl.error()};
+        if (crlDue(*crl, at)) due.push_back(kv.key.substr(prefix.size()));
+      }
+      if (items->size() < 200) break;
+    }
+    std::vector<std::string> problems;
+    for (const std::string& id : due) {
+      auto r = commitLoop([&]() -> Result<std::optional<std::string>> {
+        auto ca = loadCa(id);
+        if (!ca) {
+          if (ca.error().code == kResourceNotFound) return std::optional<std::string>("gone");
+          return Unexpected<Error>{ca.error()};
+        }
+        std::string status = caStatus(ca->v);
+        if (status != "ACTIVE" && status != "DISABLED")
+          return std::optional<std::string>("skipped");  // deleted or expired: nobody checks it
+        auto current = load("ca/pca-crl/" + id);
+        if (!current) return Unexpected<Error>{current.error()};
+        if (!current->has_value() || !crlDue((*current)->v, at))
+          return std::optional<std::string>("not due");
+        auto key = caKey(ca->v);
+        if (!key) return Unexpected<Error>{key.error()};
+        auto cert = parseCert(getStr(ca->v, "Certificate"));
+        if (!cert) return Unexpected<Error>{cert.error()};
+        // crlOps pins the CRL record's revision as a revocation does: a revocation committed
+        // meanwhile makes this a conflict, and the retry signs its entry too.
+        auto ops = crlOps(id, ca->v, cert->get(), key->get(), nullptr);
+        if (!ops) return Unexpected<Error>{ops.error()};
+        ops->push_back(StoreOp::check("ca/pca/" + id, ca->revision));
+        return tryCommit(*ops, "re-signed");
+      });
+      if (!r) problems.push_back(caArn(id) + ": " + r.error().message);
+    }
+    if (problems.empty()) return {};
+    std::string message = "CRL re-signing: ";
+    for (size_t i = 0; i < problems.size() && i < 5; ++i) message += (i ? "; " : "") + problems[i];
+    if (problems.size() > 5) message += "; and " + std::to_string(problems.size() - 5) + " more";
+    return makeError(message);
+  }
+
+  // A CRL is re-signed once half of its validity has passed.
+  static bool crlDue(const Value& crl, int64_t at) {
+    int64_t this_update = getInt(crl, "ThisUpdate"), next_update = getInt(crl, "NextUpdate");
+    return at >= this_update + (next_update - this_update) / 2;
   }
 
   Result<std::string> deleteCert(const Value& in) {
@@ -2297,8 +2427,11 @@ struct CaApi::Impl {
       if (items->size() < 200) break;
     }
     for (const std::string& acm : due) {
-      auto r = renewAcmCertificate(acm);
+      auto r = renewAcm(acm.substr(acm.rfind('/') + 1), now(), std::nullopt);
       if (!r) return makeError("re-issuing " + acm + " with the new key: " + r.error().message);
+      if (r->rfind(kFailedPrefix, 0) == 0)
+        return makeError("re-issuing " + acm + " with the new key: renewal FAILED (" +
+                         r->substr(kFailedPrefix.size()) + ")");
     }
     return {};
   }
@@ -2550,6 +2683,37 @@ Status CaApi::init() {
   return {};
 }
 
+namespace {
+int64_t unixSeconds(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+}  // namespace
+
+int64_t acmRenewalDueAt(int64_t not_before, int64_t not_after, std::chrono::seconds renew_before) {
+  const int64_t lifetime = std::max<int64_t>(not_after - not_before, 0);
+  return not_after - std::min<int64_t>(renew_before.count(), lifetime / 3);
+}
+
+Status CaApi::renewAcmCertificate(const std::string& certificate_id,
+                                  std::chrono::system_clock::time_point now) {
+  auto r = impl_->renewAcm(certificate_id, unixSeconds(now), std::nullopt);
+  if (!r) return Unexpected<Error>{r.error()};
+  if (r->rfind(Impl::kFailedPrefix, 0) == 0)
+    return makeError("ACM certificate " + impl_->acmArn(certificate_id) + ": renewal FAILED (" +
+                         r->substr(Impl::kFailedPrefix.size()) + ")",
+                     kAcmRenewalFailed);
+  return {};
+}
+
+Status CaApi::renewDueAcmCertificates(std::chrono::system_clock::time_point now,
+                                      std::chrono::seconds renew_before) {
+  return impl_->renewDueAcm(unixSeconds(now), renew_before);
+}
+
+Status CaApi::resignDueCrls(std::chrono::system_clock::time_point now) {
+  return impl_->resignCrls(unixSeconds(now));
+}
+
 Result<compile::CertMaterial> CaApi::proxyCertificate(const std::string& acm_arn) const {
   return impl_->proxyCertificate(acm_arn);
 }
@@ -2582,12 +2746,6 @@ Result<T> http(Result<T> r) {
   return r;
 }
 }  // namespace
-
-Status CaApi::renewAcmCertificate(const std::string& acm_arn) {
-  auto r = impl_->renewAcmCertificate(acm_arn);
-  if (!r) return Unexpected<Error>{r.error()};
-  return {};
-}
 
 Result<std::string> CaApi::startRotation(const std::string& ca_arn) {
   return http(impl_->startRotation(ca_arn));

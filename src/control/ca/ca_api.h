@@ -12,8 +12,9 @@
 //                                     certificate and chain (PEM)
 //   ca/pca-cert/<ca-id>/<serial-hex>  one certificate the CA issued (PEM, status, revocation)
 //   ca/pca-crl/<ca-id>                the CA's current CRL (DER base64 and PEM) and its revoked
-//                                     list; rewritten by every revocation under a precondition
-//                                     on its revision, so racing revocations serialise
+//                                     list; rewritten by every revocation and re-signing
+//                                     (resignDueCrls) under a precondition on its revision, so
+//                                     racing writers serialise
 //   ca/acm/<cert-id>                  one ACM certificate (names, sealed key, PEM, status;
 //                                     ValidityDays when RequestCertificate asked for one)
 //   ca/token/<op>/<sha256(token)>     idempotency tokens: the request digest and the answer
@@ -24,6 +25,7 @@
 //
 // Thread-safety: handle*() may be called from any number of threads at once.
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,6 +39,20 @@
 #include "control/store/store.h"
 
 namespace weft::control::ca {
+
+// Error::code of CaApi::renewAcmCertificate() when the renewal was tried and FAILED (the CA
+// cannot issue): the failure is recorded in the certificate's RenewalSummary, the certificate
+// keeps its current key and certificate, and the message names ACM's reason.
+inline constexpr int kAcmRenewalFailed = 4601;
+
+// ACM's managed renewal of private certificates starts 60 days before notAfter.
+inline constexpr std::chrono::seconds kAcmRenewBefore{int64_t{60} * 86400};
+
+// When a certificate valid from `not_before` to `not_after` (Unix seconds) is due for renewal:
+// `renew_before` before notAfter, but never earlier than two thirds into its lifetime (a
+// certificate shorter than three windows is renewed when a third of its lifetime is left), so a
+// freshly renewed certificate is never due at once.
+int64_t acmRenewalDueAt(int64_t not_before, int64_t not_after, std::chrono::seconds renew_before);
 
 struct Options {
   std::string region = "us-west-2";
@@ -90,10 +106,33 @@ class CaApi {
   // (PENDING_CERTIFICATE...), or one that is not ACTIVE or DISABLED.
   Result<compile::TrustBundle> proxyTrustBundle(const std::vector<std::string>& ca_arns) const;
 
-  // RenewCertificate's work for one ACM certificate (ARN): a new key and certificate from its
-  // CA's current key, same ARN. The one renewal path: the API, CA rotation and scheduled
-  // renewal call it. Errors as the API's (Error::code internal to this class).
-  Status renewAcmCertificate(const std::string& acm_arn);
+  // ---- renewal and CRL upkeep (docs/ca.md "Scheduled work") ----
+
+  // Renews ACM certificate `certificate_id` (the UUID that ends its ARN) as RenewCertificate
+  // does (it calls this): a new key and a certificate for the same names from its CA, under a
+  // precondition on the record it read (and on the CA's), retried on conflict; the renewal is
+  // recorded in RenewalSummary (SUCCESS, UpdatedAt `now`). The certificate must be ISSUED or
+  // EXPIRED (InvalidStateException otherwise). A CA that cannot issue (not ACTIVE, gone, or
+  // expiring before the new certificate would) fails the renewal: RenewalSummary FAILED with
+  // ACM's reason (PCA_INVALID_STATE, PCA_RESOURCE_NOT_FOUND, PCA_INVALID_DURATION), the current
+  // certificate kept, and the error code kAcmRenewalFailed. Proxies get the new certificate by
+  // the usual recompilation of configs that depend on "ca/acm/<id>".
+  Status renewAcmCertificate(const std::string& certificate_id,
+                             std::chrono::system_clock::time_point now);
+
+  // Maintenance task: renews every ACM certificate that is ISSUED (or expired unrenewed, after a
+  // stopped server) and due at `now` (acmRenewalDueAt), through renewAcmCertificate's path.
+  // Revoked certificates are left alone. A certificate whose renewal FAILED stays due and is
+  // tried again at the next round (the record is rewritten only when the reason changes). Fails
+  // (after trying every due certificate) naming the certificates that could not be renewed.
+  Status renewDueAcmCertificates(std::chrono::system_clock::time_point now,
+                                 std::chrono::seconds renew_before = kAcmRenewBefore);
+
+  // Maintenance task: re-signs the CRL of every CA that has one and is ACTIVE or DISABLED once
+  // half of the CRL's validity (thisUpdate to nextUpdate) has passed: the same entries,
+  // cRLNumber + 1, thisUpdate now, nextUpdate now + the CA's CRL period. Written under the same
+  // precondition on the CRL record as revocations, so neither loses the other's entries.
+  Status resignDueCrls(std::chrono::system_clock::time_point now);
 
   // CA rotation (docs/security.md "Rotation"; ca/rotation.h drives it). Answers are the JSON
   // bodies of /weft/v1/ca-rotations: {"certificateAuthorityArn", "phase" (NONE, PUBLISHING,

@@ -127,6 +127,29 @@ Result<Kek> Kek::load(const std::string& key_file, const char* env_value,
   return k;
 }
 
+Result<Kek> Kek::generate() {
+  Kek k;
+  if (RAND_bytes(k.key_, sizeof k.key_) != 1) return makeError("RAND_bytes failed");
+  return k;
+}
+
+bool Kek::sameKey(const Kek& other) const {
+  return CRYPTO_memcmp(key_, other.key_, sizeof key_) == 0;
+}
+
+Status Kek::writeNewFile(const std::string& path) const {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return makeError("cannot create " + path + ": " + std::strerror(errno));
+  ssize_t n = ::write(fd, key_, sizeof key_);
+  bool ok = n == static_cast<ssize_t>(sizeof key_) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) {
+    ::unlink(path.c_str());
+    return makeError("cannot write " + path);
+  }
+  return {};
+}
+
 Kek::Kek(Kek&& other) noexcept {
   std::memcpy(key_, other.key_, sizeof key_);
   OPENSSL_cleanse(other.key_, sizeof other.key_);

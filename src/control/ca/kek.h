@@ -18,6 +18,13 @@
 
 namespace weft::control::ca {
 
+// The store record that says which KEK a data directory's keys are sealed with: this text
+// sealed with that KEK, AAD the record's key. CaApi::init() writes it on first start and refuses
+// a KEK that does not open it; `weft server rekey` re-seals it with the keys (docs/ca.md,
+// "Changing the KEK").
+inline constexpr std::string_view kKekCheckRecordKey = "ca/kek-check";
+inline constexpr std::string_view kKekCheckRecordText = "weft-ca-kek-check-v1";
+
 class Kek {
  public:
   // `key` must be 32 bytes.
@@ -29,6 +36,9 @@ class Kek {
   static Result<Kek> load(const std::string& key_file, const char* env_value,
                           const std::string& data_dir);
 
+  // A new random KEK (RAND_bytes).
+  static Result<Kek> generate();
+
   Kek(Kek&& other) noexcept;
   Kek& operator=(Kek&& other) noexcept;
   Kek(const Kek&) = delete;
@@ -39,6 +49,13 @@ class Kek {
   std::string seal(std::string_view plaintext, std::string_view aad) const;
   // Fails when `sealed` was not made by seal() with this KEK and this `aad`.
   Result<std::string> open(std::string_view sealed, std::string_view aad) const;
+
+  // Whether both hold the same 32 bytes (constant time).
+  bool sameKey(const Kek& other) const;
+
+  // Writes the 32 raw bytes (the DATA_DIR/ca-kek form) to the new file `path`: created with
+  // mode 0600 (fails if it exists), written and fsynced; removed again on failure.
+  Status writeNewFile(const std::string& path) const;
 
  private:
   Kek() = default;
