@@ -41,8 +41,8 @@ struct TrustBundle {
   std::vector<std::string> depends_on;
   // The current CRLs (PEM) of the weft CAs among those certificates, in the same order, no
   // duplicates (TlsValidation.crl_pem); empty when none has one (a mesh identity bundle).
-  // Last, so aggregate initialisations {pem, depends_on} keep their meaning.
-  std::string crl_pem;
+  // Last and defaulted, so aggregate initialisations {pem, depends_on} keep their meaning.
+  std::string crl_pem = {};
 };
 
 // The store key of `mesh`'s identity CA (written by the CA module, ca::MeshIdentityIssuer): a
