@@ -34,6 +34,9 @@ struct PeerInfo {
   std::string peer_dns_san;  // first DNS SAN of a verified peer certificate
   std::string tls_version;   // "TLSv1.3"
   bool resumed = false;
+  // The peer presented a certificate (verified or not; for a resumed session, the one it
+  // presented then). Server side: false is Envoy's ssl.no_certificate.
+  bool peer_certificate = false;
 };
 
 class Transport {

@@ -1141,6 +1141,12 @@ class Validator {
           add(validation_path + ".trust_bundle_pem",
               "is not a PEM bundle of CA certificates (" + b.error().message + ")");
       }
+      if (!validation->crl_pem().empty()) {
+        if (auto c = net::tls::parseCrlBundle(validation->crl_pem(), "crl_pem"); !c)
+          add(validation_path + ".crl_pem",
+              "is not a PEM bundle of CRLs (\"-----BEGIN X509 CRL-----\" blocks): " +
+                  c.error().message);
+      }
       for (int i = 0; i < validation->match_subject_alt_names_size(); ++i) {
         const v1::SanMatcher& m = validation->match_subject_alt_names(i);
         std::string mp = indexPath(validation_path + ".match_subject_alt_names", i);

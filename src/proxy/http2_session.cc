@@ -8,6 +8,7 @@
 #include "http/http1/chunked.h"
 #include "http/http2/translate.h"
 #include "proxy/exchange.h"
+#include "proxy/tls_stats.h"
 #include "proxy/worker.h"
 #include "upstream/circuit_breaker.h"
 #include "upstream/pool.h"
@@ -487,11 +488,18 @@ void Http2Session::Stream::onUpstreamClosed(upstream::PooledConnection&, net::Cl
 }
 
 void Http2Session::Stream::onUpstreamFailure(net::CloseReason reason, std::string_view detail,
-                                             const net::Connection*) {
+                                             const net::Connection* conn) {
   waiting_pool_ = false;
   ex_.cluster->stats.rq_pending_active->sub();
   ex_.cluster->stats.cx_connect_fail->inc();
-  if (reason == net::CloseReason::kHandshakeFailed) ex_.cluster->stats.ssl_error->inc();
+  if (reason == net::CloseReason::kHandshakeFailed) {
+    const ClusterStats& st = ex_.cluster->stats;
+    if (conn != nullptr)
+      countTlsFailure(conn->transport(), *st.ssl_error, *st.ssl_verify_error, *st.ssl_verify_error,
+                      *st.ssl_san);
+    else
+      st.ssl_error->inc();
+  }
   ex_.noteLocalFailure();
   if (retryOn(upstream::AttemptOutcome::failure(upstream::AttemptOutcome::Kind::kConnectFailure)))
     return;
@@ -765,8 +773,8 @@ void Http2Session::Stream::onH2Writable() {
 }
 
 void Http2Session::Stream::onH2Failure(net::CloseReason reason, std::string_view detail,
-                                       const net::Connection*) {
-  onUpstreamFailure(reason, detail, nullptr);
+                                       const net::Connection* conn) {
+  onUpstreamFailure(reason, detail, conn);
   session_.flushOut();
 }
 

@@ -12,6 +12,7 @@
 #include "net/tls/tls_transport.h"
 #include "proxy/access_log.h"
 #include "proxy/http2_session.h"
+#include "proxy/tls_stats.h"
 #include "proxy/worker.h"
 
 namespace weft::proxy {
@@ -26,26 +27,6 @@ void appendUint(std::string& out, uint64_t v) {
   char buf[24];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, r.ptr);
-}
-
-// Counts a failed TLS handshake and, by the transport's verification failure, its kind.
-void countTlsFailure(const net::Transport& t, stats::Counter& error, stats::Counter& no_cert,
-                     stats::Counter& verify_error, stats::Counter& san) {
-  error.inc();
-  switch (net::tls::verifyFailureOf(t)) {
-    case net::tls::VerifyFailure::kNoPeerCertificate:
-      no_cert.inc();
-      break;
-    case net::tls::VerifyFailure::kSanMismatch:
-      san.inc();
-      break;
-    case net::tls::VerifyFailure::kUntrusted:
-    case net::tls::VerifyFailure::kExpired:
-      verify_error.inc();
-      break;
-    default:
-      break;
-  }
 }
 
 }  // namespace
@@ -103,7 +84,10 @@ void HttpSession::armIdle() {
 }
 
 void HttpSession::onConnected(net::Connection& c) {
-  if (c.peer().secure) listener_->stats.ssl_handshake->inc();
+  if (c.peer().secure) {
+    listener_->stats.ssl_handshake->inc();
+    if (!c.peer().peer_certificate) listener_->stats.ssl_no_certificate->inc();
+  }
   if (c.peer().alpn == "h2") switchToHttp2();
 }
 

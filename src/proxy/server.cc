@@ -452,7 +452,11 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
     if (tls_cfg.alpn().empty()) {
       for (const std::string& p : listenerAlpn(l)) tls_cfg.add_alpn(p);  // h2, http/1.1
     }
-    auto ctx = net::tls::ServerContext::create(tls_cfg, where + ".tls", previous);
+    net::tls::ContextCounters counters;
+    counters.crl_expired = registry_->counter(names::kListenerSslCrlExpired,
+                                              {{std::string(sn::kLabelListener), l.name()}});
+    auto ctx =
+        net::tls::ServerContext::create(tls_cfg, where + ".tls", previous, std::move(counters));
     if (!ctx) return makeError(ctx.error().message);
     std::shared_ptr<const net::tls::ServerContext> sc = *ctx;
     li->tls_context = sc;
@@ -518,6 +522,8 @@ Result<std::shared_ptr<const ListenerInfo>> Server::buildListener(
   st.ssl_no_cert = r.counter(sn::kListenerSslFailVerifyNoCert, lb);
   st.ssl_verify_error = r.counter(sn::kListenerSslFailVerifyError, lb);
   st.ssl_san = r.counter(sn::kListenerSslFailVerifySan, lb);
+  st.ssl_no_certificate = r.counter(names::kListenerSslNoCertificate, lb);
+  st.ssl_crl_expired = r.counter(names::kListenerSslCrlExpired, lb);
   if (li->tls_context) {
     st.ssl_cert_expiry = r.gauge("weft_listener_ssl_certificate_expiry_timestamp_seconds", lb);
     st.ssl_cert_expiry->set(li->tls_context->certificateNotAfter());
@@ -585,7 +591,10 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
   if (c.has_tls()) {
     v1::UpstreamTls tls_cfg = c.tls();
     if (ci->http2 && tls_cfg.alpn().empty()) tls_cfg.add_alpn("h2");
-    auto ctx = net::tls::ClientContext::create(tls_cfg, where + ".tls");
+    net::tls::ContextCounters counters;
+    counters.crl_expired = registry_->counter(names::kClusterSslCrlExpired,
+                                              {{std::string(sn::kLabelCluster), c.name()}});
+    auto ctx = net::tls::ClientContext::create(tls_cfg, where + ".tls", std::move(counters));
     if (!ctx) return makeError(ctx.error().message);
     std::shared_ptr<const net::tls::ClientContext> cc = *ctx;
     client_cert_expiry = cc->certificateNotAfter();
@@ -619,6 +628,7 @@ Result<std::shared_ptr<const ClusterInfo>> Server::buildCluster(const v1::Cluste
   st.ssl_error = r.counter(sn::kClusterSslConnectionError, lb);
   st.ssl_verify_error = r.counter(sn::kClusterSslFailVerifyError, lb);
   st.ssl_san = r.counter(sn::kClusterSslFailVerifySan, lb);
+  st.ssl_crl_expired = r.counter(names::kClusterSslCrlExpired, lb);
   if (client_cert_expiry > 0) {
     st.ssl_cert_expiry = r.gauge("weft_cluster_ssl_certificate_expiry_timestamp_seconds", lb);
     st.ssl_cert_expiry->set(client_cert_expiry);

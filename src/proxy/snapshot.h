@@ -74,6 +74,10 @@ struct ListenerStats {
   std::shared_ptr<stats::Counter> cx_total, rx_bytes, tx_bytes, protocol_error, idle_timeout,
       rq_total, rq_timeout, rq_too_large, no_route, ssl_handshake, ssl_error, ssl_no_cert,
       ssl_verify_error, ssl_san;
+  // Envoy's ssl.no_certificate: TLS handshakes that succeeded without a client certificate.
+  std::shared_ptr<stats::Counter> ssl_no_certificate;
+  // Client certificates verified against an expired CRL (still enforced; tls_context.h).
+  std::shared_ptr<stats::Counter> ssl_crl_expired;
   std::shared_ptr<stats::Gauge> cx_active, rq_active;
   std::shared_ptr<stats::Gauge> ssl_cert_expiry;  // notAfter of the served certificate (TLS only)
   std::shared_ptr<stats::Counter> rq_xx[5];       // 1xx..5xx
@@ -89,6 +93,12 @@ inline constexpr std::string_view kListenerDownstreamCxUpgrades =
     "weft_listener_downstream_cx_upgrades_total";
 inline constexpr std::string_view kListenerDownstreamCxUpgradesActive =
     "weft_listener_downstream_cx_upgrades_active";
+// TLS: successful handshakes without a client certificate (Envoy's ssl.no_certificate), and
+// verifications that used a CRL past its nextUpdate (its revocations still enforced).
+inline constexpr std::string_view kListenerSslNoCertificate =
+    "weft_listener_ssl_no_certificate_total";
+inline constexpr std::string_view kListenerSslCrlExpired = "weft_listener_ssl_crl_expired_total";
+inline constexpr std::string_view kClusterSslCrlExpired = "weft_cluster_ssl_crl_expired_total";
 // HTTP/2 upstream codec counters (http2::makeStats: <prefix>_<name>_total). Labels: cluster.
 inline constexpr std::string_view kClusterHttp2Prefix = "weft_cluster_http2";
 }  // namespace names
@@ -167,6 +177,8 @@ struct ClusterStats {
   std::shared_ptr<stats::Counter> cx_total, cx_connect_fail, cx_connect_timeout, cx_overflow,
       rx_bytes, tx_bytes, rq_total, rq_pending_overflow, rq_timeout, ssl_handshake, ssl_error,
       ssl_verify_error, ssl_san, rq_retry, rq_retry_success;
+  // Server certificates verified against an expired CRL (still enforced; tls_context.h).
+  std::shared_ptr<stats::Counter> ssl_crl_expired;
   upstream::CircuitBreakerStats breaker;
   upstream::OutlierStats outlier;
   std::shared_ptr<stats::Gauge> cx_active, rq_active, rq_pending_active, membership;

@@ -1,6 +1,7 @@
 #include "proxy/tcp_session.h"
 
 #include "common/log.h"
+#include "proxy/tls_stats.h"
 #include "proxy/worker.h"
 
 namespace weft::proxy {
@@ -75,7 +76,10 @@ void TcpSession::start(std::optional<net::Address> fixed_target) {
 }
 
 void TcpSession::onConnected(net::Connection& c) {
-  if (c.peer().secure) listener_->stats.ssl_handshake->inc();
+  if (c.peer().secure) {
+    listener_->stats.ssl_handshake->inc();
+    if (!c.peer().peer_certificate) listener_->stats.ssl_no_certificate->inc();
+  }
   if (!listener_->authorizes(c.peer())) finish(false);  // mesh authorization: not a caller
 }
 
@@ -112,11 +116,18 @@ void TcpSession::onUpstreamReady(upstream::PooledConnection& up) {
 }
 
 void TcpSession::onUpstreamFailure(net::CloseReason reason, std::string_view detail,
-                                   const net::Connection*) {
+                                   const net::Connection* conn) {
   waiting_pool_ = false;
   cluster_->stats.rq_pending_active->sub();
   cluster_->stats.cx_connect_fail->inc();
-  if (reason == net::CloseReason::kHandshakeFailed) cluster_->stats.ssl_error->inc();
+  if (reason == net::CloseReason::kHandshakeFailed) {
+    const ClusterStats& st = cluster_->stats;
+    if (conn != nullptr)
+      countTlsFailure(conn->transport(), *st.ssl_error, *st.ssl_verify_error, *st.ssl_verify_error,
+                      *st.ssl_san);
+    else
+      st.ssl_error->inc();
+  }
   log::debug("tcp", listener_->name + ": upstream connect failed: " + std::string(detail));
   finish(false);
 }
@@ -130,7 +141,9 @@ void TcpSession::onUpstreamClosed(upstream::PooledConnection& up, net::CloseReas
 
 void TcpSession::onClose(net::Connection&, net::CloseReason reason, std::string_view detail) {
   if (reason == net::CloseReason::kHandshakeFailed) {
-    listener_->stats.ssl_error->inc();
+    const ListenerStats& st = listener_->stats;
+    countTlsFailure(conn_->transport(), *st.ssl_error, *st.ssl_no_cert, *st.ssl_verify_error,
+                    *st.ssl_san);
     log::debug("tcp", "TLS handshake failed: " + std::string(detail));
   }
   // The client closed: deliver what it sent, then close the upstream.

@@ -2575,10 +2575,42 @@ struct CaApi::Impl {
     return out;
   }
 
+  // The ids of this server's CAs whose certificate is one of `pem_blocks` (each block's CA, in
+  // the blocks' order; blocks of external CAs are skipped).
+  Result<std::vector<std::string>> weftCasOf(const std::vector<std::string>& pem_blocks) {
+    std::vector<std::pair<std::string, CertPtr>> cas;
+    const std::string prefix = "ca/pca/";
+    auto items = store.list(prefix, "", 0);
+    if (!items) return Unexpected<Error>{items.error()};
+    for (const KeyValue& kv : *items) {
+      auto v = parseRecord(kv);
+      if (!v) return Unexpected<Error>{v.error()};
+      if (purged(*v) || getStr(*v, "Certificate").empty()) continue;
+      auto cert = parseCert(getStr(*v, "Certificate"));
+      if (!cert) continue;  // not ours to judge here; the CA's own answers report it
+      cas.emplace_back(kv.key.substr(prefix.size()), std::move(*cert));
+    }
+    std::vector<std::string> out;
+    for (const std::string& block : pem_blocks) {
+      auto cert = parseCert(block);
+      if (!cert) continue;
+      for (const auto& [id, ca_cert] : cas)
+        if (X509_cmp(ca_cert.get(), cert->get()) == 0) {
+          out.push_back(id);
+          break;
+        }
+    }
+    return out;
+  }
+
   Result<compile::TrustBundle> proxyTrustBundle(const std::vector<std::string>& arns) {
     compile::TrustBundle out;
     if (arns.empty()) return unservable("no certificate authority ARN given");
     std::set<std::string> seen;
+    // The weft CAs whose CRLs go with the bundle: each named CA, then the weft CAs of the
+    // subordinates' chains (found by certificate among this server's CAs).
+    std::vector<std::string> crl_ids;
+    std::vector<std::string> chain_blocks;
     for (const std::string& arn : arns) {
       auto id = caIdOf(arn);
       if (!id) {
@@ -2600,8 +2632,30 @@ struct CaApi::Impl {
       if (status != "ACTIVE" && status != "DISABLED")
         return unservable("certificate authority " + arn + " is " + status +
                           "; trust needs an ACTIVE (or DISABLED) CA");
+      crl_ids.push_back(*id);
+      for (std::string& block : pemBlocks(getStr(ca, "Chain"))) chain_blocks.push_back(block);
       for (std::string& block : pemBlocks(trustChainOf(ca)))  // + a rotation's other root
         if (seen.insert(block).second) out.pem += block;
+    }
+    if (!chain_blocks.empty()) {
+      // Any CA record may turn out to be one of the chain's CAs (made or imported later).
+      out.depends_on.push_back("ca/pca/");
+      auto above = weftCasOf(chain_blocks);
+      if (!above) return Unexpected<Error>{above.error()};
+      crl_ids.insert(crl_ids.end(), above->begin(), above->end());
+    }
+    std::set<std::string> crl_seen;
+    for (const std::string& id : crl_ids) {
+      if (!crl_seen.insert(id).second) continue;
+      const std::string key = "ca/pca-crl/" + id;
+      out.depends_on.push_back(key);  // a revocation rewrites it: the trusting configs follow
+      auto crl = load(key);
+      if (!crl) return Unexpected<Error>{crl.error()};
+      if (!crl->has_value()) continue;  // none yet: the CA is not checked for revocation
+      std::string pem = getStr((**crl).v, "Pem");
+      if (pem.empty()) continue;
+      if (pem.back() != '\n') pem += '\n';
+      out.crl_pem += pem;
     }
     std::sort(out.depends_on.begin(), out.depends_on.end());
     out.depends_on.erase(std::unique(out.depends_on.begin(), out.depends_on.end()),

@@ -101,7 +101,9 @@ class CaApi {
   // does not exist, or is not ISSUED (FAILED, REVOKED, EXPIRED).
   Result<compile::CertMaterial> proxyCertificate(const std::string& acm_arn) const;
   // The certificates of ACM PCA CAs (each CA's certificate, then its chain; duplicates dropped;
-  // in the given order) for a client's trust; depends_on holds each "ca/pca/<id>". Fails
+  // in the given order) for a client's trust, with the current CRL (PEM) of each of those CAs
+  // and of the weft CAs in their chains (crl_pem, same order); depends_on holds each
+  // "ca/pca/<id>" and "ca/pca-crl/<id>" (plus "ca/pca/" when a chain is involved). Fails
   // (kCompileUnsupported) for an ARN that is not a CA of this server, a CA without a certificate
   // (PENDING_CERTIFICATE...), or one that is not ACTIVE or DISABLED.
   Result<compile::TrustBundle> proxyTrustBundle(const std::vector<std::string>& ca_arns) const;

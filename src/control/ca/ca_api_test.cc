@@ -4,6 +4,7 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <string>
 
 #include "common/time.h"
@@ -291,6 +292,79 @@ TEST_F(CaApiTest, SubordinateFlowRevokeAndCrl) {
   ASN1_INTEGER_free(ai);
   BN_free(bn);
   EXPECT_NE(s(*crl_rec, "Pem").find("BEGIN X509 CRL"), std::string::npos);
+}
+
+// What the compiler gets for ACM PCA trust: the certificates and the CRLs of the CA and of the
+// weft CAs above it, and the store keys a revocation rewrites.
+TEST_F(CaApiTest, ProxyTrustBundleCarriesTheChainsCrls) {
+  std::string root_arn = createCa("ROOT");
+  std::string root = activateRoot(root_arn);
+  std::string sub = createCa("SUBORDINATE", "EC_prime256v1", "SHA256WITHECDSA", "sub");
+  std::string csr = s(ok(true, "GetCertificateAuthorityCsr", caArnBody(sub)), "Csr");
+  std::string sub_cert_arn =
+      s(ok(true, "IssueCertificate",
+           issueBody(root_arn, csr, "SHA256WITHRSA", "SubordinateCACertificate_PathLen0/V1",
+                     R"({"Value":5,"Type":"YEARS"})")),
+        "CertificateArn");
+  std::string sub_pem = s(ok(true, "GetCertificate",
+                             R"({"CertificateAuthorityArn":")" + root_arn +
+                                 R"(","CertificateArn":")" + sub_cert_arn + R"("})"),
+                          "Certificate");
+  ok(true, "ImportCertificateAuthorityCertificate",
+     R"({"CertificateAuthorityArn":")" + sub + R"(","Certificate":")" + b64(sub_pem) +
+         R"(","CertificateChain":")" + b64(root) + R"("})");
+  const std::string root_id = root_arn.substr(root_arn.rfind('/') + 1);
+  const std::string sub_id = sub.substr(sub.rfind('/') + 1);
+  auto crlPem = [&](const std::string& id) {
+    auto kv = store_.get("ca/pca-crl/" + id);
+    EXPECT_TRUE(kv && kv->has_value()) << "no CRL record for CA " << id;
+    if (!kv || !kv->has_value()) return std::string();
+    return s(*stacks::parseJson((*kv)->value), "Pem");
+  };
+  auto has = [](const std::vector<std::string>& v, const std::string& x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+  };
+
+  // The root alone: its certificate and its CRL; no listing of every CA.
+  auto r = api_.proxyTrustBundle({root_arn});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->crl_pem, crlPem(root_id));
+  EXPECT_TRUE(has(r->depends_on, "ca/pca-crl/" + root_id));
+  EXPECT_FALSE(has(r->depends_on, "ca/pca/")) << "no chain: no dependency on every CA";
+
+  // The subordinate: its CRL, then the root's (found through its chain).
+  auto b = api_.proxyTrustBundle({sub});
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_NE(b->pem.find(root), std::string::npos) << "the bundle carries the chain";
+  const std::string want = crlPem(sub_id) + crlPem(root_id);
+  EXPECT_EQ(b->crl_pem, want) << "the subordinate's CRL then its issuer's";
+  for (const std::string& key :
+       {"ca/pca-crl/" + sub_id, "ca/pca-crl/" + root_id, std::string("ca/pca/")})
+    EXPECT_TRUE(has(b->depends_on, key)) << "depends_on lacks " << key;
+  EXPECT_TRUE(std::is_sorted(b->depends_on.begin(), b->depends_on.end()));
+
+  // Both named: each CRL once.
+  auto both = api_.proxyTrustBundle({sub, root_arn});
+  ASSERT_TRUE(both) << both.error().message;
+  EXPECT_EQ(both->crl_pem, want);
+
+  // A revocation by the subordinate changes what the trust carries.
+  std::string leaf_arn = s(ok(true, "IssueCertificate",
+                              issueBody(sub, leafCsr("svc.local"), "SHA256WITHECDSA", "",
+                                        R"({"Value":30,"Type":"DAYS"})")),
+                           "CertificateArn");
+  std::string serial_hex = leaf_arn.substr(leaf_arn.rfind('/') + 1);
+  ok(true, "RevokeCertificate",
+     R"({"CertificateAuthorityArn":")" + sub + R"(","CertificateSerial":")" + serial_hex +
+         R"(","RevocationReason":"KEY_COMPROMISE"})");
+  auto after = api_.proxyTrustBundle({sub});
+  ASSERT_TRUE(after) << after.error().message;
+  EXPECT_NE(after->crl_pem, b->crl_pem) << "the revocation must reach the trust's CRLs";
+  EXPECT_EQ(after->crl_pem, crlPem(sub_id) + crlPem(root_id));
+  auto again = api_.proxyTrustBundle({sub});
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->crl_pem, after->crl_pem) << "deterministic";
+  EXPECT_EQ(again->depends_on, after->depends_on);
 }
 
 TEST_F(CaApiTest, DeleteRestoreAndWindow) {

@@ -2,13 +2,14 @@
 // The compiler's seam to the certificate authority: what an App Mesh spec's ACM references
 // (`tls.certificate.acm.certificateArn`, `validation.trust.acm.certificateAuthorityArns`) stand
 // for, as PEM the proxy config carries inline (TlsCertificate.certificate_chain_pem /
-// private_key_pem, TlsValidation.trust_bundle_pem). Implemented by the CA module
+// private_key_pem, TlsValidation.trust_bundle_pem and crl_pem). Implemented by the CA module
 // (ca::CaCertificateSource, src/control/ca/certificate_source.h); tests may fake it.
 //
 // Contract:
 //  - Deterministic: the same store content gives the same bytes (the compiler's output must be).
 //  - `depends_on` names the store keys the answer was read from, so the push server recompiles
-//    (and re-pushes) when a certificate is renewed or a CA gets a new certificate.
+//    (and re-pushes) when a certificate is renewed, a CA gets a new certificate or a CA's CRL
+//    changes (a revocation).
 //  - Errors name the ARN and say why (unknown, not ISSUED, CA without a certificate...); they
 //    never carry key material. Error::code is kCompileUnsupported (422) for a reference that
 //    cannot be served, so the push server logs it and the proxies keep their current config
@@ -38,6 +39,10 @@ struct CertMaterial {
 struct TrustBundle {
   std::string pem;  // each CA's certificate, then (for a subordinate) its chain; no duplicates
   std::vector<std::string> depends_on;
+  // The current CRLs (PEM) of the weft CAs among those certificates, in the same order, no
+  // duplicates (TlsValidation.crl_pem); empty when none has one (a mesh identity bundle).
+  // Last and defaulted, so aggregate initialisations {pem, depends_on} keep their meaning.
+  std::string crl_pem = {};
 };
 
 // The store key of `mesh`'s identity CA (written by the CA module, ca::MeshIdentityIssuer): a

@@ -884,6 +884,8 @@ class Compilation {
       if (!bundle) return makeError(field + ": " + bundle.error().message, bundle.error().code);
       deps_.insert(bundle->depends_on.begin(), bundle->depends_on.end());
       out.mutable_validation()->set_trust_bundle_pem(bundle->pem);
+      // Revocations of these CAs: a revoked server certificate fails the handshake.
+      if (!bundle->crl_pem.empty()) out.mutable_validation()->set_crl_pem(bundle->crl_pem);
     } else {
       out.mutable_validation()->set_trust_bundle_file(trust.file().certificatechain());
     }

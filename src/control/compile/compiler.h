@@ -70,7 +70,8 @@ class Compiler {
   // `store` (and `certificates` when given) must outlive the compiler. Without `certificates`,
   // ACM references in specs fail the compilation (kCompileUnsupported); with it, an ACM listener
   // certificate compiles to inline PEM (certificate_chain_pem + private_key_pem) and ACM PCA
-  // trust to trust_bundle_pem, and the certificate's and CAs' store keys join depends_on.
+  // trust to trust_bundle_pem with the CAs' CRLs in crl_pem, and the certificate's, CAs' and CRLs'
+  // store keys join depends_on.
   Compiler(Store& store, CompileOptions options, const CertificateSource* certificates = nullptr);
 
   Result<CompileResult> compile(const ProxyIdentity& who) const;

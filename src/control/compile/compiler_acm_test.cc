@@ -6,6 +6,8 @@
 // rewrites them).
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include <algorithm>
@@ -159,6 +161,8 @@ class CompilerAcmTest : public ::testing::Test {
       if (c.tls().has_certificate()) scrub(c.mutable_tls()->mutable_certificate());
       if (!c.tls().validation().trust_bundle_pem().empty())
         c.mutable_tls()->mutable_validation()->set_trust_bundle_pem("(ACM PCA trust bundle PEM)");
+      if (!c.tls().validation().crl_pem().empty())
+        c.mutable_tls()->mutable_validation()->set_crl_pem("(ACM PCA CRL PEM)");
     }
     pb::util::JsonPrintOptions o;
     o.add_whitespace = true;
@@ -260,6 +264,82 @@ TEST_F(CompilerAcmTest, NodeListenerWithAcmCertificateAndAcmTrust) {
       << "a config whose spec names no ACM certificate must carry no key";
   expectGolden("node_acm_listener", web->config);
   expectGolden("client_policy_acm", client->config);
+}
+
+// The CRLs of the trusted CAs go with the trust bundle, and a revocation recompiles the client
+// with the new CRL (docs/ca.md, "CRLs").
+TEST_F(CompilerAcmTest, TrustCarriesCrlsAndARevocationChangesThem) {
+  mesh();
+  std::string ca = rootCa("mesh.local");
+  std::string other_ca = rootCa("other.local");
+  std::string cert = requestCertificate("web.mesh.local", ca);
+  node("web", R"({"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}],
+      "serviceDiscovery":{"dns":{"hostname":"web.mesh.local"}}})");
+  create("virtualServices", "virtualServiceName", "web.mesh.local",
+         R"({"provider":{"virtualNode":{"virtualNodeName":"web"}}})");
+  node("client", R"({"backends":[{"virtualService":{"virtualServiceName":"web.mesh.local"}}],
+      "backendDefaults":{"clientPolicy":{"tls":{"validation":{
+        "trust":{"acm":{"certificateAuthorityArns":[")" +
+                     ca + R"(",")" + other_ca + R"("]}}}}}}})");
+  auto egressOf = [](const CompileResult& r) -> const v1::Cluster* {
+    for (const v1::Cluster& c : r.config.clusters())
+      if (c.has_tls()) return &c;
+    return nullptr;
+  };
+  auto crlsOf = [](const std::string& pem) {
+    std::vector<ca::CrlPtr> out;
+    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+    while (X509_CRL* crl = PEM_read_bio_X509_CRL(bio, nullptr, nullptr, nullptr))
+      out.emplace_back(crl);
+    BIO_free(bio);
+    ERR_clear_error();
+    return out;
+  };
+
+  auto a = compileNode("client");
+  ASSERT_TRUE(a.has_value()) << a.error().message;
+  const v1::Cluster* egress = egressOf(*a);
+  ASSERT_NE(egress, nullptr) << "expected the provider cluster to carry client TLS";
+  std::vector<ca::CrlPtr> crls = crlsOf(egress->tls().validation().crl_pem());
+  ASSERT_EQ(crls.size(), 2u) << "one CRL per trusted CA, got:\n"
+                             << egress->tls().validation().crl_pem();
+  auto ca_cert = ca::parseCert(root_pem_[ca]);
+  auto other_cert = ca::parseCert(root_pem_[other_ca]);
+  ASSERT_TRUE(ca_cert && other_cert);
+  EXPECT_EQ(
+      X509_NAME_cmp(X509_CRL_get_issuer(crls[0].get()), X509_get_subject_name(ca_cert->get())), 0)
+      << "the CRLs come in the bundle's order";
+  EXPECT_EQ(X509_CRL_verify(crls[1].get(), X509_get0_pubkey(other_cert->get())), 1);
+  for (const std::string& id : {idOf(ca), idOf(other_ca)}) {
+    const std::string key = "ca/pca-crl/" + id;
+    EXPECT_NE(std::find(a->depends_on.begin(), a->depends_on.end(), key), a->depends_on.end())
+        << "depends_on lacks " << key;
+  }
+  auto again = compileNode("client");
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(configHash(a->config), configHash(again->config)) << "same store, same bytes";
+
+  // Revoke the web certificate: the CA's CRL changes and lists it; the client's config follows.
+  Value described = caCall(false, "DescribeCertificate", R"({"CertificateArn":")" + cert + R"("})");
+  const Value* detail = described.find("Certificate");
+  ASSERT_NE(detail, nullptr);
+  std::string serial = str(*detail, "Serial");
+  caCall(true, "RevokeCertificate",
+         R"({"CertificateAuthorityArn":")" + ca + R"(","CertificateSerial":")" + serial +
+             R"(","RevocationReason":"KEY_COMPROMISE"})");
+  auto b = compileNode("client");
+  ASSERT_TRUE(b.has_value()) << b.error().message;
+  EXPECT_NE(configHash(a->config), configHash(b->config))
+      << "a revocation must change the trusting client's config";
+  std::vector<ca::CrlPtr> after = crlsOf(egressOf(*b)->tls().validation().crl_pem());
+  ASSERT_EQ(after.size(), 2u);
+  auto web_cert = ca::parseCert(acmCertificatePem(cert));
+  ASSERT_TRUE(web_cert);
+  X509_REVOKED* entry = nullptr;
+  EXPECT_EQ(X509_CRL_get0_by_cert(after[0].get(), &entry, web_cert->get()), 1)
+      << "the pushed CRL must list the revoked certificate";
+  EXPECT_EQ(X509_CRL_get0_by_cert(crls[0].get(), &entry, web_cert->get()), 0)
+      << "the earlier CRL did not list it";
 }
 
 TEST_F(CompilerAcmTest, RenewalChangesTheConfigAndDeterminism) {

@@ -152,6 +152,26 @@ Result<std::vector<X509Ptr>> parseCertBundle(std::string_view pem, std::string_v
   return certs;
 }
 
+Result<std::vector<X509CrlPtr>> parseCrlBundle(std::string_view pem, std::string_view what) {
+  ERR_clear_error();
+  BioPtr bio = memBio(pem);
+  std::vector<X509CrlPtr> crls;
+  for (;;) {
+    X509CrlPtr next(PEM_read_bio_X509_CRL(bio.get(), nullptr, noPassphrase, nullptr));
+    if (!next) {
+      if (atPemEnd()) {
+        ERR_clear_error();
+        break;
+      }
+      return makeError(std::string(what) + ": cannot parse CRL " + std::to_string(crls.size() + 1) +
+                       ": " + drainSslErrors());
+    }
+    crls.push_back(std::move(next));
+  }
+  if (crls.empty()) return makeError(std::string(what) + ": no PEM CRL (X509 CRL) found");
+  return crls;
+}
+
 Result<EvpPkeyPtr> parsePrivateKey(std::string_view pem, std::string_view what) {
   if (pem.find("PRIVATE KEY-----") == std::string_view::npos) {
     return makeError(std::string(what) + ": no PEM private key found");

@@ -26,10 +26,14 @@ struct X509Free {
 struct EvpPkeyFree {
   void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
 };
+struct X509CrlFree {
+  void operator()(X509_CRL* p) const { X509_CRL_free(p); }
+};
 using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxFree>;
 using SslPtr = std::unique_ptr<SSL, SslFree>;
 using X509Ptr = std::unique_ptr<X509, X509Free>;
 using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyFree>;
+using X509CrlPtr = std::unique_ptr<X509_CRL, X509CrlFree>;
 
 // Drains this thread's OpenSSL error queue, oldest first.
 std::vector<unsigned long> takeSslErrors();
@@ -54,6 +58,9 @@ struct CertChain {
 // Parsers over file contents; `what` ("certificate_chain_file /x.pem") prefixes errors.
 Result<CertChain> parseCertChain(std::string_view pem, std::string_view what);
 Result<std::vector<X509Ptr>> parseCertBundle(std::string_view pem, std::string_view what);
+// One or more "X509 CRL" PEM blocks (blocks of other types are skipped); an error when there is
+// none or one does not parse.
+Result<std::vector<X509CrlPtr>> parseCrlBundle(std::string_view pem, std::string_view what);
 // Unencrypted PEM private key (PKCS#8, or traditional EC/RSA); never prompts for a passphrase.
 Result<EvpPkeyPtr> parsePrivateKey(std::string_view pem, std::string_view what);
 

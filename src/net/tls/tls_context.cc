@@ -16,6 +16,7 @@
 #include <ctime>
 #include <unordered_map>
 
+#include "common/log.h"
 #include "net/tls/ssl_util.h"
 #include "net/tls/tls_transport.h"
 
@@ -146,16 +147,62 @@ std::string peerAddressKey(int fd) {
 
 // ---- Verification ----
 
+// One X509_verify_cert run of a context that checks revocation (the store's app data while it
+// runs).
+struct RevocationRun {
+  const detail::ContextBase* context;
+  X509_CRL* expired_crl = nullptr;  // the first expired CRL accepted, if any (a reference)
+};
+
+// X509_STORE_CTX verify callback of contexts with CRLs (tls_context.h, "Revocation"): accepts a
+// CRL's time errors (the CRL is still enforced) and a missing CRL for an issuer that has none
+// loaded; every other error stands.
+int revocationVerifyCallback(int ok, X509_STORE_CTX* store) {
+  if (ok == 1) return 1;
+  auto* run = static_cast<RevocationRun*>(X509_STORE_CTX_get_app_data(store));
+  if (run == nullptr) return ok;
+  switch (X509_STORE_CTX_get_error(store)) {
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+    case X509_V_ERR_CRL_NOT_YET_VALID:
+      if (run->expired_crl == nullptr) {
+        X509_CRL* crl = X509_STORE_CTX_get0_current_crl(store);
+        if (crl != nullptr && X509_CRL_up_ref(crl) == 1) run->expired_crl = crl;
+      }
+      X509_STORE_CTX_set_error(store, X509_V_OK);
+      return 1;
+    case X509_V_ERR_UNABLE_TO_GET_CRL: {
+      X509* cert = X509_STORE_CTX_get_current_cert(store);
+      if (cert != nullptr && !run->context->hasCrlFrom(X509_get_issuer_name(cert))) {
+        X509_STORE_CTX_set_error(store, X509_V_OK);
+        return 1;
+      }
+      return 0;
+    }
+    default:
+      return 0;
+  }
+}
+
 // SSL_CTX_set_cert_verify_callback: OpenSSL's chain verification (trust bundle, validity,
-// purpose and, on the client without SAN rules, the host name), then our SAN rules on the leaf.
-// Records why it failed in the connection's ConnState.
+// purpose, revocation when the context has CRLs and, on the client without SAN rules, the host
+// name), then our SAN rules on the leaf. Records why it failed in the connection's ConnState.
 int verifyPeer(X509_STORE_CTX* store, void* arg) {
   const auto* context = static_cast<const detail::ContextBase*>(arg);
   auto* ssl =
       static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
   detail::ConnState* state = detail::connStateOf(ssl);
 
+  RevocationRun run{context, nullptr};
+  if (context->checksRevocation()) {
+    X509_STORE_CTX_set_app_data(store, &run);
+    X509_STORE_CTX_set_verify_cb(store, revocationVerifyCallback);
+  }
   int verified = X509_verify_cert(store);
+  if (context->checksRevocation()) X509_STORE_CTX_set_app_data(store, nullptr);
+  if (run.expired_crl != nullptr) {
+    context->noteExpiredCrl(run.expired_crl);
+    X509_CRL_free(run.expired_crl);
+  }
   if (verified <= 0) {
     int err = X509_STORE_CTX_get_error(store);
     if (state != nullptr) {
@@ -268,7 +315,63 @@ void forgetClientSession(const std::string& key) { threadSessions().erase(key); 
 ContextBase::ContextBase(bool client, std::string_view name)
     : name_(name), client_(client), id_(g_next_context_id.fetch_add(1)) {}
 
-ContextBase::~ContextBase() { SSL_CTX_free(ctx_); }
+ContextBase::~ContextBase() {
+  SSL_CTX_free(ctx_);
+  for (X509_NAME* n : crl_issuers_) X509_NAME_free(n);
+}
+
+bool ContextBase::hasCrlFrom(const X509_NAME* issuer) const {
+  for (const X509_NAME* n : crl_issuers_)
+    if (X509_NAME_cmp(n, issuer) == 0) return true;
+  return false;
+}
+
+void ContextBase::noteExpiredCrl(const X509_CRL* crl) const {
+  if (counters_.crl_expired) counters_.crl_expired->inc();
+  if (expired_crl_logged_.exchange(true, std::memory_order_relaxed)) return;
+  char issuer[256] = "?";
+  X509_NAME_oneline(X509_CRL_get_issuer(crl), issuer, sizeof(issuer));
+  auto text = [](const ASN1_TIME* t) {
+    struct tm tm {};
+    if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return std::string("?");
+    char buf[32];
+    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return std::string(buf);
+  };
+  log::warn("tls", name_ + ": the CRL of " + issuer + " is outside its validity (thisUpdate " +
+                       text(X509_CRL_get0_lastUpdate(crl)) + ", nextUpdate " +
+                       text(X509_CRL_get0_nextUpdate(crl)) +
+                       "); its revocations are still enforced and connections go on. weft server "
+                       "re-signs CRLs: is the control plane reachable, is this host's clock "
+                       "right? (counted in weft_*_ssl_crl_expired_total; logged once per "
+                       "configuration)");
+}
+
+Status ContextBase::loadCrls(const std::string& crl_pem) {
+  auto crls = parseCrlBundle(crl_pem, name_ + ": validation.crl_pem");
+  if (!crls) return makeError(crls.error().message);
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx_);
+  for (const X509CrlPtr& crl : *crls) {
+    if (X509_STORE_add_crl(store, crl.get()) != 1) {
+      unsigned long e = ERR_peek_last_error();
+      if (ERR_GET_REASON(e) != X509_R_CERT_ALREADY_IN_HASH_TABLE)
+        return makeError(name_ + ": validation.crl_pem: " + drainSslErrors());
+      ERR_clear_error();
+    }
+    const X509_NAME* issuer = X509_CRL_get_issuer(crl.get());
+    if (!hasCrlFrom(issuer)) {
+      X509_NAME* copy = X509_NAME_dup(issuer);
+      if (copy == nullptr) return makeError(name_ + ": validation.crl_pem: out of memory");
+      crl_issuers_.push_back(copy);
+    }
+  }
+  // Every certificate of the chain, not only the leaf: a revoked subordinate CA fails too. An
+  // issuer without a CRL here is let through by revocationVerifyCallback.
+  if (X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL) != 1)
+    return makeError(name_ + ": cannot enable CRL checking: " + drainSslErrors());
+  crl_pem_ = crl_pem;
+  return {};
+}
 
 Status ContextBase::init(const v1::TlsCertificate* certificate, const v1::TlsValidation* validation,
                          v1::TlsVersion min_version, v1::TlsVersion max_version) {
@@ -362,6 +465,9 @@ Status ContextBase::init(const v1::TlsCertificate* certificate, const v1::TlsVal
       }
       SSL_CTX_set_client_CA_list(ctx_, names);
     }
+    if (!validation->crl_pem().empty()) {
+      if (auto st = loadCrls(validation->crl_pem()); !st) return st;
+    }
     auto rules = sanRulesFrom(validation->match_subject_alt_names(), name_);
     if (!rules) return makeError(rules.error().message);
     san_rules_ = std::move(*rules);
@@ -378,8 +484,10 @@ Status ContextBase::init(const v1::TlsCertificate* certificate, const v1::TlsVal
 
 Result<std::shared_ptr<const ServerContext>> ServerContext::create(const v1::ListenerTls& cfg,
                                                                    std::string_view name,
-                                                                   const ServerContext* previous) {
+                                                                   const ServerContext* previous,
+                                                                   ContextCounters counters) {
   std::shared_ptr<ServerContext> c(new ServerContext(name));
+  c->counters_ = std::move(counters);
   if (!cfg.has_certificate()) {
     return makeError(c->name_ +
                      ": certificate (certificate_chain_file or certificate_chain_pem, "
@@ -414,6 +522,7 @@ Result<std::shared_ptr<const ServerContext>> ServerContext::create(const v1::Lis
   sid_input += c->require_client_cert_ ? "mtls\n" : "no-mtls\n";
   sid_input += c->trust_bundle_pem_;
   sid_input += "\n" + describeRules(c->san_rules_);
+  if (!c->crl_pem_.empty()) sid_input += "\ncrl\n" + c->crl_pem_;
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int digest_len = 0;
   if (EVP_Digest(sid_input.data(), sid_input.size(), digest, &digest_len, EVP_sha256(), nullptr) !=
@@ -478,8 +587,10 @@ std::unique_ptr<Transport> ServerContext::newTransport(int fd) const {
 // ---- ClientContext ----
 
 Result<std::shared_ptr<const ClientContext>> ClientContext::create(const v1::UpstreamTls& cfg,
-                                                                   std::string_view name) {
+                                                                   std::string_view name,
+                                                                   ContextCounters counters) {
   std::shared_ptr<ClientContext> c(new ClientContext(name));
+  c->counters_ = std::move(counters);
   if (!cfg.has_validation() || (cfg.validation().trust_bundle_file().empty() &&
                                 cfg.validation().trust_bundle_pem().empty())) {
     return makeError(c->name_ +

@@ -196,6 +196,47 @@ class TestPki {
   const TempDir& dir_;
 };
 
+// A v2 CRL of `ca` (PEM) listing `revoked`, with thisUpdate now + `this_update_days` and
+// nextUpdate now + `next_update_days` (both may be negative: an expired CRL).
+inline std::string makeCrlPem(const Issued& ca, const std::vector<const Issued*>& revoked,
+                              long this_update_days = -1, long next_update_days = 7) {
+  X509_CRL* crl = X509_CRL_new();
+  X509_CRL_set_version(crl, 1);
+  X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca.cert.get()));
+  ASN1_TIME* t = X509_gmtime_adj(nullptr, this_update_days * 86400L);
+  X509_CRL_set1_lastUpdate(crl, t);
+  ASN1_TIME_free(t);
+  t = X509_gmtime_adj(nullptr, next_update_days * 86400L);
+  X509_CRL_set1_nextUpdate(crl, t);
+  ASN1_TIME_free(t);
+  for (const Issued* r : revoked) {
+    X509_REVOKED* entry = X509_REVOKED_new();
+    X509_REVOKED_set_serialNumber(entry, X509_get_serialNumber(r->cert.get()));
+    ASN1_TIME* when = X509_gmtime_adj(nullptr, -3600);
+    X509_REVOKED_set_revocationDate(entry, when);
+    ASN1_TIME_free(when);
+    X509_CRL_add0_revoked(crl, entry);
+  }
+  X509_CRL_sort(crl);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, ca.cert.get(), nullptr, nullptr, crl, 0);
+  if (X509_EXTENSION* akid =
+          X509V3_EXT_conf_nid(nullptr, &ctx, NID_authority_key_identifier, "keyid:always")) {
+    X509_CRL_add_ext(crl, akid, -1);
+    X509_EXTENSION_free(akid);
+  }
+  EXPECT_GT(X509_CRL_sign(crl, ca.key.get(), EVP_sha256()), 0) << "signing a CRL";
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509_CRL(bio, crl);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<size_t>(len));
+  BIO_free(bio);
+  X509_CRL_free(crl);
+  return out;
+}
+
 // The standard set used by the tls tests.
 struct TestCerts {
   static constexpr const char* kServerUri = "spiffe://weft.test/ns/default/sa/server";

@@ -359,6 +359,7 @@ void TlsTransport::fillPeerInfo() {
   peer_.tls_version = SSL_get_version(ssl_);
   peer_.resumed = SSL_session_reused(ssl_) == 1;
   X509* cert = SSL_get0_peer_certificate(ssl_);
+  peer_.peer_certificate = cert != nullptr;
   if (cert != nullptr && SSL_get_verify_result(ssl_) == X509_V_OK) {
     PeerSans sans = sansOf(cert);
     if (!sans.dns.empty()) peer_.peer_dns_san = sans.dns.front();
