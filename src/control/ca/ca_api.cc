@@ -1075,6 +1075,28 @@ struct CaApi::Impl {
     crl.set("Revoked", std::move(revoked));
     crl.set("Der", str(base64Encode(*der)));
     crl.set("Pem", str(crlDerToPem(*der)));
+    // While a rotation is in SIGNING_NEW, leaves of the old key are still in use and a proxy
+    // checks each against a CRL of its own issuer (same name, other key): the same entries are
+    // also signed with the old key ("Previous*"), until the old root retires.
+    crl.erase("PreviousDer");
+    crl.erase("PreviousPem");
+    const Value* rot = ca.find("Rotation");
+    if (rot && rot->isObject() && getStr(*rot, "Phase") == "SIGNING_NEW" &&
+        !getStr(*rot, "OldKey").empty()) {
+      auto old_pem = kek.open(getStr(*rot, "OldKey"), getStr(ca, "Arn"));
+      if (!old_pem) return makeError("CA " + getStr(ca, "Arn") + ": " + old_pem.error().message);
+      auto old_key = privateKeyFromPem(*old_pem);
+      OPENSSL_cleanse(old_pem->data(), old_pem->size());
+      if (!old_key) return Unexpected<Error>{old_key.error()};
+      auto old_cert = parseCert(getStr(*rot, "OldCertificate"));
+      if (!old_cert) return Unexpected<Error>{old_cert.error()};
+      p.issuer = old_cert->get();
+      p.issuer_key = old_key->get();
+      auto old_der = makeCrl(p);
+      if (!old_der) return Unexpected<Error>{old_der.error()};
+      crl.set("PreviousDer", str(base64Encode(*old_der)));
+      crl.set("PreviousPem", str(crlDerToPem(*old_der)));
+    }
     return std::vector<StoreOp>{StoreOp::put(
         key, answer(crl), existing->has_value() ? (*existing)->revision : StoreOp::kAbsent)};
   }
@@ -2127,8 +2149,9 @@ struct CaApi::Impl {
   //                the CA ARN), "ParentArn" (a subordinate: the weft CA that signed it)}
   //                The old certificate and key still sign; trust bundles hold both.
   //   SIGNING_NEW  {"Phase", "StartedAt", "SwitchedAt", "OldCertificate", "OldChain",
-  //                "OldSerial"} The new certificate and key are the CA's own (Certificate,
-  //                Key, Serial...); trust bundles still hold the old one.
+  //                "OldSerial", "OldKey" (sealed as the CA key: it signs the old key's CRL)} The
+  //                new certificate and key are the CA's own (Certificate, Key, Serial...); trust
+  //                bundles still hold the old one.
   // and afterwards "LastRotation" {"StartedAt", "SwitchedAt", "RetiredAt", "RetiredEarly"}.
 
   // What trust bundles hold of `ca`: its certificate and chain, plus, during a rotation, the
@@ -2386,6 +2409,7 @@ struct CaApi::Impl {
       next.set("OldCertificate", str(getStr(ca->v, "Certificate")));
       next.set("OldChain", str(getStr(ca->v, "Chain")));
       next.set("OldSerial", str(getStr(ca->v, "Serial")));
+      next.set("OldKey", str(getStr(ca->v, "Key")));  // signs the old key's CRL until retired
       Value rec = ca->v;
       rec.set("Certificate", str(getStr(rot, "NewCertificate")));
       rec.set("Chain", str(getStr(rot, "NewChain")));
@@ -2395,7 +2419,11 @@ struct CaApi::Impl {
       rec.set("NotBefore", num(certNotBefore(cert->get())));
       rec.set("NotAfter", num(certNotAfter(cert->get())));
       rec.set("Rotation", std::move(next));
-      return tryCommit({StoreOp::put("ca/pca/" + id, answer(rec), ca->revision)}, "");
+      // The CRL from now on: signed with the new key, and (Previous) with the old one.
+      auto ops = crlOps(id, rec, cert->get(), key->get(), nullptr);
+      if (!ops) return Unexpected<Error>{ops.error()};
+      ops->push_back(StoreOp::put("ca/pca/" + id, answer(rec), ca->revision));
+      return tryCommit(*ops, "");
     });
     if (!r) return Unexpected<Error>{r.error()};
     return {};
@@ -2452,7 +2480,15 @@ struct CaApi::Impl {
       Value rec = ca->v;
       rec.erase("Rotation");
       rec.set("LastRotation", std::move(last));
-      return tryCommit({StoreOp::put("ca/pca/" + id, answer(rec), ca->revision)}, "");
+      // The old key's CRL goes with its root.
+      auto key = caKey(rec);
+      if (!key) return Unexpected<Error>{key.error()};
+      auto cert = parseCert(getStr(rec, "Certificate"));
+      if (!cert) return Unexpected<Error>{cert.error()};
+      auto ops = crlOps(id, rec, cert->get(), key->get(), nullptr);
+      if (!ops) return Unexpected<Error>{ops.error()};
+      ops->push_back(StoreOp::put("ca/pca/" + id, answer(rec), ca->revision));
+      return tryCommit(*ops, "");
     });
     if (!r) return Unexpected<Error>{r.error()};
     return {};
@@ -2652,10 +2688,12 @@ struct CaApi::Impl {
       auto crl = load(key);
       if (!crl) return Unexpected<Error>{crl.error()};
       if (!crl->has_value()) continue;  // none yet: the CA is not checked for revocation
-      std::string pem = getStr((**crl).v, "Pem");
-      if (pem.empty()) continue;
-      if (pem.back() != '\n') pem += '\n';
-      out.crl_pem += pem;
+      for (const char* member : {"Pem", "PreviousPem"}) {  // Previous: during a rotation
+        std::string pem = getStr((**crl).v, member);
+        if (pem.empty()) continue;
+        if (pem.back() != '\n') pem += '\n';
+        out.crl_pem += pem;
+      }
     }
     std::sort(out.depends_on.begin(), out.depends_on.end());
     out.depends_on.erase(std::unique(out.depends_on.begin(), out.depends_on.end()),

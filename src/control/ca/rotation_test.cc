@@ -5,10 +5,16 @@
 #include "control/ca/rotation.h"
 
 #include <gtest/gtest.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
+#include <cctype>
 #include <string>
+#include <vector>
 
 #include "common/time.h"
 #include "control/ca/pki.h"
@@ -40,6 +46,39 @@ std::string str(const Value& v, std::string_view k) {
 int64_t num(const Value& v, std::string_view k) {
   const Value* m = v.find(k);
   return m && m->isNumber() ? std::stoll(m->text()) : 0;
+}
+
+// The CRLs of a PEM text, each with the serials it lists (hex, upper case), and whether it
+// verifies with the public key of `ca_pem`.
+struct CrlSeen {
+  bool verifies = false;
+  std::vector<std::string> serials;
+};
+std::vector<CrlSeen> crlsOf(const std::string& pem, const std::string& ca_pem) {
+  std::vector<CrlSeen> out;
+  BIO* cb = BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size()));
+  X509* ca = PEM_read_bio_X509(cb, nullptr, nullptr, nullptr);
+  BIO_free(cb);
+  BIO* b = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  while (X509_CRL* crl = PEM_read_bio_X509_CRL(b, nullptr, nullptr, nullptr)) {
+    CrlSeen seen;
+    seen.verifies = ca && X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1;
+    STACK_OF(X509_REVOKED)* revoked = X509_CRL_get_REVOKED(crl);
+    for (int i = 0; i < sk_X509_REVOKED_num(revoked); ++i) {
+      BIGNUM* bn = ASN1_INTEGER_to_BN(
+          X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(revoked, i)), nullptr);
+      char* hex = BN_bn2hex(bn);
+      seen.serials.push_back(hex);
+      OPENSSL_free(hex);
+      BN_free(bn);
+    }
+    out.push_back(std::move(seen));
+    X509_CRL_free(crl);
+  }
+  ERR_clear_error();  // the end of the text
+  BIO_free(b);
+  X509_free(ca);
+  return out;
 }
 
 class RotationTest : public ::testing::Test {
@@ -241,6 +280,43 @@ TEST_F(RotationTest, RetireTimeSkipsRevokedLeavesAndRetireNowNeedsSigningNew) {
   EXPECT_FALSE(api_.retireRotationNow(ca)) << "nothing to retire";
   // A new rotation may start once the previous one ended.
   EXPECT_TRUE(api_.startRotation(ca));
+}
+
+TEST_F(RotationTest, UntilTheOldRootRetiresItsKeyKeepsSigningTheCrl) {
+  std::string ca = activeRoot();
+  std::string old_root = caCertificate(ca);
+  std::string leaf = issue(ca, leafCsr("a.local"), "", R"({"Value":10,"Type":"DAYS"})");
+  std::string serial = leaf.substr(leaf.rfind('/') + 1);
+  for (char& ch : serial) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  serial.erase(std::remove(serial.begin(), serial.end(), ':'), serial.end());
+  ASSERT_TRUE(api_.startRotation(ca));
+  round();
+  round();
+  ASSERT_EQ(str(status(ca), "phase"), "SIGNING_NEW");
+  std::string new_root = caCertificate(ca);
+  ASSERT_NE(new_root, old_root);
+  call(true, "RevokeCertificate",
+       R"({"CertificateAuthorityArn":")" + ca + R"(","CertificateSerial":")" +
+           leaf.substr(leaf.rfind('/') + 1) + R"(","RevocationReason":"KEY_COMPROMISE"})");
+  auto tb = api_.proxyTrustBundle({ca});
+  ASSERT_TRUE(tb) << tb.error().message;
+  auto by_new = crlsOf(tb->crl_pem, new_root), by_old = crlsOf(tb->crl_pem, old_root);
+  ASSERT_EQ(by_new.size(), 2u) << "a CRL per key while both roots are trusted";
+  EXPECT_NE(by_new[0].verifies, by_old[0].verifies);
+  EXPECT_NE(by_new[1].verifies, by_old[1].verifies);
+  EXPECT_TRUE(by_new[0].verifies || by_new[1].verifies) << "one CRL is signed with the new key";
+  EXPECT_TRUE(by_old[0].verifies || by_old[1].verifies) << "one CRL is signed with the old key";
+  for (const CrlSeen& c : by_new)
+    EXPECT_EQ(c.serials, std::vector<std::string>{serial})
+        << "the revocation of an old-key leaf is in both CRLs";
+
+  ASSERT_TRUE(api_.retireRotationNow(ca));
+  tb = api_.proxyTrustBundle({ca});
+  ASSERT_TRUE(tb) << tb.error().message;
+  by_new = crlsOf(tb->crl_pem, new_root);
+  ASSERT_EQ(by_new.size(), 1u) << "the old key's CRL goes with its root";
+  EXPECT_TRUE(by_new[0].verifies);
+  EXPECT_EQ(by_new[0].serials, std::vector<std::string>{serial});
 }
 
 TEST_F(RotationTest, SubordinateOfWeftParentIsResignedWithItsPathLength) {
