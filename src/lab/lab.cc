@@ -764,6 +764,14 @@ Result<LabState> Lab::load(const std::string& name) {
   return s;
 }
 
+void Lab::removeUpLockIfLast() {
+  if (!labsInStateDir().empty()) return;
+  const std::string up_lock = state_dir_ + "/up.lock";
+  // Held by this process already (a failed up) or free; busy means another up is starting.
+  if (!sys_.lock(up_lock)) return;
+  (void)sys_.removeFile(up_lock);
+}
+
 Result<LabState> Lab::loadTrusted(const std::string& name) {
   auto s = load(name);
   if (!s) return s;
@@ -903,6 +911,7 @@ Status Lab::up(const Topology& t, const std::string& topology_file, bool registe
   if (left.empty()) {
     (void)sys_.removeFile(path);
     (void)sys_.removeFile(path + ".lock");
+    removeUpLockIfLast();
     return built;
   }
   (void)session.save();
@@ -976,6 +985,7 @@ Status Lab::down(const std::string& name, const RegistrarFactory& factory, bool 
   }
   if (auto s = sys_.removeFile(path); !s) return s;
   (void)sys_.removeFile(path + ".lock");
+  removeUpLockIfLast();
   progress_ << "lab " << name << " is down\n";
   return {};
 }

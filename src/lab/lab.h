@@ -78,6 +78,9 @@ class Lab {
   // load(), refusing a state file whose name or entries are not this lab's layout (what `down`
   // checks entry by entry): for the commands that act on what the state file says.
   Result<LabState> loadTrusted(const std::string& name);
+  // Removes <state-dir>/up.lock when no lab is left in the state directory and no other `up`
+  // holds it, so a state directory of labs all brought down is empty.
+  void removeUpLockIfLast();
   std::string statePath(const std::string& name) const;
 
   // `weft lab status`: JSON (one object, documented in docs/lab.md) or a table.

@@ -617,6 +617,18 @@ TEST_F(LabTest, PeerUnpeerExecAndRegisterRefuseAStateFileOutsideTheLayout) {
   EXPECT_EQ(sys.files["/state/lab.json"], before) << "the state file is kept as it was";
 }
 
+TEST_F(LabTest, DownOfTheLastLabRemovesTheUpLock) {
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
+  sys.files["/state/up.lock"] = "";
+  sys.files["/state/other.json"] = "{}";  // another lab is up: the lock file stays
+  ASSERT_TRUE(lab.down("lab", nullptr, false)) << progress.str();
+  EXPECT_TRUE(sys.files.count("/state/up.lock"));
+  sys.files.erase("/state/other.json");
+  ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr));
+  ASSERT_TRUE(lab.down("lab", nullptr, false)) << progress.str();
+  EXPECT_FALSE(sys.files.count("/state/up.lock")) << "no lab left: nothing of up is left";
+}
+
 TEST_F(LabTest, UpWaitsForAnotherUpOfAnyLab) {
   sys.busy_locks.insert("/state/up.lock");
   ASSERT_TRUE(lab.up(topology(), "lab.yaml", false, nullptr)) << progress.str();
@@ -675,6 +687,29 @@ TEST(RealSystemTest, LockWaitWaitsUntilTheHolderLetsGo) {
   t.join();
   EXPECT_TRUE(got.load());
   waiter.reset();
+  ::unlink(path.c_str());
+  ::rmdir(tmpl);
+}
+
+TEST(RealSystemTest, ALockFileRemovedByItsHolderIsLockedAgainWhereItIsNow) {
+  char tmpl[] = "/tmp/weft-lab-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  std::string path = std::string(tmpl) + "/up.lock";
+  auto holder = makeRealSystem();
+  ASSERT_TRUE(holder->lock(path));
+  ASSERT_TRUE(holder->lock(path)) << "a lock this System holds is taken again at once";
+  auto waiter = makeRealSystem();
+  std::atomic<bool> got{false};
+  std::thread t([&] { got = static_cast<bool>(waiter->lockWait(path)); });
+  ASSERT_TRUE(holder->removeFile(path));  // as `down` removes the lock files it holds
+  holder.reset();
+  t.join();
+  ASSERT_TRUE(got.load());
+  auto third = makeRealSystem();
+  EXPECT_FALSE(third->lock(path))
+      << "the waiter holds the file now at the path, not only the removed one";
+  waiter.reset();
+  third.reset();
   ::unlink(path.c_str());
   ::rmdir(tmpl);
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -122,24 +123,36 @@ class RealSystem final : public System {
   Status lock(const std::string& path) override { return takeLock(path, LOCK_NB); }
   Status lockWait(const std::string& path) override { return takeLock(path, 0); }
 
+  // Lock files may be removed by whoever holds them (`down` removes its lab's): a lock taken on
+  // a file that is no longer at `path` is let go and taken again on the one that is.
   Status takeLock(const std::string& path, int flags) {
-    // O_NOFOLLOW: a symlink planted at the lock's path is refused, not followed (as root).
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) return makeError("cannot open lock file " + path + ": " + std::strerror(errno));
-    int rc;
-    do {
-      rc = ::flock(fd, LOCK_EX | flags);
-    } while (rc != 0 && errno == EINTR);
-    if (rc != 0) {
-      int e = errno;
-      ::close(fd);
-      if (e == EWOULDBLOCK)
-        return makeError("another `weft lab` command is working on this lab (it holds " + path +
-                         "); wait for it to finish");
-      return makeError("cannot lock " + path + ": " + std::strerror(e));
+    if (std::find(held_.begin(), held_.end(), path) != held_.end()) return {};  // ours already
+    for (;;) {
+      // O_NOFOLLOW: a symlink planted at the lock's path is refused, not followed (as root).
+      int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (fd < 0) return makeError("cannot open lock file " + path + ": " + std::strerror(errno));
+      int rc;
+      do {
+        rc = ::flock(fd, LOCK_EX | flags);
+      } while (rc != 0 && errno == EINTR);
+      if (rc != 0) {
+        int e = errno;
+        ::close(fd);
+        if (e == EWOULDBLOCK)
+          return makeError("another `weft lab` command is working on this lab (it holds " + path +
+                           "); wait for it to finish");
+        return makeError("cannot lock " + path + ": " + std::strerror(e));
+      }
+      struct stat held {
+      }, now{};
+      if (::fstat(fd, &held) == 0 && ::lstat(path.c_str(), &now) == 0 &&
+          held.st_dev == now.st_dev && held.st_ino == now.st_ino) {
+        locks_.push_back(fd);
+        held_.push_back(path);
+        return {};
+      }
+      ::close(fd);  // removed (or replaced) while we waited: lock the file now there
     }
-    locks_.push_back(fd);
-    return {};
   }
 
   Result<int> spawn(const std::vector<std::string>& argv, const EnvList& env,
@@ -215,6 +228,7 @@ class RealSystem final : public System {
 
  private:
   std::vector<int> locks_;
+  std::vector<std::string> held_;  // the paths of locks_
 };
 
 }  // namespace

@@ -42,7 +42,9 @@ class System {
   virtual std::vector<std::string> listDir(const std::string& path) = 0;
 
   // Takes an exclusive lock on `path` (created if needed), held until this System is
-  // destroyed; fails at once, naming the path, when another process holds it.
+  // destroyed; fails at once, naming the path, when another process holds it. Taking a lock
+  // this System holds already succeeds. A lock file may be removed by its holder: a lock taken
+  // on a file no longer at `path` is taken again on the one there.
   virtual Status lock(const std::string& path) = 0;
   // The same lock, but waits while another process holds it.
   virtual Status lockWait(const std::string& path) = 0;

@@ -111,7 +111,7 @@ class CliMoreTest(unittest.TestCase):
         self.assertIn("ca ", self.weft("--help"))
         self.assertIn("namespaces|services|instances", self.weft("get", "--help"))
         self.assertIn("AWS::ServiceDiscovery::PrivateDnsNamespace", self.weft("stack", "--help"))
-        self.assertIn("expected create, list", self.fails("ca", code=2))
+        self.assertIn("expected create, import, list", self.fails("ca", code=2))
         self.assertIn("--subject is required", self.fails("ca", "create", code=2))
         self.assertIn("unknown attribute 'XX'",
                       self.fails("ca", "create", "--subject", "XX=1", code=2))
