@@ -193,8 +193,7 @@ void ExchangeCore::appendUpstreamHead(std::string& out, const ListenerInfo& li,
 http2::RequestHeaders UpstreamH2Request::view() {
   views_.clear();
   views_.reserve(fields.size());
-  for (const auto& [name, value] : fields)
-    views_.push_back({name, value, http::HeaderToken::kOther});
+  for (const Field& f : fields) views_.push_back({f.name, f.value, f.token});
   return http2::RequestHeaders{method, scheme, authority, path, views_};
 }
 
@@ -219,9 +218,13 @@ void ExchangeCore::buildUpstreamH2Request(UpstreamH2Request& out, const Listener
   for (const http::HeaderField& f : h.headers) {
     if (f.token == http::HeaderToken::kTe) {
       // RFC 9113 §8.2.2: only "trailers" may cross (gRPC servers require it).
-      std::string v(f.value);
-      for (char& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      if (v.find("trailers") != std::string::npos) out.fields.emplace_back("te", "trailers");
+      bool trailers = http::equalsIgnoreCase(f.value, "trailers");
+      if (!trailers) {
+        std::string v(f.value);
+        for (char& c : v) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+        trailers = v.find("trailers") != std::string::npos;
+      }
+      if (trailers) out.fields.push_back({"te", "trailers", http::HeaderToken::kTe});
       continue;
     }
     if (h.isHopByHop(f)) continue;
@@ -236,12 +239,15 @@ void ExchangeCore::buildUpstreamH2Request(UpstreamH2Request& out, const Listener
       default:
         break;
     }
-    std::string name(f.name);
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    out.fields.emplace_back(std::move(name), std::string(f.value));
+    std::string name(f.name);  // HTTP/2 clients send lower case; HTTP/1 ones may not
+    for (char& c : name)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+    out.fields.push_back({std::move(name), std::string(f.value), f.token});
   }
-  if (!have_request_id) out.fields.emplace_back("x-request-id", request_id);
-  out.fields.emplace_back("x-forwarded-proto", li.secure ? "https" : "http");
+  if (!have_request_id)
+    out.fields.push_back({"x-request-id", request_id, http::HeaderToken::kXRequestId});
+  out.fields.push_back(
+      {"x-forwarded-proto", li.secure ? "https" : "http", http::HeaderToken::kXForwardedProto});
 }
 
 bool ExchangeCore::startRetry(const upstream::AttemptOutcome& outcome, bool replayable) {

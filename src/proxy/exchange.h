@@ -52,7 +52,11 @@ struct LocalReply {
 // the (parsed, or translated from HTTP/2) request head and submitted on every attempt.
 struct UpstreamH2Request {
   std::string method, scheme, authority, path;
-  std::vector<std::pair<std::string, std::string>> fields;
+  struct Field {
+    std::string name, value;                              // name lower-case
+    http::HeaderToken token = http::HeaderToken::kOther;  // kept so the codec need not look it up
+  };
+  std::vector<Field> fields;
   // For Http2Connection::submit; valid until the next call or a change of the strings.
   http2::RequestHeaders view();
 

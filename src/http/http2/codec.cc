@@ -5,6 +5,8 @@
 #include <cstring>
 #include <utility>
 
+#include "http/http2/session_memory.h"
+
 namespace weft::http2 {
 namespace {
 
@@ -351,8 +353,9 @@ Status Codec::init() {
   // Until the server's SETTINGS arrive, assume 100 concurrent streams (RFC 9113 §6.5.2
   // recommends no less), not nghttp2's "unlimited".
   nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
-  int rv = mode_ == Mode::kServer ? nghttp2_session_server_new2(&session_, cbs, this, opt)
-                                  : nghttp2_session_client_new2(&session_, cbs, this, opt);
+  int rv = mode_ == Mode::kServer
+               ? nghttp2_session_server_new3(&session_, cbs, this, opt, sessionMemory())
+               : nghttp2_session_client_new3(&session_, cbs, this, opt, sessionMemory());
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
   if (rv != 0) return makeError("http2: out of memory", static_cast<int>(ErrorCode::kInternal));
