@@ -257,6 +257,15 @@ class ControlServer:
         return boto3.session.Session(aws_access_key_id=key, aws_secret_access_key=secret,
                                      region_name=region or self.region, botocore_session=bs)
 
+    def ca_clients(self):
+        """boto3 clients of the server's ACM PCA and ACM APIs (admin key, one attempt per call):
+        (acm-pca, acm)."""
+        from botocore.config import Config
+        session = self._boto_session()
+        cfg = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
+        return (session.client("acm-pca", endpoint_url=self.endpoint, config=cfg),
+                session.client("acm", endpoint_url=self.endpoint, config=cfg))
+
     def appmesh_client(self, key=None, secret=None, region=None, retries=1):
         """A boto3 App Mesh client for this server (admin key unless given)."""
         from botocore.config import Config
@@ -285,6 +294,27 @@ class ControlServer:
         if tamper:
             hdrs, body = tamper(hdrs, body)
         return raw_request(self.port, method, path + ("?" + query if query else ""), hdrs, body)
+
+
+def make_root_ca(pca, common_name, key_algorithm="RSA_2048", signing_algorithm="SHA256WITHRSA"):
+    """An ACTIVE root CA made as ACM PCA users make one: create, self-sign its CSR with
+    RootCACertificate/V1, import. Returns (CA ARN, its certificate PEM)."""
+    arn = pca.create_certificate_authority(
+        CertificateAuthorityType="ROOT",
+        CertificateAuthorityConfiguration={
+            "KeyAlgorithm": key_algorithm, "SigningAlgorithm": signing_algorithm,
+            "Subject": {"CommonName": common_name, "Organization": "weft test"}},
+    )["CertificateAuthorityArn"]
+    csr = pca.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
+    issued = pca.issue_certificate(
+        CertificateAuthorityArn=arn, Csr=csr.encode(), SigningAlgorithm=signing_algorithm,
+        Validity={"Value": 10, "Type": "YEARS"},
+        TemplateArn="arn:aws:acm-pca:::template/RootCACertificate/V1")
+    root = pca.get_certificate(CertificateAuthorityArn=arn,
+                               CertificateArn=issued["CertificateArn"])["Certificate"]
+    pca.import_certificate_authority_certificate(CertificateAuthorityArn=arn,
+                                                 Certificate=root.encode())
+    return arn, root
 
 
 def raw_request(port, method, target, headers, body=b""):

@@ -25,26 +25,19 @@ What is checked:
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import unittest
 
-from control_harness import ControlServer, wait_until
+from control_harness import ControlServer, make_root_ca, wait_until
 from harness import Backend, Proxy, curl
+from harness import free_port_refusing as free_port  # a free loopback port
 
 MESH = "crl"
 EDGE = "mesh/%s/virtualGateway/edge" % MESH
 FRONT = "mesh/%s/virtualGateway/front" % MESH
 FRONT_HOST = "front.mesh.local"
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def run(args, **kw):
@@ -67,28 +60,11 @@ class CaCrlTest(unittest.TestCase):
 
     @classmethod
     def _set_up(cls):
-        from botocore.config import Config
-        session = cls.server._boto_session()
-        cfg = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
-        cls.pca = session.client("acm-pca", endpoint_url=cls.server.endpoint, config=cfg)
-        cls.acm = session.client("acm", endpoint_url=cls.server.endpoint, config=cfg)
+        cls.pca, cls.acm = cls.server.ca_clients()
 
         # A private root CA, made as ACM PCA users make one.
-        ca = cls.pca.create_certificate_authority(
-            CertificateAuthorityType="ROOT",
-            CertificateAuthorityConfiguration={
-                "KeyAlgorithm": "EC_prime256v1", "SigningAlgorithm": "SHA256WITHECDSA",
-                "Subject": {"CommonName": "crl.mesh.local", "Organization": "weft test"}})
-        cls.ca_arn = ca["CertificateAuthorityArn"]
-        csr = cls.pca.get_certificate_authority_csr(CertificateAuthorityArn=cls.ca_arn)["Csr"]
-        issued = cls.pca.issue_certificate(
-            CertificateAuthorityArn=cls.ca_arn, Csr=csr.encode(),
-            SigningAlgorithm="SHA256WITHECDSA", Validity={"Value": 10, "Type": "YEARS"},
-            TemplateArn="arn:aws:acm-pca:::template/RootCACertificate/V1")
-        cls.root = cls.pca.get_certificate(CertificateAuthorityArn=cls.ca_arn,
-                                           CertificateArn=issued["CertificateArn"])["Certificate"]
-        cls.pca.import_certificate_authority_certificate(CertificateAuthorityArn=cls.ca_arn,
-                                                         Certificate=cls.root.encode())
+        cls.ca_arn, cls.root = make_root_ca(cls.pca, "crl.mesh.local", "EC_prime256v1",
+                                            "SHA256WITHECDSA")
         cls.root_file = cls.write("root.pem", cls.root)
 
         # front's certificate (ACM, key made by the server) and, for guard and its callers,

@@ -19,26 +19,19 @@ docs/security.md), against a real `weft server` and real weft-proxy processes on
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import unittest
 
 from control_harness import ControlServer, wait_until
 from harness import Backend, Proxy, curl
+from harness import free_port_refusing as free_port  # a free loopback port
 
 MESH = "sds"
 FRONT = "mesh/%s/virtualGateway/front" % MESH
 BACK = "mesh/%s/virtualGateway/back" % MESH
 DAY = 86400
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def openssl(*args, check=True, input=None):

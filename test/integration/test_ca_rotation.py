@@ -31,6 +31,7 @@ import unittest
 
 from control_harness import ControlServer, wait_until
 from harness import Backend, Proxy, curl
+from harness import free_port_refusing as free_port  # a free loopback port
 
 import test_identity as ti
 
@@ -38,13 +39,6 @@ MESH = "rot"
 FRONT = "mesh/%s/virtualGateway/front" % MESH
 EDGE = "mesh/%s/virtualGateway/edge" % MESH
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def pem_lines(pem):
@@ -112,11 +106,7 @@ class PcaRotationTest(unittest.TestCase):
 
     @classmethod
     def _set_up(cls):
-        from botocore.config import Config
-        session = cls.server._boto_session()
-        cfg = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
-        cls.pca = session.client("acm-pca", endpoint_url=cls.server.endpoint, config=cfg)
-        cls.acm = session.client("acm", endpoint_url=cls.server.endpoint, config=cfg)
+        cls.pca, cls.acm = cls.server.ca_clients()
         p = cls.server.weft("ca", "create", "--subject", "CN=rotation test root,O=weft test",
                             "--key-algorithm", "EC_prime256v1")
         if p.returncode != 0:

@@ -16,27 +16,20 @@ Topology (all on 127.0.0.1):
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
 import unittest
 
-from control_harness import ControlServer, wait_until
+from control_harness import ControlServer, make_root_ca, wait_until
 from harness import Backend, Proxy, curl
+from harness import free_port_refusing as free_port  # a free loopback port
 
 MESH = "tls"
 GW = "mesh/%s/virtualGateway/gw" % MESH
 PLAIN = "mesh/%s/virtualGateway/plain" % MESH
 HOST = "gw.mesh.local"
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class MeshTlsTest(unittest.TestCase):
@@ -54,28 +47,10 @@ class MeshTlsTest(unittest.TestCase):
 
     @classmethod
     def _set_up(cls):
-        from botocore.config import Config
-        session = cls.server._boto_session()
-        cfg = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
-        cls.pca = session.client("acm-pca", endpoint_url=cls.server.endpoint, config=cfg)
-        cls.acm = session.client("acm", endpoint_url=cls.server.endpoint, config=cfg)
+        cls.pca, cls.acm = cls.server.ca_clients()
 
         # A private root CA, as ACM PCA users make one: create, self-sign its CSR, import.
-        ca = cls.pca.create_certificate_authority(
-            CertificateAuthorityType="ROOT",
-            CertificateAuthorityConfiguration={
-                "KeyAlgorithm": "RSA_2048", "SigningAlgorithm": "SHA256WITHRSA",
-                "Subject": {"CommonName": "mesh.local", "Organization": "weft test"}})
-        cls.ca_arn = ca["CertificateAuthorityArn"]
-        csr = cls.pca.get_certificate_authority_csr(CertificateAuthorityArn=cls.ca_arn)["Csr"]
-        issued = cls.pca.issue_certificate(
-            CertificateAuthorityArn=cls.ca_arn, Csr=csr.encode(),
-            SigningAlgorithm="SHA256WITHRSA", Validity={"Value": 10, "Type": "YEARS"},
-            TemplateArn="arn:aws:acm-pca:::template/RootCACertificate/V1")
-        root = cls.pca.get_certificate(CertificateAuthorityArn=cls.ca_arn,
-                                       CertificateArn=issued["CertificateArn"])["Certificate"]
-        cls.pca.import_certificate_authority_certificate(CertificateAuthorityArn=cls.ca_arn,
-                                                         Certificate=root.encode())
+        cls.ca_arn, root = make_root_ca(cls.pca, "mesh.local")
         cls.root_file = os.path.join(cls.tmp, "root.pem")
         with open(cls.root_file, "w") as f:
             f.write(root)
