@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "control/compile/compiler.h"
+#include "control/compile/identity_test_support.h"
 #include "control/compile/mesh_policy.h"
 #include "control/model/appmesh_test_support.h"
 
@@ -17,24 +18,8 @@ namespace {
 using appmesh::Kind;
 using appmesh::testing::Harness;
 using appmesh::testing::summary;
-
-constexpr char kRoot[] = "-----BEGIN CERTIFICATE-----\nMESH ROOT\n-----END CERTIFICATE-----\n";
-
-// Only the mesh identity part of the seam: one fixed root for mesh "m".
-class FakeIdentities final : public CertificateSource {
- public:
-  Result<CertMaterial> certificate(const std::string&) const override {
-    return makeError("no ACM here", kCompileUnsupported);
-  }
-  Result<TrustBundle> trustBundle(const std::vector<std::string>&) const override {
-    return makeError("no ACM PCA here", kCompileUnsupported);
-  }
-  Result<TrustBundle> meshTrustBundle(const std::string& mesh) const override {
-    if (mesh != "m" || !has_ca) return makeError("mesh \"" + mesh + "\" has no identity CA yet");
-    return TrustBundle{kRoot, {meshIdentityCaKey(mesh)}};
-  }
-  bool has_ca = true;
-};
+using testing::FakeIdentities;
+using testing::kRoot;
 
 class CompilerSdsTest : public ::testing::Test {
  protected:
